@@ -1,0 +1,1 @@
+"""ONNX export of style networks into a Triton model repository."""

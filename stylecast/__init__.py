@@ -1,0 +1,3 @@
+"""stylecast: serving neural style transfer and CNN understanding over Triton's gRPC protocol."""
+
+__version__ = "0.1.0"

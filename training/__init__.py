@@ -1,0 +1,1 @@
+"""Fast feed-forward style networks: networks, loss network, losses, data and trainer."""

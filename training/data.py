@@ -1,0 +1,150 @@
+"""Training images: any folder (recursive), random resized crops and flips, and the starter set."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import math
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+
+
+def list_images(root: str | Path) -> list[Path]:
+    root = Path(root)
+    if root.is_file():
+        return [root]
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def load_rgb(path: str | Path, max_side: int | None = None) -> Image.Image:
+    img = Image.open(path)
+    img.load()
+    img = img.convert("RGB")
+    if max_side and max(img.size) > max_side:
+        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return img
+
+
+def to_tensor(img: Image.Image) -> torch.Tensor:
+    """PIL RGB -> [3, H, W] float 0..255."""
+    return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float()
+
+
+class ImageFolder:
+    """All readable images under a folder, decoded once into memory at a bounded size.
+
+    Unreadable files are skipped with a warning, so a bad file never stops a training run.
+    """
+
+    def __init__(self, root: str | Path, max_side: int = 512) -> None:
+        self.images: list[Image.Image] = []
+        self.paths: list[Path] = []
+        for p in list_images(root):
+            try:
+                self.images.append(load_rgb(p, max_side))
+                self.paths.append(p)
+            except (OSError, UnidentifiedImageError, ValueError) as e:
+                log.warning("skipping unreadable image %s: %s", p, e)
+        if not self.images:
+            raise ValueError(f"no readable images under {root}")
+        log.info("loaded %d training images from %s", len(self.images), root)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def random_resized_crop(
+    img: Image.Image, size: int, gen: torch.Generator, scale: tuple[float, float] = (0.25, 1.0)
+) -> Image.Image:
+    """Crop a random square-ish region covering ``scale`` of the area, resize to size x size."""
+    w, h = img.size
+    area = w * h
+    for _ in range(10):
+        target = area * float(torch.empty(1).uniform_(*scale, generator=gen))
+        ratio = math.exp(float(torch.empty(1).uniform_(math.log(3 / 4), math.log(4 / 3), generator=gen)))
+        cw, ch = round(math.sqrt(target * ratio)), round(math.sqrt(target / ratio))
+        if 0 < cw <= w and 0 < ch <= h:
+            x0 = int(torch.randint(0, w - cw + 1, (1,), generator=gen))
+            y0 = int(torch.randint(0, h - ch + 1, (1,), generator=gen))
+            return img.resize((size, size), Image.Resampling.BILINEAR, box=(x0, y0, x0 + cw, y0 + ch))
+    s = min(w, h)
+    return img.resize((size, size), Image.Resampling.BILINEAR, box=((w - s) // 2, (h - s) // 2,
+                                                                    (w + s) // 2, (h + s) // 2))
+
+
+def batches(data: ImageFolder, batch_size: int, size: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
+    """Endless [B, 3, size, size] batches of random crops with random horizontal flips."""
+    while True:
+        out = []
+        for _ in range(batch_size):
+            i = int(torch.randint(0, len(data), (1,), generator=gen))
+            t = to_tensor(random_resized_crop(data.images[i], size, gen))
+            if bool(torch.rand(1, generator=gen) < 0.5):
+                t = t.flip(2)
+            out.append(t)
+        yield torch.stack(out)
+
+
+# --- starter content set: natural photos bundled in installed packages -------------------------
+
+def _package_dir(name: str) -> Path | None:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def bundled_photos() -> list[tuple[str, Path]]:
+    """(name, path) of natural photos shipped inside installed wheels; missing packages are skipped."""
+    found: list[tuple[str, Path]] = []
+    sk = _package_dir("sklearn")
+    if sk:
+        for f in ("china.jpg", "flower.jpg"):
+            p = sk / "datasets" / "images" / f
+            if p.exists():
+                found.append((f"sklearn_{p.stem}", p))
+    ski = _package_dir("skimage")
+    if ski:
+        for f in ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
+                  "hubble_deep_field.jpg"):
+            p = ski / "data" / f
+            if p.exists():
+                found.append((f"skimage_{p.stem}", p))
+    mpl = _package_dir("matplotlib")
+    if mpl:
+        p = mpl / "mpl-data" / "sample_data" / "grace_hopper.jpg"
+        if p.exists():
+            found.append(("mpl_grace_hopper", p))
+    ab = _package_dir("ai_benchmark")
+    if ab:
+        for sub in ("classification", "enhancement"):
+            for p in list_images(ab / "data" / sub):
+                found.append((f"aib_{sub}_{p.stem}", p))
+    return found
+
+
+def gather_starter(dest: str | Path, holdout: int = 12) -> tuple[Path, Path]:
+    """Copy bundled photos into dest/train and dest/eval (every k-th photo held out)."""
+    dest = Path(dest)
+    photos = bundled_photos()
+    if not photos:
+        raise RuntimeError("no bundled photos found: install scikit-learn, scikit-image, ai-benchmark")
+    train, evald = dest / "train", dest / "eval"
+    train.mkdir(parents=True, exist_ok=True)
+    evald.mkdir(parents=True, exist_ok=True)
+    step = max(1, len(photos) // max(1, holdout))
+    for i, (name, path) in enumerate(photos):
+        target = evald if (holdout and i % step == step // 2 and i // step < holdout) else train
+        shutil.copyfile(path, target / f"{name}{path.suffix.lower()}")
+    log.info("starter set: %d train, %d eval photos in %s",
+             len(list_images(train)), len(list_images(evald)), dest)
+    return train, evald

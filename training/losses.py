@@ -1,0 +1,54 @@
+"""Pure perceptual-loss helpers shared by training and the sidecar's optimization techniques."""
+
+from __future__ import annotations
+
+import torch
+
+
+def gram_matrix(features: torch.Tensor) -> torch.Tensor:
+    """[B, C, H, W] -> [B, C, C] Gram matrix normalized by C*H*W (computed in fp32)."""
+    b, c, h, w = features.shape
+    f = features.float().reshape(b, c, h * w)
+    return f @ f.transpose(1, 2) / (c * h * w)
+
+
+def relative_mse(x: torch.Tensor, target: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Per-sample mean squared error divided by ``scale`` (per sample, e.g. the target's mean square).
+
+    The bundled VGG's layers differ in scale by six orders of magnitude; dividing each layer's
+    error by its target's energy makes the per-layer weights meaningful.
+    """
+    err = (x.float() - target.float()).pow(2).flatten(1).mean(1)
+    return err / scale
+
+
+def energy(t: torch.Tensor) -> torch.Tensor:
+    """Per-sample mean square, with a floor so an all-zero target cannot divide by zero."""
+    return t.float().pow(2).flatten(1).mean(1).clamp_min(1e-12)
+
+
+def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Relative feature reconstruction error, averaged over the batch."""
+    return relative_mse(features, target, energy(target)).mean()
+
+
+def style_loss(
+    features: dict[str, torch.Tensor], target_grams: dict[str, torch.Tensor],
+    layer_weights: dict[str, float] | None = None,
+) -> torch.Tensor:
+    """Sum over layers of the relative Gram error; ``target_grams[l]`` is [B or 1, C, C]."""
+    total = torch.zeros((), device=next(iter(features.values())).device)
+    for name, g_target in target_grams.items():
+        g = gram_matrix(features[name])
+        g_t = g_target.expand_as(g)
+        w = 1.0 if layer_weights is None else layer_weights.get(name, 1.0)
+        total = total + w * relative_mse(g, g_t, energy(g_t)).mean()
+    return total
+
+
+def tv_loss(img: torch.Tensor, beta: float = 2.0) -> torch.Tensor:
+    """Total variation R_V^beta of an image batch on the 0..255 scale, normalized to 0..1 units."""
+    x = img.float() / 255.0
+    dh = x[:, :, 1:, :-1] - x[:, :, :-1, :-1]
+    dw = x[:, :, :-1, 1:] - x[:, :, :-1, :-1]
+    return (dh.pow(2) + dw.pow(2)).pow(beta / 2).mean()

@@ -1,0 +1,125 @@
+"""Johnson-style feed-forward transformer network with instance or conditional instance norm.
+
+Layout follows pytorch/examples fast_neural_style: reflection padding, 9x9 conv, two stride-2
+convs, five residual blocks, two nearest-neighbour x2 upsample + conv stages, 9x9 output conv.
+With ``n_styles > 1`` every normalization layer is a conditional instance norm (Dumoulin et al.
+2017): tables Gamma, Beta of shape [N, C]; a weight vector w blends them, so one network holds N
+styles and any mixture of them.
+
+Pixels in and out are float RGB on the 0..255 scale, NCHW. The output is not clamped.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+# Height and width must be multiples of this for the two stride-2 stages to invert exactly.
+STRIDE = 4
+
+
+class ConditionalInstanceNorm2d(nn.Module):
+    """Instance norm whose affine parameters are a weighted blend of per-style tables."""
+
+    def __init__(self, channels: int, n_styles: int) -> None:
+        super().__init__()
+        self.norm = nn.InstanceNorm2d(channels, affine=False)
+        self.gamma = nn.Parameter(torch.ones(n_styles, channels))
+        self.beta = nn.Parameter(torch.zeros(n_styles, channels))
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """``weights``: [B, N] (or [N], shared by the batch) style mixture."""
+        w = weights.to(self.gamma.dtype)
+        gamma = (w @ self.gamma).reshape(-1, x.shape[1], 1, 1)
+        beta = (w @ self.beta).reshape(-1, x.shape[1], 1, 1)
+        return self.norm(x) * gamma + beta
+
+
+class Norm(nn.Module):
+    """Instance norm (single style) or conditional instance norm (several styles)."""
+
+    def __init__(self, channels: int, n_styles: int) -> None:
+        super().__init__()
+        self.conditional = n_styles > 1
+        if self.conditional:
+            self.cin = ConditionalInstanceNorm2d(channels, n_styles)
+        else:
+            self.inorm = nn.InstanceNorm2d(channels, affine=True)
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+        if self.conditional:
+            if weights is None:
+                raise ValueError("a multi-style network needs style weights")
+            return self.cin(x, weights)
+        return self.inorm(x)
+
+
+class ConvNormAct(nn.Module):
+    """Reflection-padded conv, optional nearest-neighbour x2 upsample first, norm, optional ReLU."""
+
+    def __init__(
+        self, cin: int, cout: int, kernel: int, stride: int, n_styles: int,
+        upsample: bool = False, relu: bool = True,
+    ) -> None:
+        super().__init__()
+        self.upsample = upsample
+        self.pad = nn.ReflectionPad2d(kernel // 2)
+        self.conv = nn.Conv2d(cin, cout, kernel, stride)
+        self.norm = Norm(cout, n_styles)
+        self.relu = relu
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+        if self.upsample:
+            x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        x = self.norm(self.conv(self.pad(x)), weights)
+        return F.relu(x) if self.relu else x
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, channels: int, n_styles: int) -> None:
+        super().__init__()
+        self.a = ConvNormAct(channels, channels, 3, 1, n_styles)
+        self.b = ConvNormAct(channels, channels, 3, 1, n_styles, relu=False)
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+        return x + self.b(self.a(x, weights), weights)
+
+
+class TransformerNet(nn.Module):
+    """The feed-forward style network. ``width`` scales every channel count (1.0 = 32/64/128)."""
+
+    def __init__(self, n_styles: int = 1, width: float = 1.0, n_residual: int = 5) -> None:
+        super().__init__()
+        c1, c2, c3 = (max(4, round(c * width)) for c in (32, 64, 128))
+        self.n_styles = n_styles
+        self.width = width
+        self.down = nn.ModuleList([
+            ConvNormAct(3, c1, 9, 1, n_styles),
+            ConvNormAct(c1, c2, 3, 2, n_styles),
+            ConvNormAct(c2, c3, 3, 2, n_styles),
+        ])
+        self.res = nn.ModuleList([ResidualBlock(c3, n_styles) for _ in range(n_residual)])
+        self.up = nn.ModuleList([
+            ConvNormAct(c3, c2, 3, 1, n_styles, upsample=True),
+            ConvNormAct(c2, c1, 3, 1, n_styles, upsample=True),
+        ])
+        self.out_pad = nn.ReflectionPad2d(4)
+        self.out_conv = nn.Conv2d(c1, 3, 9, 1)
+
+    def forward(self, x: torch.Tensor, style_weights: torch.Tensor | None = None) -> torch.Tensor:
+        """``x``: [B, 3, H, W] RGB 0..255 with H, W multiples of :data:`STRIDE`."""
+        if style_weights is not None and style_weights.dim() == 1:
+            style_weights = style_weights.unsqueeze(0).expand(x.shape[0], -1)
+        for layer in self.down:
+            x = layer(x, style_weights)
+        for block in self.res:
+            x = block(x, style_weights)
+        for layer in self.up:
+            x = layer(x, style_weights)
+        return self.out_conv(self.out_pad(x))
+
+
+def one_hot(index: torch.Tensor, n: int) -> torch.Tensor:
+    """Style weight rows selecting one style each."""
+    return F.one_hot(index, n).float()

@@ -1,0 +1,236 @@
+"""The training loop: perceptual losses, bf16 autocast, optional torch.compile, exact resume."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .data import ImageFolder, batches, load_rgb, to_tensor
+from .losses import content_loss, gram_matrix, style_loss, tv_loss
+from .networks import STRIDE, TransformerNet, one_hot
+from .vgg import CONTENT_LAYER, STYLE_LAYERS, VGGFeatures
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    styles: list[str]
+    data: str
+    out: str = "runs/style"
+    style_names: list[str] = field(default_factory=list)
+    content_weight: float = 1.0
+    style_weight: float = 5.0
+    tv_weight: float = 20.0
+    style_size: int = 384
+    image_size: int = 256
+    batch_size: int = 4
+    steps: int = 20000
+    lr: float = 1e-3
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"  # auto | fp32 | bf16 (auto: bf16 on CUDA or AMX CPUs, else fp32)
+    compile: bool = False
+    width: float = 1.0
+    checkpoint_every: int = 200
+    sample_every: int = 500
+    log_every: int = 10
+    vgg_weights: str | None = None
+
+    def names(self) -> list[str]:
+        return self.style_names or [Path(s).stem for s in self.styles]
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def cpu_has_amx() -> bool:
+    """bf16 pays off on CPUs with AMX; elsewhere it is many times slower than fp32."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return "amx_bf16" in f.read()
+    except OSError:
+        return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    if precision != "auto":
+        return precision
+    if device.type == "cuda" or (device.type == "cpu" and cpu_has_amx()):
+        return "bf16"
+    return "fp32"
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    if precision == "fp16":
+        return torch.autocast(device.type, dtype=torch.float16)
+    return nullcontext()
+
+
+def style_grams(vgg: VGGFeatures, styles: list[str], size: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """Per-layer Gram targets stacked over styles: {layer: [N, C, C]} (fp32)."""
+    grams: dict[str, list[torch.Tensor]] = {name: [] for name in STYLE_LAYERS}
+    with torch.no_grad():
+        for path in styles:
+            x = to_tensor(load_rgb(path, size)).unsqueeze(0).to(device)
+            feats = vgg(x)
+            for name in STYLE_LAYERS:
+                grams[name].append(gram_matrix(feats[name])[0])
+    return {k: torch.stack(v) for k, v in grams.items()}
+
+
+class Trainer:
+    """Trains one TransformerNet on one style (instance norm) or several (conditional instance norm)."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        if cfg.image_size % STRIDE:
+            raise ValueError(f"image size must be a multiple of {STRIDE}")
+        self.cfg = cfg
+        self.device = pick_device(cfg.device)
+        self.precision = resolve_precision(cfg.precision, self.device)
+        log.info("training on %s with %s", self.device, self.precision)
+        torch.manual_seed(cfg.seed)
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        self.n_styles = len(cfg.styles)
+        self.net = TransformerNet(self.n_styles, cfg.width).to(self.device)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+        self.vgg = VGGFeatures(STYLE_LAYERS, cfg.vgg_weights).to(self.device)
+        self.grams = style_grams(self.vgg, cfg.styles, cfg.style_size, self.device)
+        self.data = ImageFolder(cfg.data, max_side=max(2 * cfg.image_size, 512))
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.step = 0
+        self.history: list[dict] = []
+        self.out = Path(cfg.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._net_fwd = torch.compile(self.net) if cfg.compile else self.net
+        self._vgg_fwd = torch.compile(self.vgg) if cfg.compile else self.vgg
+
+    # --- checkpoints ---------------------------------------------------------------------------
+
+    def state(self, with_optimizer: bool = True) -> dict:
+        s = {
+            "model": self.net.state_dict(),
+            "step": self.step,
+            "config": asdict(self.cfg),
+            "style_names": self.cfg.names(),
+            "n_styles": self.n_styles,
+            "width": self.cfg.width,
+        }
+        if with_optimizer:
+            s.update(optimizer=self.opt.state_dict(), gen=self.gen.get_state(),
+                     torch_rng=torch.get_rng_state(), history=self.history)
+        return s
+
+    def save(self) -> Path:
+        path = self.out / "checkpoint.pt"
+        tmp = path.with_suffix(".tmp")
+        torch.save(self.state(), tmp)
+        tmp.replace(path)
+        weights = self.out / "weights.pt"
+        torch.save(self.state(with_optimizer=False), weights.with_suffix(".tmp"))
+        weights.with_suffix(".tmp").replace(weights)
+        (self.out / "losses.json").write_text(json.dumps(self.history))
+        return path
+
+    def resume(self, path: str | Path) -> None:
+        """Continue exactly from a full checkpoint, or warm-start from a weights-only file."""
+        s = torch.load(path, map_location=self.device, weights_only=False)
+        self.net.load_state_dict(s["model"])
+        self.step = int(s["step"])
+        if "optimizer" in s:
+            self.opt.load_state_dict(s["optimizer"])
+            self.gen.set_state(s["gen"])
+            torch.set_rng_state(s["torch_rng"])
+            self.history = list(s.get("history", []))
+            log.info("resumed from %s at step %d", path, self.step)
+        else:
+            self.gen.manual_seed(self.cfg.seed + self.step)
+            log.info("warm start from weights %s at step %d (fresh optimizer)", path, self.step)
+
+    # --- one step ------------------------------------------------------------------------------
+
+    def losses(self, x: torch.Tensor, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        cfg = self.cfg
+        w = one_hot(idx, self.n_styles).to(self.device) if self.n_styles > 1 else None
+        with autocast(self.device, self.precision):
+            y = self._net_fwd(x, w)
+            fy = self._vgg_fwd(y)
+            with torch.no_grad():
+                fx = self._vgg_fwd(x)
+        targets = {k: v[idx] for k, v in self.grams.items()}
+        c = content_loss(fy[CONTENT_LAYER], fx[CONTENT_LAYER])
+        s = style_loss(fy, targets)
+        tv = tv_loss(y)
+        total = cfg.content_weight * c + cfg.style_weight * s + cfg.tv_weight * tv
+        return {"total": total, "content": c, "style": s, "tv": tv}
+
+    def train_step(self, x: torch.Tensor) -> dict[str, float]:
+        idx = torch.randint(0, self.n_styles, (x.shape[0],), generator=self.gen)
+        self.opt.zero_grad(set_to_none=True)
+        loss = self.losses(x.to(self.device), idx.to(self.device))
+        loss["total"].backward()
+        self.opt.step()
+        self.step += 1
+        return {k: float(v.detach()) for k, v in loss.items()}
+
+    def sample(self) -> None:
+        """Write a grid: a fixed photo crop stylized in every style."""
+        img = self.data.images[0]
+        s = self.cfg.image_size
+        x = to_tensor(img.resize((s, s))).unsqueeze(0).to(self.device)
+        outs = [x]
+        with torch.no_grad():
+            for i in range(self.n_styles):
+                w = one_hot(torch.tensor([i]), self.n_styles).to(self.device) if self.n_styles > 1 else None
+                outs.append(self.net(x, w).clamp(0, 255))
+        grid = torch.cat(outs, dim=3)[0].permute(1, 2, 0).byte().cpu().numpy()
+        (self.out / "samples").mkdir(exist_ok=True)
+        Image.fromarray(grid).save(self.out / "samples" / f"step{self.step:06d}.jpg", quality=90)
+
+    def fit(self, steps: int | None = None, progress: bool = True) -> list[dict]:
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        end = cfg.steps if steps is None else steps
+        it = batches(self.data, cfg.batch_size, cfg.image_size, self.gen)
+        self.net.train()
+        bar = tqdm(total=end, initial=self.step, disable=not progress, dynamic_ncols=True)
+        running: dict[str, float] = {}
+        t0 = time.perf_counter()
+        while self.step < end:
+            vals = self.train_step(next(it))
+            running = {k: 0.9 * running.get(k, v) + 0.1 * v for k, v in vals.items()}
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.3g}" for k, v in running.items()})
+            if self.step % cfg.log_every == 0 or self.step == end:
+                self.history.append({"step": self.step, "time": time.perf_counter() - t0, **vals})
+            if self.step % cfg.checkpoint_every == 0 or self.step == end:
+                self.save()
+            if cfg.sample_every and self.step % cfg.sample_every == 0:
+                self.sample()
+        bar.close()
+        return self.history
+
+
+def load_network(path: str | Path, map_location: str = "cpu") -> tuple[TransformerNet, list[str]]:
+    """Build a TransformerNet from a checkpoint or weights file; returns (net in eval mode, names)."""
+    s = torch.load(path, map_location=map_location, weights_only=False)
+    net = TransformerNet(int(s["n_styles"]), float(s["width"]))
+    net.load_state_dict(s["model"])
+    net.eval()
+    return net, list(s["style_names"])
