@@ -73,7 +73,163 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=_cmd_data)
 
 
-REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_add_train, _add_data]
+def _cmd_serve(a: argparse.Namespace) -> int:
+    import signal
+
+    from stylecast.server.app import Server, ServerOptions
+
+    opts = ServerOptions(
+        model_repository=a.model_repository, host=a.host, port=a.port,
+        metrics_port=None if a.metrics_port < 0 else a.metrics_port, model_control_mode=a.model_control_mode,
+        load_models=a.load_model or [], max_message_mb=a.max_message_mb, workers=a.workers,
+        tls_cert=a.tls_cert, tls_key=a.tls_key, token=a.token,
+    )
+    server = Server(opts)
+    port = server.start()
+    print(f"stylecast serving {a.model_repository} on {a.host}:{port}", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: server.stop())
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        server.stop()
+    return 0
+
+
+def _parse_blend(text: str | None) -> dict[str, float] | None:
+    if not text:
+        return None
+    out = {}
+    for part in text.split(","):
+        name, _, weight = part.partition("=")
+        out[name.strip()] = float(weight or 1.0)
+    return out
+
+
+def _cmd_stylize(a: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from stylecast.client import Client
+
+    style = _parse_blend(a.blend) or a.style
+    with Client(a.url, token=a.token) as c:
+        out = c.stylize(Image.open(a.input).convert("RGB"), style, model=a.model, strength=a.strength,
+                        keep_colors=a.keep_colors)
+    out.save(a.output)
+    print(f"wrote {a.output} ({out.size[0]}x{out.size[1]})")
+    return 0
+
+
+def _cmd_models(a: argparse.Namespace) -> int:
+    from stylecast.client import Client
+
+    with Client(a.url, token=a.token) as c:
+        styles = c.style_models()
+        for m in c.models():
+            extra = f"  styles: {', '.join(styles[m.name])}" if m.name in styles else ""
+            print(f"{m.name:24s} {m.version or '-':>3s} {m.state:12s} {m.reason}{extra}")
+    return 0
+
+
+def _cmd_demo(a: argparse.Namespace) -> int:
+    """Start the embedded server, stylize a bundled photo with every shipped style, write, stop."""
+    from PIL import Image
+
+    from stylecast.client import Client
+    from stylecast.server.app import Server, ServerOptions
+    from stylecast.training.data import bundled_photos
+
+    photos = dict(bundled_photos())
+    photo = photos.get(a.photo) or next(iter(photos.values()))
+    server = Server(ServerOptions(model_repository=a.model_repository, port=0, metrics_port=None))
+    port = server.start()
+    try:
+        with Client(f"127.0.0.1:{port}") as c:
+            image = Image.open(photo).convert("RGB")
+            image.thumbnail((a.size, a.size))
+            models = c.style_models()
+            model = a.model or next(iter(models))
+            tiles = [image] + [c.stylize(image, s, model=model) for s in models[model]]
+    finally:
+        server.stop()
+    cols = min(3, len(tiles))
+    rows = (len(tiles) + cols - 1) // cols
+    w, h = image.size
+    sheet = Image.new("RGB", (cols * w, rows * h), "white")
+    for i, t in enumerate(tiles):
+        sheet.paste(t, ((i % cols) * w, (i // cols) * h))
+    sheet.save(a.output)
+    print(f"wrote {a.output}: {photo.name} and its {len(tiles) - 1} styles from model '{model}'")
+    return 0
+
+
+def _cmd_export(a: argparse.Namespace) -> int:
+    from stylecast.export.onnx_export import export_to_repository
+
+    path, report = export_to_repository(a.checkpoint, a.name, a.repository, a.max_batch_size)
+    for r in report:
+        print(f"parity {r.size}: max {r.max_abs} levels, mean {r.mean_abs:.4f}")
+    print(f"wrote {path}")
+    return 0
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a checkpoint to ONNX in a Triton model repository")
+    p.add_argument("checkpoint")
+    p.add_argument("--name", required=True, help="model name in the repository")
+    p.add_argument("--repository", default="model_repository")
+    p.add_argument("--max-batch-size", type=int, default=8)
+    p.set_defaults(func=_cmd_export)
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="serve a model repository over Triton's gRPC protocol")
+    p.add_argument("--model-repository", default="model_repository")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
+    p.add_argument("--port", type=int, default=8001)
+    p.add_argument("--metrics-port", type=int, default=8002, help="Prometheus /metrics port; -1 disables")
+    p.add_argument("--model-control-mode", default="none", choices=["none", "explicit", "poll"])
+    p.add_argument("--load-model", action="append", help="model to load at start (explicit mode)")
+    p.add_argument("--max-message-mb", type=int, default=64)
+    p.add_argument("--workers", type=int, default=16, help="gRPC worker threads")
+    p.add_argument("--tls-cert")
+    p.add_argument("--tls-key")
+    p.add_argument("--token", help="require 'authorization: Bearer TOKEN' on every call")
+    p.set_defaults(func=_cmd_serve)
+
+
+def _add_client_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--url", default="127.0.0.1:8001")
+    p.add_argument("--token")
+
+
+def _add_stylize(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("stylize", help="stylize an image through a running server")
+    p.add_argument("input")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--style", help="style name")
+    p.add_argument("--blend", help="blend styles, e.g. starry_night=0.7,great_wave=0.3")
+    p.add_argument("--model", help="style model (default: the one holding the style)")
+    p.add_argument("--strength", type=float, default=1.0, help="0 = photo, 1 = fully stylized")
+    p.add_argument("--keep-colors", action="store_true", help="keep the photo's colours")
+    _add_client_args(p)
+    p.set_defaults(func=_cmd_stylize)
+    m = sub.add_parser("models", help="list the models of a running server")
+    _add_client_args(m)
+    m.set_defaults(func=_cmd_models)
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="serve model_repository, stylize a bundled photo in every style, stop")
+    p.add_argument("-o", "--output", default="stylized.jpg")
+    p.add_argument("--model-repository", default="model_repository")
+    p.add_argument("--model")
+    p.add_argument("--photo", default="sklearn_china", help="bundled photo name (see `stylecast data starter`)")
+    p.add_argument("--size", type=int, default=512, help="long side of the photo")
+    p.set_defaults(func=_cmd_demo)
+
+
+REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_serve, _add_stylize, _add_demo, _add_train, _add_data, _add_export]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,11 @@
+"""The stylecast client: one gRPC client (on tritonclient) for style models and techniques.
+
+    from stylecast.client import Client
+    with Client("127.0.0.1:8001") as c:
+        out = c.stylize(image, "starry_night")
+"""
+
+from .core import Client, ModelInfo, StylecastError
+from .imaging import blend_strength, preserve_color
+
+__all__ = ["Client", "ModelInfo", "StylecastError", "preserve_color", "blend_strength"]

@@ -1,0 +1,235 @@
+"""Client core over ``tritonclient.grpc``: raised message limits, timeouts, retries, one exception type."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import grpc
+import numpy as np
+import tritonclient.grpc as tc
+from tritonclient.utils import InferenceServerException
+
+from stylecast.contract import (
+    IMAGE_INPUT,
+    KIND_PARAMETER,
+    STYLE_WEIGHTS_INPUT,
+    STYLES_PARAMETER,
+    STYLIZED_OUTPUT,
+    parse_styles,
+)
+
+from .imaging import blend_strength, like_input, preserve_color, to_array
+
+log = logging.getLogger(__name__)
+
+
+class StylecastError(Exception):
+    """Every failure the client reports. ``status`` is the gRPC status code (an enum)."""
+
+    def __init__(self, message: str, status: grpc.StatusCode = grpc.StatusCode.UNKNOWN) -> None:
+        super().__init__(f"[{status.name}] {message}")
+        self.message = message
+        self.status = status
+
+    @classmethod
+    def wrap(cls, e: InferenceServerException) -> StylecastError:
+        text = e.status() or ""
+        name = text.replace("StatusCode.", "")
+        status = getattr(grpc.StatusCode, name, grpc.StatusCode.UNKNOWN)
+        return cls(e.message(), status)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    version: str
+    state: str
+    reason: str
+
+
+Style = str | Mapping[str, float] | Sequence[float] | None
+
+
+class Client:
+    """A connection to Triton or the embedded server. Use as a context manager."""
+
+    def __init__(self, url: str = "127.0.0.1:8001", *, timeout: float | None = 60.0, retries: int = 3,
+                 backoff: float = 0.2, ssl: bool = False, root_certificates: str | None = None,
+                 token: str | None = None, max_message_mb: int = 64) -> None:
+        limit = max_message_mb * 1024 * 1024
+        self.url = url
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.headers = {"authorization": f"Bearer {token}"} if token else None
+        self._triton = tc.InferenceServerClient(
+            url, ssl=ssl, root_certificates=root_certificates,
+            channel_args=[("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit)])
+        self._configs: dict[str, object] = {}
+
+    # --- plumbing ------------------------------------------------------------------------------
+
+    @property
+    def triton(self) -> tc.InferenceServerClient:
+        """The underlying tritonclient, for anything this class does not wrap."""
+        return self._triton
+
+    def close(self) -> None:
+        self._triton.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _call(self, fn, *args, **kwargs):
+        """Call a tritonclient method; retry UNAVAILABLE with exponential backoff."""
+        for attempt in range(self.retries + 1):
+            try:
+                return fn(*args, headers=self.headers, **kwargs)
+            except InferenceServerException as e:
+                err = StylecastError.wrap(e)
+                if err.status != grpc.StatusCode.UNAVAILABLE or attempt == self.retries:
+                    raise err from None
+                delay = self.backoff * (2 ** attempt)
+                log.info("%s unavailable (%s); retry %d in %.2fs", self.url, err.message, attempt + 1, delay)
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    # --- discovery -----------------------------------------------------------------------------
+
+    def is_ready(self) -> bool:
+        try:
+            return bool(self._triton.is_server_ready(headers=self.headers))
+        except InferenceServerException:
+            return False
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        end = time.monotonic() + timeout
+        while not self.is_ready():
+            if time.monotonic() > end:
+                raise StylecastError(f"server at {self.url} not ready after {timeout}s", grpc.StatusCode.UNAVAILABLE)
+            time.sleep(0.1)
+
+    def models(self) -> list[ModelInfo]:
+        index = self._call(self._triton.get_model_repository_index, as_json=True)
+        return [ModelInfo(m["name"], m.get("version", ""), m.get("state", ""), m.get("reason", ""))
+                for m in index.get("models", [])]
+
+    def config(self, model: str):
+        if model not in self._configs:
+            self._configs[model] = self._call(self._triton.get_model_config, model).config
+        return self._configs[model]
+
+    def is_style_model(self, model: str) -> bool:
+        cfg = self.config(model)
+        names = {i.name for i in cfg.input}
+        outs = {o.name for o in cfg.output}
+        return IMAGE_INPUT in names and STYLIZED_OUTPUT in outs
+
+    def styles(self, model: str) -> list[str]:
+        """Style names of a style model, in order (a single-style model has its own name)."""
+        cfg = self.config(model)
+        p = cfg.parameters.get(STYLES_PARAMETER)
+        return parse_styles(p.string_value) if p is not None and p.string_value else [model]
+
+    def style_models(self) -> dict[str, list[str]]:
+        out = {}
+        for m in self.models():
+            if m.state == "READY" and m.name not in out:
+                cfg = self.config(m.name)
+                kind = cfg.parameters.get(KIND_PARAMETER)
+                if (kind is not None and kind.string_value == "style") or self.is_style_model(m.name):
+                    out[m.name] = self.styles(m.name)
+        return out
+
+    # --- inference -----------------------------------------------------------------------------
+
+    def infer(self, model: str, inputs: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None,
+              parameters: Mapping[str, object] | None = None, timeout: float | None = None,
+              version: str = "") -> dict[str, np.ndarray]:
+        """Generic inference on any model: arrays in, arrays out."""
+        from tritonclient.utils import np_to_triton_dtype
+
+        ins = []
+        for name, arr in inputs.items():
+            arr = np.ascontiguousarray(arr)
+            dt = "BYTES" if arr.dtype == np.object_ else np_to_triton_dtype(arr.dtype)
+            t = tc.InferInput(name, list(arr.shape), dt)
+            t.set_data_from_numpy(arr)
+            ins.append(t)
+        outs = [tc.InferRequestedOutput(n) for n in outputs] if outputs else None
+        result = self._call(self._triton.infer, model, ins, model_version=version, outputs=outs,
+                            parameters=dict(parameters) if parameters else None,
+                            client_timeout=timeout if timeout is not None else self.timeout)
+        names = outputs or [o.name for o in result.get_response().outputs]
+        return {n: result.as_numpy(n) for n in names}
+
+    def resolve_style(self, style: Style, model: str | None = None) -> tuple[str, np.ndarray | None]:
+        """Find the model for a style and build its weight vector (None for single-style models)."""
+        if model is None:
+            models = self.style_models()
+            if isinstance(style, str) and style in models and len(models[style]) == 1:
+                return style, None
+            wanted = [style] if isinstance(style, str) else list(style) if isinstance(style, Mapping) else []
+            model = next((m for m, names in models.items() if wanted and set(wanted) <= set(names)), None)
+            if model is None:
+                if not models:
+                    raise StylecastError("the server has no style models", grpc.StatusCode.NOT_FOUND)
+                if style is not None and not (isinstance(style, Sequence) and not isinstance(style, str)):
+                    raise StylecastError(f"no style model holds style {style!r}; available: {models}",
+                                         grpc.StatusCode.NOT_FOUND)
+                model = next(iter(models))
+        names = self.styles(model)
+        if len(names) == 1 and STYLE_WEIGHTS_INPUT not in {i.name for i in self.config(model).input}:
+            return model, None
+        return model, style_vector(style, names)
+
+    def stylize(self, image, style: Style = None, *, model: str | None = None, strength: float = 1.0,
+                keep_colors: bool = False, timeout: float | None = None):
+        """Stylize one image (PIL or uint8 [H, W, 3] array, any size); returns the same kind.
+
+        ``style``: a style name, ``{name: weight}`` to blend several, or a weight vector.
+        ``strength`` blends back toward the photo; ``keep_colors`` keeps the photo's colours.
+        """
+        arr = to_array(image)
+        model, weights = self.resolve_style(style, model)
+        inputs = {IMAGE_INPUT: arr[None]}
+        if weights is not None:
+            inputs[STYLE_WEIGHTS_INPUT] = weights[None]
+        out = self.infer(model, inputs, [STYLIZED_OUTPUT], timeout=timeout)[STYLIZED_OUTPUT][0]
+        if keep_colors:
+            out = preserve_color(arr, out)
+        out = blend_strength(arr, out, strength)
+        return like_input(out, image)
+
+
+def style_vector(style: Style, names: list[str]) -> np.ndarray:
+    """A style name, a {name: weight} mapping or a vector -> FP32 weights over ``names``."""
+    n = len(names)
+    if style is None:
+        style = names[0]
+    if isinstance(style, str):
+        if style not in names:
+            raise StylecastError(f"unknown style {style!r}; this model has {names}", grpc.StatusCode.INVALID_ARGUMENT)
+        w = np.zeros(n, np.float32)
+        w[names.index(style)] = 1.0
+        return w
+    if isinstance(style, Mapping):
+        unknown = [k for k in style if k not in names]
+        if unknown:
+            raise StylecastError(f"unknown style(s) {unknown}; this model has {names}",
+                                 grpc.StatusCode.INVALID_ARGUMENT)
+        w = np.array([float(style.get(k, 0.0)) for k in names], np.float32)
+    else:
+        w = np.asarray(style, np.float32)
+        if w.shape != (n,):
+            raise StylecastError(f"expected {n} style weights, got shape {w.shape}", grpc.StatusCode.INVALID_ARGUMENT)
+    if (w < 0).any() or w.sum() <= 0:
+        raise StylecastError("style weights must be non-negative with a positive sum",
+                             grpc.StatusCode.INVALID_ARGUMENT)
+    return w / w.sum()

@@ -1,0 +1,45 @@
+"""Image conversions and inference options applied on the client (numpy and Pillow only)."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+ImageLike = "Image.Image | np.ndarray"
+
+
+def to_array(image) -> np.ndarray:
+    """PIL image or array -> contiguous uint8 [H, W, 3] RGB."""
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise ValueError(f"expected an image of shape [H, W, 3], got {arr.shape}")
+    if arr.dtype != np.uint8:
+        raise ValueError(f"expected uint8 pixels, got {arr.dtype}; convert with np.clip(x, 0, 255).astype(np.uint8)")
+    return np.ascontiguousarray(arr[:, :, :3])
+
+
+def like_input(result: np.ndarray, original):
+    """Return a PIL image when the caller passed one, else the array."""
+    return Image.fromarray(result) if isinstance(original, Image.Image) else result
+
+
+def blend_strength(content: np.ndarray, stylized: np.ndarray, strength: float) -> np.ndarray:
+    """Style strength: 1 = fully stylized, 0 = the content photo."""
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"strength must be in [0, 1], got {strength}")
+    if strength == 1.0:
+        return stylized
+    mix = strength * stylized.astype(np.float32) + (1.0 - strength) * content.astype(np.float32)
+    return np.clip(np.rint(mix), 0, 255).astype(np.uint8)
+
+
+def preserve_color(content: np.ndarray, stylized: np.ndarray) -> np.ndarray:
+    """Keep the content's colours: luminance from the stylized image, chroma from the content (YCbCr)."""
+    y = np.asarray(Image.fromarray(stylized).convert("YCbCr"))[:, :, 0]
+    cbcr = np.asarray(Image.fromarray(content).convert("YCbCr"))[:, :, 1:]
+    ycc = np.concatenate([y[:, :, None], cbcr], axis=2)
+    return np.asarray(Image.fromarray(ycc, mode="YCbCr").convert("RGB"))

@@ -1,0 +1,133 @@
+"""Export a trained style network to ONNX in a Triton model repository, with a parity check."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from stylecast.training.networks import TransformerNet
+from stylecast.training.trainer import load_network
+
+from stylecast.contract import (
+    DEFAULT_MAX_BATCH_SIZE,
+    IMAGE_INPUT,
+    KIND_PARAMETER,
+    STYLE_MODEL_KIND,
+    STYLE_WEIGHTS_INPUT,
+    STYLES_PARAMETER,
+    STYLIZED_OUTPUT,
+)
+
+from .graph import ServingModel
+
+log = logging.getLogger(__name__)
+
+OPSET = 17
+# ORT and PyTorch differ by float rounding only; after rounding to uint8 a pixel may land one level
+# off where the float value sits near .5. Anything larger means a broken graph.
+PARITY_MAX_LEVELS = 2
+PARITY_MEAN_LEVELS = 0.05
+PARITY_SIZES = ((1, 64, 64), (2, 37, 50), (1, 101, 77))
+
+
+@dataclass
+class Parity:
+    size: tuple[int, int, int]
+    max_abs: int
+    mean_abs: float
+
+
+def export_onnx(net: TransformerNet, path: Path) -> None:
+    """Write the serving graph with dynamic batch, height and width."""
+    model = ServingModel(net.eval()).eval()
+    image = torch.randint(0, 256, (1, 64, 64, 3), dtype=torch.uint8)
+    args: tuple = (image,)
+    names = [IMAGE_INPUT]
+    axes = {IMAGE_INPUT: {0: "batch", 1: "height", 2: "width"}, STYLIZED_OUTPUT: {0: "batch", 1: "height", 2: "width"}}
+    if net.n_styles > 1:
+        args = (image, torch.full((1, net.n_styles), 1.0 / net.n_styles))
+        names.append(STYLE_WEIGHTS_INPUT)
+        axes[STYLE_WEIGHTS_INPUT] = {0: "batch"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        torch.onnx.export(model, args, str(path), input_names=names, output_names=[STYLIZED_OUTPUT],
+                          dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+    import onnx
+
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+
+
+def parity_check(net: TransformerNet, path: Path, sizes=PARITY_SIZES, seed: int = 0) -> list[Parity]:
+    """Compare ONNX Runtime with PyTorch on several sizes, in uint8 output levels. Raises above tolerance."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    model = ServingModel(net.eval()).eval()
+    rng = np.random.default_rng(seed)
+    report = []
+    for b, h, w in sizes:
+        image = rng.integers(0, 256, (b, h, w, 3), dtype=np.uint8)
+        feeds = {IMAGE_INPUT: image}
+        args = [torch.from_numpy(image)]
+        if net.n_styles > 1:
+            wts = rng.dirichlet(np.ones(net.n_styles), size=b).astype(np.float32)
+            feeds[STYLE_WEIGHTS_INPUT] = wts
+            args.append(torch.from_numpy(wts))
+        ort_out = sess.run([STYLIZED_OUTPUT], feeds)[0]
+        with torch.no_grad():
+            pt_out = model(*args).numpy()
+        if ort_out.shape != (b, h, w, 3) or pt_out.shape != ort_out.shape:
+            raise AssertionError(f"output shape {ort_out.shape} for input {(b, h, w, 3)}")
+        diff = np.abs(ort_out.astype(np.int16) - pt_out.astype(np.int16))
+        report.append(Parity((b, h, w), int(diff.max()), float(diff.mean())))
+    for r in report:
+        log.info("parity %s: max %d levels, mean %.4f", r.size, r.max_abs, r.mean_abs)
+        if r.max_abs > PARITY_MAX_LEVELS or r.mean_abs > PARITY_MEAN_LEVELS:
+            raise AssertionError(f"ONNX Runtime differs from PyTorch at {r.size}: max {r.max_abs} levels "
+                                 f"(limit {PARITY_MAX_LEVELS}), mean {r.mean_abs:.4f} (limit {PARITY_MEAN_LEVELS})")
+    return report
+
+
+def model_config(name: str, styles: list[str], multi: bool, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+                 max_queue_delay_us: int = 2000):
+    """Triton ModelConfig for a style model following the wire contract."""
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    cfg = mc.ModelConfig(name=name, platform="onnxruntime_onnx", max_batch_size=max_batch_size)
+    cfg.input.add(name=IMAGE_INPUT, data_type=mc.TYPE_UINT8, dims=[-1, -1, 3])
+    if multi:
+        cfg.input.add(name=STYLE_WEIGHTS_INPUT, data_type=mc.TYPE_FP32, dims=[len(styles)])
+    cfg.output.add(name=STYLIZED_OUTPUT, data_type=mc.TYPE_UINT8, dims=[-1, -1, 3])
+    cfg.dynamic_batching.max_queue_delay_microseconds = max_queue_delay_us
+    cfg.instance_group.add(count=1, kind=mc.ModelInstanceGroup.KIND_AUTO)
+    cfg.parameters[STYLES_PARAMETER].string_value = ",".join(styles)
+    cfg.parameters[KIND_PARAMETER].string_value = STYLE_MODEL_KIND
+    return cfg
+
+
+def export_to_repository(checkpoint: str | Path, name: str, repository: str | Path,
+                         max_batch_size: int = DEFAULT_MAX_BATCH_SIZE) -> tuple[Path, list[Parity]]:
+    """Export, check and write ``<repository>/<name>/{config.pbtxt, N/model.onnx}``; a re-export adds N+1."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    net, styles = load_network(checkpoint)
+    model_dir = Path(repository) / name
+    existing = [int(p.name) for p in model_dir.glob("*") if p.is_dir() and p.name.isdigit()]
+    version = max(existing, default=0) + 1
+    onnx_path = model_dir / str(version) / "model.onnx"
+    export_onnx(net, onnx_path)
+    try:
+        report = parity_check(net, onnx_path)
+    except AssertionError:
+        onnx_path.unlink()
+        onnx_path.parent.rmdir()
+        raise
+    text = text_format.MessageToString(model_config(name, styles, net.n_styles > 1, max_batch_size))
+    text_format.Parse(text, mc.ModelConfig())  # the written text must parse back as Triton's ModelConfig
+    (model_dir / "config.pbtxt").write_text(text)
+    log.info("exported %s version %d (%d styles) to %s", name, version, len(styles), model_dir)
+    return onnx_path, report

@@ -1,0 +1,31 @@
+"""The backend interface: one class per runtime, with load / infer / unload."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import numpy as np
+from tritonclient.grpc import model_config_pb2 as mc
+
+
+class Backend(ABC):
+    """Runs one version of one model. ``infer`` must be safe to call from several threads."""
+
+    #: Protocol-level name reported in ModelMetadata ("platform").
+    platform: str = ""
+
+    def __init__(self, config: mc.ModelConfig, version_dir: Path) -> None:
+        self.config = config
+        self.version_dir = version_dir
+
+    @abstractmethod
+    def load(self) -> None:
+        """Load weights and check/auto-complete ``self.config`` against them."""
+
+    @abstractmethod
+    def infer(self, inputs: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
+        """Run a (possibly batched) request; return the named outputs."""
+
+    def unload(self) -> None:  # noqa: B027 - optional hook
+        """Release what ``load`` acquired."""

@@ -1,0 +1,148 @@
+"""The transport-free data plane: every protocol operation, on protocol messages, without gRPC objects."""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import TimeoutError as FutureTimeout
+
+from tritonclient.grpc import model_config_pb2 as mc
+from tritonclient.grpc import service_pb2 as pb
+
+from stylecast import __version__
+
+from .config import datatype_of
+from .errors import DeadlineExceeded, ServerError
+from .repository import ModelRepository
+from .shm import SharedMemoryManager
+from .tensors import InferResult, decode_request, encode_response
+
+log = logging.getLogger(__name__)
+
+SERVER_NAME = "stylecast"
+EXTENSIONS = ["classification", "model_repository", "model_repository(unload_dependents)", "schedule_policy",
+              "model_configuration", "system_shared_memory", "statistics", "binary_tensor_data"]
+
+
+class DataPlane:
+    def __init__(self, repository: ModelRepository) -> None:
+        self.repository = repository
+        self.shm = SharedMemoryManager()
+
+    # --- health and metadata -------------------------------------------------------------------
+
+    def live(self) -> bool:
+        return True
+
+    def ready(self) -> bool:
+        return self.repository.all_ready()
+
+    def model_ready(self, name: str, version: str = "") -> bool:
+        try:
+            self.repository.get(name, version)
+            return True
+        except ServerError:
+            return False
+
+    def server_metadata(self) -> pb.ServerMetadataResponse:
+        return pb.ServerMetadataResponse(name=SERVER_NAME, version=__version__, extensions=EXTENSIONS)
+
+    def model_metadata(self, name: str, version: str = "") -> pb.ModelMetadataResponse:
+        mv = self.repository.get(name, version)
+        cfg = mv.config
+        batch = [-1] if cfg.max_batch_size > 0 else []
+        resp = pb.ModelMetadataResponse(name=name, versions=[str(v) for v in sorted(
+            self.repository.entry(name).versions)], platform=cfg.platform or cfg.backend)
+        for t in cfg.input:
+            resp.inputs.add(name=t.name, datatype=datatype_of(t.data_type), shape=batch + list(t.dims))
+        for t in cfg.output:
+            resp.outputs.add(name=t.name, datatype=datatype_of(t.data_type), shape=batch + list(t.dims))
+        return resp
+
+    def model_config(self, name: str, version: str = "") -> mc.ModelConfig:
+        return self.repository.get(name, version).config
+
+    # --- inference -----------------------------------------------------------------------------
+
+    def infer(self, request: pb.ModelInferRequest, timeout: float | None = None) -> pb.ModelInferResponse:
+        """Decode, validate, queue, wait (within the caller's deadline) and encode one request."""
+        t0 = time.monotonic()
+        mv = self.repository.get(request.model_name, request.model_version)
+        try:
+            req = decode_request(request, self.shm)
+            req.deadline = None if timeout is None else t0 + timeout
+            future = mv.submit(req)
+        except ServerError:
+            mv.record_failure(int((time.monotonic() - t0) * 1e9))
+            raise
+        try:
+            outputs = future.result(timeout=timeout)
+        except FutureTimeout as e:
+            raise DeadlineExceeded("Deadline Exceeded") from e
+        return encode_response(req, InferResult(outputs, str(mv.version)), self.shm)
+
+    # --- statistics and repository -------------------------------------------------------------
+
+    def statistics(self, name: str = "", version: str = "") -> pb.ModelStatisticsResponse:
+        mvs = [self.repository.get(name, version)] if name else self.repository.ready_versions()
+        resp = pb.ModelStatisticsResponse()
+        for mv in mvs:
+            s = mv.stats
+            with s.lock:
+                m = resp.model_stats.add(name=mv.name, version=str(mv.version),
+                                         last_inference=s.last_inference_ms, inference_count=s.inference_count,
+                                         execution_count=s.execution_count)
+                st = m.inference_stats
+                st.success.count, st.success.ns = s.success.count, s.success.ns
+                st.fail.count, st.fail.ns = s.fail.count, s.fail.ns
+                st.queue.count, st.queue.ns = s.queue.count, s.queue.ns
+                st.compute_infer.count, st.compute_infer.ns = s.compute_infer.count, s.compute_infer.ns
+                for size, c in sorted(s.batch.items()):
+                    b = m.batch_stats.add(batch_size=size)
+                    b.compute_infer.count, b.compute_infer.ns = c.count, c.ns
+        return resp
+
+    def repository_index(self, ready_only: bool = False) -> pb.RepositoryIndexResponse:
+        resp = pb.RepositoryIndexResponse()
+        for name, version, state, reason in self.repository.index():
+            if ready_only and state != "READY":
+                continue
+            resp.models.add(name=name, version=version, state=state, reason=reason)
+        return resp
+
+    def load(self, name: str) -> None:
+        self.repository.load(name)
+
+    def unload(self, name: str) -> None:
+        self.repository.unload(name)
+
+    # --- shared memory -------------------------------------------------------------------------
+
+    def shm_register(self, name: str, key: str, offset: int, byte_size: int) -> None:
+        self.shm.register(name, key, offset, byte_size)
+
+    def shm_unregister(self, name: str) -> None:
+        self.shm.unregister(name)
+
+    def shm_status(self, name: str = "") -> pb.SystemSharedMemoryStatusResponse:
+        resp = pb.SystemSharedMemoryStatusResponse()
+        for r in self.shm.status(name):
+            resp.regions[r.name].CopyFrom(pb.SystemSharedMemoryStatusResponse.RegionStatus(
+                name=r.name, key=r.key, offset=r.offset, byte_size=r.byte_size))
+        return resp
+
+    def close(self) -> None:
+        self.repository.close()
+        self.shm.close()
+
+
+def stream_responses(plane: DataPlane, requests, timeout_fn):
+    """ModelStreamInfer: one response per request, in order; an error answers that request only."""
+    for request in requests:
+        try:
+            yield pb.ModelStreamInferResponse(infer_response=plane.infer(request, timeout_fn()))
+        except ServerError as e:
+            yield pb.ModelStreamInferResponse(error_message=e.message)
+        except Exception as e:  # noqa: BLE001 - the stream must outlive one bad request
+            log.exception("stream request failed")
+            yield pb.ModelStreamInferResponse(error_message=f"internal error: {e}")

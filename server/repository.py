@@ -1,0 +1,263 @@
+"""The model repository: Triton's folder layout, model control modes (none, explicit, poll), model states."""
+
+from __future__ import annotations
+
+import copy
+import enum
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tritonclient.grpc import model_config_pb2 as mc
+
+from .backend import Backend
+from .config import read_config
+from .errors import InvalidArgument, ServerError, Unavailable, unknown_model
+from .model import ModelVersion
+
+log = logging.getLogger(__name__)
+
+
+class ControlMode(str, enum.Enum):
+    NONE = "none"
+    EXPLICIT = "explicit"
+    POLL = "poll"
+
+
+class State(str, enum.Enum):
+    READY = "READY"
+    UNAVAILABLE = "UNAVAILABLE"
+    LOADING = "LOADING"
+    UNLOADING = "UNLOADING"
+
+
+BackendFactory = Callable[[mc.ModelConfig, Path], Backend]
+
+
+def _default_backends() -> dict[str, BackendFactory]:
+    from .onnx_backend import OnnxRuntimeBackend
+
+    return {"onnxruntime_onnx": OnnxRuntimeBackend, "onnxruntime": OnnxRuntimeBackend}
+
+
+@dataclass
+class ModelEntry:
+    name: str
+    state: State = State.UNAVAILABLE
+    reason: str = ""
+    versions: dict[int, ModelVersion] = field(default_factory=dict)
+    config: mc.ModelConfig | None = None
+    fingerprint: tuple = ()
+
+
+def _fingerprint(model_dir: Path) -> tuple:
+    return tuple(sorted((str(p.relative_to(model_dir)), p.stat().st_mtime_ns, p.stat().st_size)
+                        for p in model_dir.rglob("*") if p.is_file()))
+
+
+class ModelRepository:
+    """Owns every model's lifecycle. Thread-safe; load failures never affect other models."""
+
+    def __init__(self, root: str | Path | None, mode: ControlMode = ControlMode.NONE,
+                 startup_models: list[str] | None = None,
+                 backends: dict[str, BackendFactory] | None = None) -> None:
+        self.root = Path(root) if root else None
+        self.mode = ControlMode(mode)
+        self.backends = {**_default_backends(), **(backends or {})}
+        self._models: dict[str, ModelEntry] = {}
+        self._lock = threading.RLock()
+        self._virtual: dict[str, Callable[[], list[ModelVersion]]] = {}
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+        self._startup = startup_models
+
+    # --- discovery -----------------------------------------------------------------------------
+
+    def model_dirs(self) -> dict[str, Path]:
+        if self.root is None or not self.root.is_dir():
+            return {}
+        return {p.name: p for p in sorted(self.root.iterdir())
+                if p.is_dir() and not p.name.startswith(".")
+                and ((p / "config.pbtxt").exists() or any(c.name.isdigit() for c in p.iterdir()))}
+
+    def add_virtual(self, name: str, factory: Callable[[], list[ModelVersion]]) -> None:
+        """Register a model that lives in code, not in the folder (the sidecar's techniques)."""
+        self._virtual[name] = factory
+
+    def start(self) -> None:
+        if self.mode == ControlMode.EXPLICIT:
+            names = list(self._startup or [])
+            names += [n for n in self._virtual if n not in names]
+        else:
+            names = list(self.model_dirs()) + list(self._virtual)
+        for n in names:
+            self._load(n)
+        if self.mode == ControlMode.POLL:
+            self._poller = threading.Thread(target=self._poll_loop, name="repository-poll", daemon=True)
+            self._poller.start()
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def _build(self, name: str) -> tuple[mc.ModelConfig, dict[int, ModelVersion]]:
+        if name in self._virtual:
+            versions = {v.version: v for v in self._virtual[name]()}
+            return next(iter(versions.values())).config, versions
+        model_dir = self.model_dirs().get(name)
+        if model_dir is None:
+            raise unknown_model(name)
+        cfg = read_config(model_dir)
+        kind = cfg.platform or cfg.backend
+        factory = self.backends.get(kind) if kind else self.backends["onnxruntime_onnx"]
+        if factory is None:
+            raise InvalidArgument(f"unable to load model '{name}': unsupported platform/backend '{kind}'")
+        from .config import select_versions
+
+        available = [int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
+        chosen = select_versions(cfg, available)
+        if not chosen:
+            raise InvalidArgument(f"unable to load model '{name}': no version folder matches its version_policy "
+                                  f"(found {sorted(available)})")
+        versions: dict[int, ModelVersion] = {}
+        try:
+            for v in chosen:
+                backend = factory(copy.deepcopy(cfg), model_dir / str(v))
+                backend.load()
+                versions[v] = ModelVersion(backend, v)
+        except BaseException:
+            for mv in versions.values():
+                mv.close()
+            raise
+        return versions[max(versions)].config, versions
+
+    def _load(self, name: str) -> None:
+        with self._lock:
+            entry = self._models.setdefault(name, ModelEntry(name))
+            old = dict(entry.versions)
+            entry.state = State.LOADING if not old else entry.state
+        try:
+            fp = _fingerprint(self.model_dirs()[name]) if name in self.model_dirs() else ()
+            cfg, versions = self._build(name)
+        except (ServerError, OSError, ValueError) as e:
+            msg = e.message if isinstance(e, ServerError) else str(e)
+            log.error("failed to load model '%s': %s", name, msg)
+            with self._lock:
+                if not old:
+                    entry.state, entry.reason = State.UNAVAILABLE, msg
+            if isinstance(e, ServerError) and e.status.name == "NOT_FOUND" and name not in self.model_dirs():
+                with self._lock:
+                    self._models.pop(name, None)
+                raise
+            raise InvalidArgument(f"failed to load '{name}': {msg}") from e
+        with self._lock:
+            entry.versions, entry.config, entry.fingerprint = versions, cfg, fp
+            entry.state, entry.reason = State.READY, ""
+        for mv in old.values():
+            mv.close()
+        log.info("model '%s' ready (versions %s)", name, sorted(versions))
+
+    def load(self, name: str) -> None:
+        if self.mode != ControlMode.EXPLICIT:
+            raise Unavailable("explicit model load / unload is not allowed if polling is enabled"
+                              if self.mode == ControlMode.POLL else
+                              "explicit model load / unload is not allowed in model control mode 'none'")
+        self._load(name)
+
+    def unload(self, name: str, timeout: float = 60.0) -> None:
+        """Stop accepting requests for ``name``; requests already accepted still finish."""
+        if self.mode != ControlMode.EXPLICIT:
+            self.load(name)  # raises the same mode error
+        with self._lock:
+            entry = self._models.get(name)
+            if entry is None:
+                raise unknown_model(name)
+            versions = dict(entry.versions)
+            entry.state, entry.reason, entry.versions = State.UNLOADING, "unloading", {}
+        for mv in versions.values():
+            mv.close(timeout)
+        with self._lock:
+            entry.state, entry.reason = State.UNAVAILABLE, "unloaded"
+        log.info("model '%s' unloaded", name)
+
+    # --- lookup --------------------------------------------------------------------------------
+
+    def get(self, name: str, version: str = "") -> ModelVersion:
+        with self._lock:
+            entry = self._models.get(name)
+            if entry is None:
+                raise unknown_model(name)
+            if entry.state != State.READY or not entry.versions:
+                reason = f": {entry.reason}" if entry.reason else ""
+                raise Unavailable(f"Request for unknown model: '{name}' has no available versions{reason}")
+            if not version:
+                return entry.versions[max(entry.versions)]
+            if not version.lstrip("-").isdigit():
+                raise InvalidArgument(f"invalid model version '{version}' for model '{name}'")
+            mv = entry.versions.get(int(version))
+            if mv is None:
+                raise unknown_model(name, version)
+            return mv
+
+    def entry(self, name: str) -> ModelEntry:
+        with self._lock:
+            entry = self._models.get(name)
+            if entry is None:
+                raise unknown_model(name)
+            return entry
+
+    def index(self) -> list[tuple[str, str, str, str]]:
+        """(name, version, state, reason) for every model in the folder or loaded, as RepositoryIndex."""
+        rows = []
+        with self._lock:
+            names = sorted(set(self.model_dirs()) | set(self._models) | set(self._virtual))
+            for n in names:
+                e = self._models.get(n)
+                if e is None:
+                    rows.append((n, "", "", ""))
+                elif e.versions:
+                    rows += [(n, str(v), e.state.value, e.reason) for v in sorted(e.versions)]
+                else:
+                    rows.append((n, "", e.state.value, e.reason))
+        return rows
+
+    def ready_versions(self) -> list[ModelVersion]:
+        with self._lock:
+            return [mv for e in self._models.values() if e.state == State.READY for mv in e.versions.values()]
+
+    def all_ready(self) -> bool:
+        with self._lock:
+            return all(e.state == State.READY for e in self._models.values())
+
+    # --- polling -------------------------------------------------------------------------------
+
+    def poll_once(self) -> None:
+        dirs = self.model_dirs()
+        for name, d in dirs.items():
+            e = self._models.get(name)
+            if e is None or e.fingerprint != _fingerprint(d):
+                try:
+                    self._load(name)
+                except ServerError:
+                    pass
+        for name in [n for n in list(self._models) if n not in dirs and n not in self._virtual]:
+            e = self._models.get(name)
+            if e and e.versions:
+                with self._lock:
+                    versions, e.versions = e.versions, {}
+                    e.state, e.reason = State.UNAVAILABLE, "removed from the repository"
+                for mv in versions.values():
+                    mv.close()
+
+    def _poll_loop(self, interval: float = 2.0) -> None:
+        while not self._stop.wait(interval):
+            self.poll_once()
+
+    def close(self) -> None:
+        self._stop.set()
+        with self._lock:
+            entries = list(self._models.values())
+        for e in entries:
+            for mv in e.versions.values():
+                mv.close(timeout=10)
+            e.versions = {}

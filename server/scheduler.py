@@ -1,0 +1,177 @@
+"""Request scheduling for one model version: a bounded queue, worker threads, optional dynamic batching.
+
+With dynamic batching, requests whose inputs have the same shapes (apart from the batch dimension)
+and datatypes are concatenated into one execution, up to ``max_batch_size`` rows or a preferred
+batch size, waiting at most ``max_queue_delay_microseconds`` for company; each caller gets back
+exactly its own rows and only the outputs it asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import DeadlineExceeded, Unavailable
+
+log = logging.getLogger(__name__)
+
+Runner = Callable[[dict[str, np.ndarray], list[str]], dict[str, np.ndarray]]
+
+
+@dataclass
+class Job:
+    inputs: dict[str, np.ndarray]
+    outputs: list[str]
+    rows: int
+    deadline: float | None
+    future: Future = field(default_factory=Future)
+    enqueued: float = field(default_factory=time.monotonic)
+    signature: tuple = ()
+    queue_ns: int = 0
+    compute_ns: int = 0
+    batch_size: int = 0
+
+
+def signature(inputs: dict[str, np.ndarray]) -> tuple:
+    return tuple(sorted((k, v.dtype.str, v.shape[1:]) for k, v in inputs.items()))
+
+
+@dataclass
+class BatchPolicy:
+    enabled: bool
+    max_batch_size: int
+    max_delay_s: float = 0.0
+    preferred: tuple[int, ...] = ()
+
+
+class Scheduler:
+    """Feeds queued jobs to ``workers`` threads calling ``run``; ``on_done`` records statistics."""
+
+    def __init__(self, name: str, run: Runner, workers: int, policy: BatchPolicy, max_queue: int,
+                 on_done: Callable[[list[Job], BaseException | None], None]) -> None:
+        self.name = name
+        self._run = run
+        self._policy = policy
+        self._max_queue = max_queue
+        self._on_done = on_done
+        self._pending: deque[Job] = deque()
+        self._cv = threading.Condition()
+        self._closing = False
+        self._busy = 0
+        self._threads = [threading.Thread(target=self._worker, name=f"{name}-worker{i}", daemon=True)
+                         for i in range(max(1, workers))]
+        for t in self._threads:
+            t.start()
+
+    def submit(self, inputs: dict[str, np.ndarray], outputs: list[str], rows: int,
+               deadline: float | None) -> Future:
+        job = Job(inputs, outputs, rows, deadline, signature=signature(inputs))
+        with self._cv:
+            if self._closing:
+                raise Unavailable(f"Request for unknown model: '{self.name}' is being unloaded")
+            if len(self._pending) >= self._max_queue:
+                raise Unavailable(f"Exceeds maximum queue size: model '{self.name}' has {self._max_queue} "
+                                  "requests queued; retry later")
+            self._pending.append(job)
+            self._cv.notify()
+        return job.future
+
+    @property
+    def queued(self) -> int:
+        return len(self._pending)
+
+    def _take(self) -> list[Job] | None:
+        """Block for the next batch of compatible jobs (or None when closing and drained)."""
+        p = self._policy
+        with self._cv:
+            while not self._pending:
+                if self._closing:
+                    return None
+                self._cv.wait()
+            first = self._pending.popleft()
+            batch = [first]
+            if not p.enabled:
+                self._busy += 1
+                return batch
+            limit = p.max_batch_size
+            target = max(p.preferred) if p.preferred else limit
+            wait_until = first.enqueued + p.max_delay_s
+            while True:
+                rows = sum(j.rows for j in batch)
+                for j in list(self._pending):
+                    if j.signature == first.signature and rows + j.rows <= limit:
+                        self._pending.remove(j)
+                        batch.append(j)
+                        rows += j.rows
+                if rows >= target or rows in p.preferred or self._closing:
+                    break
+                remaining = wait_until - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cv.wait(remaining)
+            self._busy += 1
+            return batch
+
+    def _worker(self) -> None:
+        while True:
+            batch = self._take()
+            if batch is None:
+                return
+            try:
+                self._execute(batch)
+            finally:
+                with self._cv:
+                    self._busy -= 1
+                    self._cv.notify_all()
+
+    def _execute(self, batch: list[Job]) -> None:
+        now = time.monotonic()
+        live = []
+        for j in batch:
+            j.queue_ns = int((now - j.enqueued) * 1e9)
+            if j.deadline is not None and now > j.deadline:
+                err = DeadlineExceeded("Deadline Exceeded: request timed out while queued")
+                j.future.set_exception(err)
+                self._on_done([j], err)
+            else:
+                live.append(j)
+        if not live:
+            return
+        outputs = sorted({o for j in live for o in j.outputs})
+        inputs = live[0].inputs if len(live) == 1 else {
+            k: np.concatenate([j.inputs[k] for j in live], axis=0) for k in live[0].inputs}
+        t0 = time.perf_counter_ns()
+        try:
+            result = self._run(inputs, outputs)
+        except BaseException as e:  # noqa: BLE001 - every caller must hear of it
+            for j in live:
+                j.future.set_exception(e)
+            self._on_done(live, e)
+            return
+        compute = time.perf_counter_ns() - t0
+        start = 0
+        for j in live:
+            j.compute_ns, j.batch_size = compute, sum(x.rows for x in live)
+            if len(live) == 1:
+                mine = {o: result[o] for o in j.outputs}
+            else:
+                mine = {o: result[o][start:start + j.rows] for o in j.outputs}
+            start += j.rows
+            j.future.set_result(mine)
+        self._on_done(live, None)
+
+    def close(self, timeout: float = 60.0) -> None:
+        """Stop accepting, finish every accepted job, then stop the workers."""
+        with self._cv:
+            self._closing = True
+            self._cv.notify_all()
+        end = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, end - time.monotonic()))

@@ -1,0 +1,120 @@
+"""The thin gRPC transport: inference.GRPCInferenceService over the data plane, plus auth."""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import grpc
+from tritonclient.grpc import service_pb2 as pb
+from tritonclient.grpc import service_pb2_grpc
+
+from .dataplane import DataPlane, stream_responses
+from .errors import to_grpc
+
+log = logging.getLogger(__name__)
+
+
+def _rpc(method):
+    """Run a unary handler; map any exception to a gRPC status in the one place that does it."""
+
+    @functools.wraps(method)
+    def wrapper(self, request, context: grpc.ServicerContext):
+        try:
+            return method(self, request, context)
+        except Exception as e:  # noqa: BLE001
+            code, message = to_grpc(e)
+            if code == grpc.StatusCode.INTERNAL:
+                log.exception("%s failed", method.__name__)
+            context.abort(code, message)
+
+    return wrapper
+
+
+class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, plane: DataPlane) -> None:
+        self.plane = plane
+
+    @_rpc
+    def ServerLive(self, request, context):  # noqa: N802 - names fixed by the protocol
+        return pb.ServerLiveResponse(live=self.plane.live())
+
+    @_rpc
+    def ServerReady(self, request, context):  # noqa: N802
+        return pb.ServerReadyResponse(ready=self.plane.ready())
+
+    @_rpc
+    def ModelReady(self, request, context):  # noqa: N802
+        return pb.ModelReadyResponse(ready=self.plane.model_ready(request.name, request.version))
+
+    @_rpc
+    def ServerMetadata(self, request, context):  # noqa: N802
+        return self.plane.server_metadata()
+
+    @_rpc
+    def ModelMetadata(self, request, context):  # noqa: N802
+        return self.plane.model_metadata(request.name, request.version)
+
+    @_rpc
+    def ModelConfig(self, request, context):  # noqa: N802
+        return pb.ModelConfigResponse(config=self.plane.model_config(request.name, request.version))
+
+    @_rpc
+    def ModelInfer(self, request, context):  # noqa: N802
+        return self.plane.infer(request, context.time_remaining())
+
+    def ModelStreamInfer(self, request_iterator, context):  # noqa: N802
+        yield from stream_responses(self.plane, request_iterator, context.time_remaining)
+
+    @_rpc
+    def ModelStatistics(self, request, context):  # noqa: N802
+        return self.plane.statistics(request.name, request.version)
+
+    @_rpc
+    def RepositoryIndex(self, request, context):  # noqa: N802
+        return self.plane.repository_index(request.ready)
+
+    @_rpc
+    def RepositoryModelLoad(self, request, context):  # noqa: N802
+        self.plane.load(request.model_name)
+        return pb.RepositoryModelLoadResponse()
+
+    @_rpc
+    def RepositoryModelUnload(self, request, context):  # noqa: N802
+        self.plane.unload(request.model_name)
+        return pb.RepositoryModelUnloadResponse()
+
+    @_rpc
+    def SystemSharedMemoryRegister(self, request, context):  # noqa: N802
+        self.plane.shm_register(request.name, request.key, request.offset, request.byte_size)
+        return pb.SystemSharedMemoryRegisterResponse()
+
+    @_rpc
+    def SystemSharedMemoryUnregister(self, request, context):  # noqa: N802
+        self.plane.shm_unregister(request.name)
+        return pb.SystemSharedMemoryUnregisterResponse()
+
+    @_rpc
+    def SystemSharedMemoryStatus(self, request, context):  # noqa: N802
+        return self.plane.shm_status(request.name)
+
+
+class TokenAuthInterceptor(grpc.ServerInterceptor):
+    """Rejects calls without ``authorization: Bearer <token>`` (health checks stay open for probes)."""
+
+    def __init__(self, token: str) -> None:
+        self._expected = f"Bearer {token}"
+
+        def deny(request, context):
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token")
+
+        self._deny = grpc.unary_unary_rpc_method_handler(deny)
+        self._deny_stream = grpc.stream_stream_rpc_method_handler(lambda it, context: deny(None, context))
+
+    def intercept_service(self, continuation, handler_call_details):
+        if handler_call_details.method.startswith("/grpc.health.v1."):
+            return continuation(handler_call_details)
+        md = dict(handler_call_details.invocation_metadata or ())
+        if md.get("authorization") == self._expected:
+            return continuation(handler_call_details)
+        return self._deny_stream if handler_call_details.method.endswith("StreamInfer") else self._deny

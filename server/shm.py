@@ -1,0 +1,93 @@
+"""System shared memory regions, registered by key exactly as ``tritonclient.utils.shared_memory`` makes them."""
+
+from __future__ import annotations
+
+import mmap
+import os
+import threading
+from dataclasses import dataclass
+
+from .errors import AlreadyExists, InvalidArgument, NotFound
+
+
+@dataclass
+class Region:
+    name: str
+    key: str
+    offset: int
+    byte_size: int
+    mm: mmap.mmap
+
+
+class SharedMemoryManager:
+    """Maps POSIX shared memory objects (``/dev/shm/<key>``) that clients register by name."""
+
+    def __init__(self) -> None:
+        self._regions: dict[str, Region] = {}
+        self._lock = threading.Lock()
+
+    def register(self, name: str, key: str, offset: int, byte_size: int) -> None:
+        with self._lock:
+            if name in self._regions:
+                raise AlreadyExists(f"shared memory region '{name}' already in manager")
+            path = os.path.join("/dev/shm", key.lstrip("/"))
+            try:
+                fd = os.open(path, os.O_RDWR)
+            except OSError as e:
+                raise InvalidArgument(f"Unable to open shared memory region: '{key}': {e.strerror}") from e
+            try:
+                total = os.fstat(fd).st_size
+                if offset < 0 or byte_size <= 0 or offset + byte_size > total:
+                    raise InvalidArgument(
+                        f"failed to register shared memory region '{name}': invalid args: offset {offset} and "
+                        f"byte size {byte_size} exceed the object's size {total}")
+                mm = mmap.mmap(fd, total)
+            finally:
+                os.close(fd)
+            self._regions[name] = Region(name, key, offset, byte_size, mm)
+
+    def unregister(self, name: str = "") -> None:
+        """Unregister one region, or all when ``name`` is empty (as Triton does)."""
+        with self._lock:
+            names = [name] if name else list(self._regions)
+            for n in names:
+                region = self._regions.pop(n, None)
+                if region is not None:
+                    region.mm.close()
+
+    def status(self, name: str = "") -> list[Region]:
+        with self._lock:
+            if name:
+                if name not in self._regions:
+                    raise NotFound(f"Unable to find system shared memory region: '{name}'")
+                return [self._regions[name]]
+            return list(self._regions.values())
+
+    def _get(self, name: str, offset: int, size: int) -> Region:
+        region = self._regions.get(name)
+        if region is None:
+            raise InvalidArgument(f"Unable to find shared memory region: '{name}'")
+        if offset < 0 or offset + size > region.byte_size:
+            raise InvalidArgument(
+                f"Invalid offset + byte size for shared memory region: '{name}' "
+                f"({offset} + {size} > {region.byte_size})")
+        return region
+
+    def read(self, name: str, size: int, offset: int) -> bytes:
+        with self._lock:
+            r = self._get(name, offset, size)
+            start = r.offset + offset
+            return bytes(r.mm[start:start + size])
+
+    def write(self, name: str, offset: int, size: int, data: bytes, tensor: str) -> None:
+        with self._lock:
+            r = self._get(name, offset, size)
+            if len(data) > size:
+                raise InvalidArgument(
+                    f"shared memory size specified with the request for output '{tensor}' ({size} bytes) "
+                    f"should be at least {len(data)} bytes to hold the results")
+            start = r.offset + offset
+            r.mm[start:start + len(data)] = data
+
+    def close(self) -> None:
+        self.unregister("")

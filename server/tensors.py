@@ -1,0 +1,178 @@
+"""Tensors on the wire: decode ModelInferRequest inputs and encode ModelInferResponse outputs.
+
+Covers raw contents (what tritonclient sends), typed ``contents`` fields, BYTES tensors, and
+system shared memory regions named in tensor parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from tritonclient.grpc import service_pb2 as pb
+from tritonclient.utils import deserialize_bytes_tensor, serialize_byte_tensor, triton_to_np_dtype
+
+from .errors import InvalidArgument
+from .shm import SharedMemoryManager
+
+_CONTENT_FIELD = {
+    "BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
+    "INT64": "int64_contents", "UINT8": "uint_contents", "UINT16": "uint_contents", "UINT32": "uint_contents",
+    "UINT64": "uint64_contents", "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents",
+}
+DATATYPES = set(_CONTENT_FIELD) | {"FP16", "BF16"}
+
+
+def param_value(p: pb.InferParameter):
+    kind = p.WhichOneof("parameter_choice")
+    return None if kind is None else getattr(p, kind)
+
+
+def params_dict(params) -> dict:
+    return {k: param_value(v) for k, v in params.items()}
+
+
+def to_param(value) -> pb.InferParameter:
+    if isinstance(value, bool):
+        return pb.InferParameter(bool_param=value)
+    if isinstance(value, int):
+        return pb.InferParameter(int64_param=value)
+    if isinstance(value, float):
+        return pb.InferParameter(double_param=value)
+    return pb.InferParameter(string_param=str(value))
+
+
+@dataclass
+class RequestedOutput:
+    name: str
+    shm: tuple[str, int, int] | None = None  # region, byte_size, offset
+
+
+@dataclass
+class InferRequest:
+    """A decoded, transport-free inference request."""
+
+    model: str
+    version: str
+    id: str
+    inputs: dict[str, np.ndarray]
+    outputs: list[RequestedOutput]
+    parameters: dict = field(default_factory=dict)
+    deadline: float | None = None  # time.monotonic() deadline, from the client's timeout
+
+
+@dataclass
+class InferResult:
+    outputs: dict[str, np.ndarray]
+    model_version: str
+
+
+def _shm_ref(name: str, params: dict, what: str) -> tuple[str, int, int] | None:
+    region = params.get("shared_memory_region")
+    if region is None:
+        return None
+    size = params.get("shared_memory_byte_size")
+    if size is None:
+        raise InvalidArgument(f"'shared_memory_byte_size' is missing for {what} '{name}'")
+    return str(region), int(size), int(params.get("shared_memory_offset", 0))
+
+
+def _array(name: str, datatype: str, shape: list[int], data: bytes) -> np.ndarray:
+    if datatype not in DATATYPES:
+        raise InvalidArgument(f"invalid datatype '{datatype}' for input '{name}'")
+    if any(d < 0 for d in shape):
+        raise InvalidArgument(f"invalid shape {shape} for input '{name}'")
+    count = int(np.prod(shape)) if shape else 1
+    if datatype == "BYTES":
+        try:
+            arr = deserialize_bytes_tensor(data)
+        except Exception as e:  # malformed length prefixes
+            raise InvalidArgument(f"malformed BYTES data for input '{name}': {e}") from e
+        if arr.size != count:
+            raise InvalidArgument(
+                f"unexpected number of string elements {arr.size} for inference input '{name}', expecting {count}")
+        return arr.reshape(shape)
+    dtype = np.dtype(triton_to_np_dtype(datatype))
+    expected = count * dtype.itemsize
+    if len(data) != expected:
+        raise InvalidArgument(
+            f"unexpected total byte size {len(data)} for input '{name}', expecting {expected}")
+    return np.frombuffer(data, dtype=dtype).reshape(shape)
+
+
+def decode_request(req: pb.ModelInferRequest, shm: SharedMemoryManager) -> InferRequest:
+    """Turn a ModelInferRequest into arrays. Raises InvalidArgument with Triton's texts."""
+    raw = list(req.raw_input_contents)
+    inputs: dict[str, np.ndarray] = {}
+    raw_i = 0
+    for t in req.inputs:
+        if t.name in inputs:
+            raise InvalidArgument(f"input '{t.name}' is specified more than once")
+        shape = list(t.shape)
+        ref = _shm_ref(t.name, params_dict(t.parameters), "input")
+        if ref is not None:
+            data = shm.read(*ref)
+        elif raw:
+            if raw_i >= len(raw):
+                raise InvalidArgument(f"expected raw input contents for input '{t.name}'")
+            data = raw[raw_i]
+            raw_i += 1
+        elif t.HasField("contents"):
+            inputs[t.name] = _from_contents(t, shape)
+            continue
+        else:
+            raise InvalidArgument(f"input '{t.name}' has no data: use raw_input_contents, contents or shared memory")
+        inputs[t.name] = _array(t.name, t.datatype, shape, data)
+    if raw and raw_i != len(raw):
+        raise InvalidArgument(f"expected {raw_i} raw input contents, got {len(raw)}")
+    outputs = [RequestedOutput(o.name, _shm_ref(o.name, params_dict(o.parameters), "output")) for o in req.outputs]
+    for o in req.outputs:
+        if "classification" in o.parameters:
+            raise InvalidArgument(f"classification is not supported for output '{o.name}'")
+    return InferRequest(req.model_name, req.model_version, req.id, inputs, outputs, params_dict(req.parameters))
+
+
+def _from_contents(t: pb.ModelInferRequest.InferInputTensor, shape: list[int]) -> np.ndarray:
+    if t.datatype not in _CONTENT_FIELD:
+        raise InvalidArgument(f"datatype '{t.datatype}' of input '{t.name}' cannot be sent in typed contents")
+    values = list(getattr(t.contents, _CONTENT_FIELD[t.datatype]))
+    count = int(np.prod(shape)) if shape else 1
+    if len(values) != count:
+        raise InvalidArgument(
+            f"unexpected number of elements {len(values)} for inference input '{t.name}', expecting {count}")
+    if t.datatype == "BYTES":
+        return np.array(values, dtype=np.object_).reshape(shape)
+    return np.array(values, dtype=triton_to_np_dtype(t.datatype)).reshape(shape)
+
+
+def np_to_datatype(arr: np.ndarray) -> str:
+    from tritonclient.utils import np_to_triton_dtype
+
+    return "BYTES" if arr.dtype == np.object_ or arr.dtype.kind in "SU" else np_to_triton_dtype(arr.dtype)
+
+
+def encode_response(
+    req: InferRequest, result: InferResult, shm: SharedMemoryManager, parameters: dict | None = None
+) -> pb.ModelInferResponse:
+    resp = pb.ModelInferResponse(model_name=req.model, model_version=result.model_version, id=req.id)
+    for k, v in (parameters or {}).items():
+        resp.parameters[k].CopyFrom(to_param(v))
+    wanted = req.outputs or [RequestedOutput(n) for n in result.outputs]
+    use_raw = any(o.shm is None for o in wanted)
+    for o in wanted:
+        arr = result.outputs[o.name]
+        dt = np_to_datatype(arr)
+        out = resp.outputs.add(name=o.name, datatype=dt, shape=list(arr.shape))
+        data = serialize_byte_tensor(arr).tobytes() if dt == "BYTES" else np.ascontiguousarray(arr).tobytes()
+        if o.shm is not None:
+            region, size, offset = o.shm
+            shm.write(region, offset, size, data, o.name)
+            out.parameters["shared_memory_region"].string_param = region
+            out.parameters["shared_memory_byte_size"].int64_param = len(data)
+            if offset:
+                out.parameters["shared_memory_offset"].int64_param = offset
+            if use_raw:
+                resp.raw_output_contents.append(b"")
+        else:
+            resp.raw_output_contents.append(data)
+    return resp
