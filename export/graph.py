@@ -12,12 +12,9 @@ from stylecast.training.networks import STRIDE, TransformerNet
 from torch import nn
 from torch.nn import functional as F
 
-from stylecast.contract import MIN_SIDE
-
-
-def _pad_amount(size: torch.Tensor) -> torch.Tensor:
-    target = torch.clamp((size + STRIDE - 1) // STRIDE * STRIDE, min=MIN_SIDE)
-    return target - size
+# Fixed replicate margin on every side: lets any size (even 1x1) through the network's reflection
+# pads, and keeps the border of the output free of padding artefacts.
+MARGIN = 4
 
 
 class ServingModel(nn.Module):
@@ -31,11 +28,11 @@ class ServingModel(nn.Module):
     def forward(self, image: torch.Tensor, style_weights: torch.Tensor | None = None) -> torch.Tensor:
         x = image.permute(0, 3, 1, 2).to(torch.float32)
         h, w = x.shape[2], x.shape[3]
-        ph = _pad_amount(torch.as_tensor(h))
-        pw = _pad_amount(torch.as_tensor(w))
-        # Replicate padding works for any size (reflection needs pad < side).
-        x = F.pad(x, [0, pw, 0, ph], mode="replicate")
+        # Pad to a multiple of the network's stride (sizes stay symbolic in the exported graph).
+        ph = (STRIDE - h % STRIDE) % STRIDE
+        pw = (STRIDE - w % STRIDE) % STRIDE
+        x = F.pad(x, [MARGIN, MARGIN + pw, MARGIN, MARGIN + ph], mode="replicate")
         y = self.net(x, style_weights if self.multi else None)
-        y = y[:, :, :h, :w]
+        y = y[:, :, MARGIN:MARGIN + h, MARGIN:MARGIN + w]
         y = torch.clamp(torch.round(y), 0.0, 255.0).to(torch.uint8)
         return y.permute(0, 2, 3, 1)

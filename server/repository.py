@@ -93,7 +93,10 @@ class ModelRepository:
         else:
             names = list(self.model_dirs()) + list(self._virtual)
         for n in names:
-            self._load(n)
+            try:
+                self._load(n)
+            except ServerError:
+                pass  # marked UNAVAILABLE with its reason; every other model keeps serving
         if self.mode == ControlMode.POLL:
             self._poller = threading.Thread(target=self._poll_loop, name="repository-poll", daemon=True)
             self._poller.start()

@@ -15,6 +15,12 @@ from .errors import to_grpc
 log = logging.getLogger(__name__)
 
 
+def remaining(context: grpc.ServicerContext) -> float | None:
+    """Seconds left before the caller's deadline; None when the caller set none."""
+    t = context.time_remaining()
+    return None if t is None or t > 1e7 else max(0.0, t)
+
+
 def _rpc(method):
     """Run a unary handler; map any exception to a gRPC status in the one place that does it."""
 
@@ -61,10 +67,10 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
 
     @_rpc
     def ModelInfer(self, request, context):  # noqa: N802
-        return self.plane.infer(request, context.time_remaining())
+        return self.plane.infer(request, remaining(context))
 
     def ModelStreamInfer(self, request_iterator, context):  # noqa: N802
-        yield from stream_responses(self.plane, request_iterator, context.time_remaining)
+        yield from stream_responses(self.plane, request_iterator, lambda: remaining(context))
 
     @_rpc
     def ModelStatistics(self, request, context):  # noqa: N802

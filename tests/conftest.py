@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import tritonclient.grpc as grpcclient
+from stylecast.server.app import Server, ServerOptions
+from stylecast.server.repository import ControlMode
+
+from tests.models import build_repository
+
+logging.getLogger("stylecast").setLevel(logging.INFO)
+
+
+@pytest.fixture(scope="session")
+def repo_dir(tmp_path_factory) -> Path:
+    return build_repository(tmp_path_factory.mktemp("repo"))
+
+
+@pytest.fixture(scope="session")
+def tiny_style_checkpoint(tmp_path_factory) -> Path:
+    """An untrained 3-style network at width 0.25: real graph and contract, instant to build."""
+    import torch
+    from stylecast.training.networks import TransformerNet
+
+    torch.manual_seed(0)
+    net = TransformerNet(n_styles=3, width=0.25)
+    path = tmp_path_factory.mktemp("ckpt") / "weights.pt"
+    torch.save({"model": net.state_dict(), "step": 0, "n_styles": 3, "width": 0.25,
+                "style_names": ["red", "green", "blue"]}, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def server(repo_dir, tiny_style_checkpoint):
+    from stylecast.export.onnx_export import export_to_repository
+
+    export_to_repository(tiny_style_checkpoint, "tiny_style", repo_dir)
+    srv = Server(ServerOptions(model_repository=repo_dir, port=0, metrics_port=0, max_message_mb=8))
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def url(server) -> str:
+    return f"127.0.0.1:{server.port}"
+
+
+@pytest.fixture()
+def triton(url):
+    with grpcclient.InferenceServerClient(url) as c:
+        yield c
+
+
+@pytest.fixture()
+def explicit_server(repo_dir):
+    srv = Server(ServerOptions(model_repository=repo_dir, port=0, metrics_port=None,
+                               model_control_mode=ControlMode.EXPLICIT, load_models=["add_sub"]))
+    srv.start()
+    yield srv
+    srv.stop()

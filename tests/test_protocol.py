@@ -1,0 +1,180 @@
+"""Every RPC of the protocol, driven by unmodified tritonclient.grpc against the embedded server."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+
+def _add_sub_inputs(a: np.ndarray, b: np.ndarray):
+    ins = [grpcclient.InferInput("INPUT0", list(a.shape), "FP32"), grpcclient.InferInput("INPUT1", list(b.shape), "FP32")]
+    ins[0].set_data_from_numpy(a)
+    ins[1].set_data_from_numpy(b)
+    return ins
+
+
+def test_health_and_metadata(triton):
+    assert triton.is_server_live()
+    # 'broken' cannot load, so the server as a whole is not ready, as with Triton.
+    assert not triton.is_server_ready()
+    assert triton.is_model_ready("add_sub")
+    assert not triton.is_model_ready("broken")
+    meta = triton.get_server_metadata(as_json=True)
+    assert meta["name"] == "stylecast" and "system_shared_memory" in meta["extensions"]
+    mm = triton.get_model_metadata("add_sub", as_json=True)
+    assert mm["platform"] == "onnxruntime_onnx"
+    assert [(i["name"], i["datatype"], i["shape"]) for i in mm["inputs"]] == [
+        ("INPUT0", "FP32", ["-1", "16"]), ("INPUT1", "FP32", ["-1", "16"])]
+
+
+def test_model_config_and_autocomplete(triton):
+    cfg = triton.get_model_config("identity").config
+    # identity has no config.pbtxt: inputs, outputs and batching come from the graph.
+    assert cfg.max_batch_size == 4 and cfg.HasField("dynamic_batching")
+    assert [(i.name, list(i.dims)) for i in cfg.input] == [("image", [-1, -1, 3])]
+    assert [o.name for o in cfg.output] == ["stylized"]
+    style = triton.get_model_config("tiny_style").config
+    assert style.parameters["styles"].string_value == "red,green,blue"
+
+
+def test_infer_add_sub(triton):
+    a = np.arange(32, dtype=np.float32).reshape(2, 16)
+    b = np.ones((2, 16), np.float32)
+    r = triton.infer("add_sub", _add_sub_inputs(a, b))
+    np.testing.assert_array_equal(r.as_numpy("OUTPUT0"), a + b)
+    np.testing.assert_array_equal(r.as_numpy("OUTPUT1"), a - b)
+    only = triton.infer("add_sub", _add_sub_inputs(a, b), outputs=[grpcclient.InferRequestedOutput("OUTPUT1")])
+    assert [o.name for o in only.get_response().outputs] == ["OUTPUT1"]
+
+
+def test_versions(triton):
+    index = triton.get_model_repository_index(as_json=True)["models"]
+    versions = sorted(m["version"] for m in index if m["name"] == "versioned")
+    assert versions == ["1", "2"]
+    img = np.random.default_rng(0).integers(0, 256, (1, 5, 7, 3), dtype=np.uint8)
+    for v in ("1", "2", ""):
+        i = grpcclient.InferInput("image", list(img.shape), "UINT8")
+        i.set_data_from_numpy(img)
+        assert triton.infer("versioned", [i], model_version=v).as_numpy("stylized").tobytes() == img.tobytes()
+    assert triton.is_model_ready("versioned", "2")
+    assert not triton.is_model_ready("versioned", "3")
+
+
+def test_repository_index_reports_failure_reason(triton):
+    index = {m["name"]: m for m in triton.get_model_repository_index(as_json=True)["models"]}
+    assert index["broken"]["state"] == "UNAVAILABLE"
+    assert "model.onnx" in index["broken"]["reason"] or "load" in index["broken"]["reason"]
+    with pytest.raises(InferenceServerException) as e:
+        triton.infer("broken", [grpcclient.InferInput("x", [1], "FP32")])
+    assert e.value.status() == "StatusCode.UNAVAILABLE"
+    assert index["add_sub"]["state"] == "READY"
+
+
+def test_statistics(triton):
+    a = np.zeros((1, 16), np.float32)
+    before = triton.get_inference_statistics("add_sub", as_json=True)["model_stats"][0]
+    triton.infer("add_sub", _add_sub_inputs(a, a))
+    after = triton.get_inference_statistics("add_sub", as_json=True)["model_stats"][0]
+    assert int(after["inference_stats"]["success"]["count"]) == int(
+        before.get("inference_stats", {}).get("success", {}).get("count", 0)) + 1
+    assert int(after["execution_count"]) >= 1 and int(after["last_inference"]) > 0
+
+
+def test_streaming_in_order(triton):
+    import queue
+
+    results: queue.Queue = queue.Queue()
+    triton.start_stream(callback=lambda result, error: results.put((result, error)))
+    try:
+        for k in range(5):
+            a = np.full((1, 16), k, np.float32)
+            triton.async_stream_infer("add_sub", _add_sub_inputs(a, a), request_id=str(k))
+        bad = grpcclient.InferInput("INPUT0", [1, 16], "INT32")
+        bad.set_data_from_numpy(np.zeros((1, 16), np.int32))
+        triton.async_stream_infer("add_sub", [bad], request_id="bad")
+        got = [results.get(timeout=30) for _ in range(6)]
+    finally:
+        triton.stop_stream()
+    for k, (result, error) in enumerate(got[:5]):
+        assert error is None
+        assert result.get_response().id == str(k)
+        np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), np.full((1, 16), 2 * k, np.float32))
+    assert got[5][0] is None and "missing required input" in got[5][1].message()
+
+
+def test_system_shared_memory_round_trip(triton):
+    import tritonclient.utils.shared_memory as shm
+
+    a = np.arange(16, dtype=np.float32).reshape(1, 16)
+    b = np.full((1, 16), 3, np.float32)
+    nbytes = a.nbytes
+    ih = shm.create_shared_memory_region("in", "/stylecast_test_in", 2 * nbytes)
+    oh = shm.create_shared_memory_region("out", "/stylecast_test_out", 2 * nbytes)
+    try:
+        shm.set_shared_memory_region(ih, [a])
+        shm.set_shared_memory_region(ih, [b], offset=nbytes)
+        triton.register_system_shared_memory("in", "/stylecast_test_in", 2 * nbytes)
+        triton.register_system_shared_memory("out", "/stylecast_test_out", 2 * nbytes)
+        status = triton.get_system_shared_memory_status(as_json=True)
+        assert set(status["regions"]) == {"in", "out"}
+        ins = [grpcclient.InferInput("INPUT0", [1, 16], "FP32"), grpcclient.InferInput("INPUT1", [1, 16], "FP32")]
+        ins[0].set_shared_memory("in", nbytes)
+        ins[1].set_shared_memory("in", nbytes, offset=nbytes)
+        outs = [grpcclient.InferRequestedOutput("OUTPUT0"), grpcclient.InferRequestedOutput("OUTPUT1")]
+        outs[0].set_shared_memory("out", nbytes)
+        outs[1].set_shared_memory("out", nbytes, offset=nbytes)
+        r = triton.infer("add_sub", ins, outputs=outs)
+        o0 = r.get_output("OUTPUT0")
+        assert o0.parameters["shared_memory_region"].string_param == "out"
+        s = shm.get_contents_as_numpy(oh, np.float32, [1, 16])
+        d = shm.get_contents_as_numpy(oh, np.float32, [1, 16], offset=nbytes)
+        np.testing.assert_array_equal(s, a + b)
+        np.testing.assert_array_equal(d, a - b)
+        with pytest.raises(InferenceServerException, match="already in manager"):
+            triton.register_system_shared_memory("in", "/stylecast_test_in", nbytes)
+    finally:
+        triton.unregister_system_shared_memory()
+        shm.destroy_shared_memory_region(ih)
+        shm.destroy_shared_memory_region(oh)
+    assert triton.get_system_shared_memory_status(as_json=True).get("regions", {}) == {}
+
+
+def test_health_service(url):
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(url) as ch:
+        resp = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""))
+    assert resp.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_prometheus_metrics(server, triton):
+    import urllib.request
+
+    a = np.zeros((1, 16), np.float32)
+    triton.infer("add_sub", _add_sub_inputs(a, a))
+    text = urllib.request.urlopen(f"http://127.0.0.1:{server.metrics.port}/metrics").read().decode()
+    for name in ("nv_inference_request_success", "nv_inference_request_failure", "nv_inference_count",
+                 "nv_inference_exec_count", "nv_inference_queue_duration_us",
+                 "nv_inference_compute_infer_duration_us"):
+        assert f"# TYPE {name} counter" in text
+    line = next(ln for ln in text.splitlines() if ln.startswith('nv_inference_request_success{model="add_sub"'))
+    assert int(line.split()[-1]) >= 1
+
+
+async def _aio_round_trip(url: str) -> np.ndarray:
+    import tritonclient.grpc.aio as aioclient
+
+    async with aioclient.InferenceServerClient(url) as c:
+        assert await c.is_server_live()
+        a = np.ones((1, 16), np.float32)
+        r = await c.infer("add_sub", _add_sub_inputs(a, 2 * a))
+        return r.as_numpy("OUTPUT0")
+
+
+def test_aio_client(url):
+    import asyncio
+
+    np.testing.assert_array_equal(asyncio.run(_aio_round_trip(url)), np.full((1, 16), 3, np.float32))
