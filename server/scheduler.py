@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 Runner = Callable[[dict[str, np.ndarray], list[str]], dict[str, np.ndarray]]
 
 
-@dataclass
+@dataclass(eq=False)  # identity, not array comparison, when removed from the queue
 class Job:
     inputs: dict[str, np.ndarray]
     outputs: list[str]
