@@ -172,22 +172,31 @@ class Client:
     def resolve_style(self, style: Style, model: str | None = None) -> tuple[str, np.ndarray | None]:
         """Find the model for a style and build its weight vector (None for single-style models)."""
         if model is None:
-            models = self.style_models()
-            if isinstance(style, str) and style in models and len(models[style]) == 1:
-                return style, None
-            wanted = [style] if isinstance(style, str) else list(style) if isinstance(style, Mapping) else []
-            model = next((m for m, names in models.items() if wanted and set(wanted) <= set(names)), None)
-            if model is None:
-                if not models:
-                    raise StylecastError("the server has no style models", grpc.StatusCode.NOT_FOUND)
-                if style is not None and not (isinstance(style, Sequence) and not isinstance(style, str)):
-                    raise StylecastError(f"no style model holds style {style!r}; available: {models}",
-                                         grpc.StatusCode.NOT_FOUND)
-                model = next(iter(models))
+            model = self._model_for(style)
         names = self.styles(model)
         if len(names) == 1 and STYLE_WEIGHTS_INPUT not in {i.name for i in self.config(model).input}:
             return model, None
         return model, style_vector(style, names)
+
+    def _model_for(self, style: Style) -> str:
+        """The style model that holds ``style`` (a name, the names of a mapping, or a vector's length)."""
+        models = self.style_models()
+        if not models:
+            raise StylecastError("the server has no style models", grpc.StatusCode.NOT_FOUND)
+        if style is None:
+            return next(iter(models))
+        if isinstance(style, str):
+            if style in models and len(models[style]) == 1:
+                return style
+            match = [m for m, names in models.items() if style in names]
+        elif isinstance(style, Mapping):
+            match = [m for m, names in models.items() if set(style) <= set(names)]
+        else:
+            match = [m for m, names in models.items() if len(names) == len(style) > 1]
+        if not match:
+            raise StylecastError(f"no style model holds style {style!r}; available: {models}",
+                                 grpc.StatusCode.NOT_FOUND)
+        return match[0]
 
     def stylize(self, image, style: Style = None, *, model: str | None = None, strength: float = 1.0,
                 keep_colors: bool = False, timeout: float | None = None):

@@ -20,12 +20,18 @@ def repo_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_style_checkpoint(tmp_path_factory) -> Path:
-    """An untrained 3-style network at width 0.25: real graph and contract, instant to build."""
+    """A random 3-style network at width 0.25: the real graph and contract, instant to build."""
     import torch
     from stylecast.training.networks import TransformerNet
 
     torch.manual_seed(0)
     net = TransformerNet(n_styles=3, width=0.25)
+    with torch.no_grad():  # distinct per-style tables, as training would make them
+        for name, p in net.named_parameters():
+            if name.endswith("cin.gamma"):
+                p.normal_(1.0, 0.5)
+            elif name.endswith("cin.beta"):
+                p.normal_(0.0, 0.5)
     path = tmp_path_factory.mktemp("ckpt") / "weights.pt"
     torch.save({"model": net.state_dict(), "step": 0, "n_styles": 3, "width": 0.25,
                 "style_names": ["red", "green", "blue"]}, path)

@@ -1,0 +1,89 @@
+"""The stylecast client against the embedded server, with an exported style network."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from stylecast.client import Client, StylecastError
+
+
+@pytest.fixture()
+def client(url):
+    with Client(url) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def photo() -> Image.Image:
+    from stylecast.training.data import bundled_photos
+
+    path = dict(bundled_photos())["sklearn_china"]
+    return Image.open(path).convert("RGB").resize((333, 251))
+
+
+def test_lists_models_and_styles(client):
+    names = {m.name for m in client.models()}
+    assert {"add_sub", "tiny_style", "broken"} <= names
+    assert client.style_models()["tiny_style"] == ["red", "green", "blue"]
+
+
+@pytest.mark.parametrize("size", [(333, 251), (64, 64), (1, 1), (17, 5)])
+def test_stylize_keeps_any_size(client, photo, size):
+    img = photo.resize(size)
+    out = client.stylize(img, "green")
+    assert isinstance(out, Image.Image) and out.size == size
+    arr = client.stylize(np.asarray(img), "green")
+    assert isinstance(arr, np.ndarray) and arr.shape == (size[1], size[0], 3) and arr.dtype == np.uint8
+
+
+def test_styles_differ_and_blends_lie_between(client, photo):
+    a = client.stylize(np.asarray(photo), "red").astype(np.float32)
+    b = client.stylize(np.asarray(photo), "blue").astype(np.float32)
+    mix = client.stylize(np.asarray(photo), {"red": 0.5, "blue": 0.5}).astype(np.float32)
+    assert np.abs(a - b).mean() > 1.0
+    # a blend is closer to each end than the ends are to each other
+    assert np.abs(mix - a).mean() < np.abs(a - b).mean()
+    assert np.abs(mix - b).mean() < np.abs(a - b).mean()
+    vec = client.stylize(np.asarray(photo), [1.0, 0.0, 1.0]).astype(np.float32)
+    np.testing.assert_array_equal(vec, mix)
+
+
+def test_strength_and_colour_preservation(client, photo):
+    src = np.asarray(photo)
+    assert np.array_equal(client.stylize(src, "red", strength=0.0), src)
+    full = client.stylize(src, "red")
+    kept = client.stylize(src, "red", keep_colors=True)
+    chroma = lambda x: np.asarray(Image.fromarray(x).convert("YCbCr"), np.float32)[:, :, 1:]  # noqa: E731
+    luma = lambda x: np.asarray(Image.fromarray(x).convert("YCbCr"), np.float32)[:, :, 0]  # noqa: E731
+    assert np.abs(chroma(kept) - chroma(src)).mean() < np.abs(chroma(full) - chroma(src)).mean() / 2
+    assert np.abs(luma(kept) - luma(full)).mean() < 3.0
+
+
+def test_unknown_style_and_model_errors(client, photo):
+    with pytest.raises(StylecastError) as e:
+        client.stylize(photo, "purple", model="tiny_style")
+    assert e.value.status.name == "INVALID_ARGUMENT" and "red" in e.value.message
+    with pytest.raises(StylecastError) as e:
+        client.stylize(photo, "red", model="nope")
+    assert e.value.status.name == "NOT_FOUND"
+    with pytest.raises(ValueError, match="uint8"):
+        client.stylize(np.zeros((4, 4, 3), np.float32), "red")
+
+
+def test_cli_stylize_and_models(url, photo, tmp_path):
+    src, dst = tmp_path / "in.png", tmp_path / "out.jpg"
+    photo.save(src)
+    run = lambda *a: subprocess.run([sys.executable, "-m", "stylecast.cli", *a],  # noqa: E731
+                                    capture_output=True, text=True, timeout=120)
+    r = run("stylize", str(src), "-o", str(dst), "--blend", "red=0.7,green=0.3", "--url", url)
+    assert r.returncode == 0, r.stderr
+    assert Image.open(dst).size == photo.size
+    r = run("models", "--url", url)
+    assert r.returncode == 0 and "tiny_style" in r.stdout and "red, green, blue" in r.stdout
+    r = run("stylize", str(src), "-o", str(dst), "--style", "nope", "--url", url)
+    assert r.returncode != 0 and "nope" in r.stderr

@@ -1,0 +1,140 @@
+"""Training from scratch on tiny real photos: the loss falls, resume is exact, export serves any size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from stylecast.training.trainer import TrainConfig, Trainer
+
+STYLES = Path(__file__).resolve().parent.parent / "styles"
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    from stylecast.training.data import bundled_photos
+
+    d = tmp_path_factory.mktemp("photos")
+    for name, path in bundled_photos()[:6]:
+        (d / f"{name}{path.suffix}").write_bytes(path.read_bytes())
+    (d / "corrupt.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    return d
+
+
+def _cfg(photos: Path, out: Path, steps: int, **kw) -> TrainConfig:
+    base = dict(styles=[str(STYLES / "starry_night.jpg"), str(STYLES / "great_wave.jpg")], data=str(photos),
+                out=str(out), image_size=32, style_size=64, batch_size=2, steps=steps, width=0.25, lr=1e-2,
+                precision="fp32", checkpoint_every=4, sample_every=0, log_every=1, seed=3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_loss_decreases_and_corrupt_files_are_skipped(photos, tmp_path):
+    t = Trainer(_cfg(photos, tmp_path, 30))
+    assert len(t.data) == 6  # the corrupt file was skipped with a warning
+    hist = t.fit(progress=False)
+    first = np.mean([h["total"] for h in hist[:5]])
+    last = np.mean([h["total"] for h in hist[-5:]])
+    assert last < 0.8 * first, (first, last)
+    assert (tmp_path / "checkpoint.pt").exists() and (tmp_path / "losses.json").exists()
+
+
+def test_resume_continues_exactly(photos, tmp_path):
+    straight = Trainer(_cfg(photos, tmp_path / "a", 8))
+    straight.fit(progress=False)
+    first = Trainer(_cfg(photos, tmp_path / "b", 4))
+    first.fit(progress=False)
+    resumed = Trainer(_cfg(photos, tmp_path / "c", 8))
+    resumed.resume(tmp_path / "b" / "checkpoint.pt")
+    assert resumed.step == 4
+    resumed.fit(progress=False)
+    for (k, v), v2 in zip(straight.net.state_dict().items(), resumed.net.state_dict().values(), strict=True):
+        torch.testing.assert_close(v, v2, rtol=0, atol=0, msg=k)
+    assert [h["total"] for h in resumed.history] == [h["total"] for h in straight.history]
+
+
+def test_export_parity_and_serving(photos, tmp_path):
+    from stylecast.client import Client
+    from stylecast.export.onnx_export import export_to_repository
+    from stylecast.server.app import Server, ServerOptions
+
+    t = Trainer(_cfg(photos, tmp_path / "run", 4))
+    t.fit(progress=False)
+    repo = tmp_path / "repo"
+    path, report = export_to_repository(tmp_path / "run" / "weights.pt", "mini", repo)
+    assert path == repo / "mini" / "1" / "model.onnx"
+    assert all(r.max_abs <= 2 for r in report)
+    path2, _ = export_to_repository(tmp_path / "run" / "weights.pt", "mini", repo)
+    assert path2 == repo / "mini" / "2" / "model.onnx"  # re-export adds a version
+    srv = Server(ServerOptions(model_repository=repo, port=0, metrics_port=None))
+    port = srv.start()
+    try:
+        with Client(f"127.0.0.1:{port}") as c:
+            assert c.styles("mini") == ["starry_night", "great_wave"]
+            img = np.random.default_rng(0).integers(0, 256, (251, 333, 3), dtype=np.uint8)
+            out = c.stylize(img, "great_wave")
+            assert out.shape == img.shape
+            # served output equals the PyTorch network on the same image (up to float rounding)
+            from stylecast.export.graph import ServingModel
+
+            with torch.no_grad():
+                ref = ServingModel(t.net.eval())(torch.from_numpy(img)[None], torch.tensor([[0.0, 1.0]]))[0].numpy()
+            assert np.abs(ref.astype(int) - out.astype(int)).max() <= 2
+    finally:
+        srv.stop()
+
+
+def test_cli_train_resume_and_data_starter(tmp_path, photos):
+    from stylecast.cli import main
+
+    out = tmp_path / "cli"
+    args = ["train", "--style", str(STYLES / "starry_night.jpg"), "--data", str(photos), "--out", str(out),
+            "--image-size", "32", "--style-size", "64", "--batch-size", "1", "--width", "0.25",
+            "--checkpoint-every", "2", "--sample-every", "2", "--precision", "fp32", "--quiet"]
+    assert main(args + ["--steps", "2"]) == 0
+    assert main(args + ["--steps", "4", "--resume", str(out / "checkpoint.pt")]) == 0
+    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert state["step"] == 4 and state["n_styles"] == 1
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["step000002.png", "step000004.png"]
+    assert main(["data", "starter", str(tmp_path / "starter"), "--holdout", "3"]) == 0
+    assert len(list((tmp_path / "starter" / "eval").iterdir())) == 3
+    assert len(list((tmp_path / "starter" / "train").iterdir())) > 50
+
+
+def test_vgg_weights_resolution_prefers_explicit_and_hub(tmp_path, monkeypatch):
+    from stylecast.training import vgg
+
+    path, kind = vgg.resolve_weights()
+    assert kind == "hed" and path == vgg.bundled_weights_path()
+    # a torchvision file in the hub cache wins over the bundled weights
+    feats = vgg.build_vgg16_features()
+    hub = tmp_path / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    torch.save({f"features.{k}": v for k, v in feats.state_dict().items()}, hub / vgg.TORCHVISION_FILE)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    assert vgg.resolve_weights() == (hub / vgg.TORCHVISION_FILE, "torchvision")
+    m = vgg.VGGFeatures(("relu1_2", "relu2_2"))
+    assert m.weights_kind == "torchvision"
+    with pytest.raises(FileNotFoundError):
+        vgg.resolve_weights(tmp_path / "missing.pth")
+    with pytest.raises(ValueError, match="relu4_3"):
+        vgg.VGGFeatures(("relu5_1",), weights=vgg.bundled_weights_path())
+
+
+def test_bundled_vgg_recognises_structure():
+    """Gram statistics of the bundled VGG separate two different paintings far more than a photo's crops."""
+    from stylecast.training.data import load_rgb, to_tensor
+    from stylecast.training.losses import gram_matrix, relative_mse, energy
+    from stylecast.training.vgg import VGGFeatures
+
+    v = VGGFeatures(("relu2_2", "relu3_3"))
+    starry = to_tensor(load_rgb(STYLES / "starry_night.jpg", 128))[None]
+    wave = to_tensor(load_rgb(STYLES / "great_wave.jpg", 128))[None]
+    with torch.no_grad():
+        gs = gram_matrix(v(starry)["relu3_3"])
+        gs2 = gram_matrix(v(starry.flip(3))["relu3_3"])
+        gw = gram_matrix(v(wave)["relu3_3"])
+    assert relative_mse(gs, gw, energy(gw)).item() > 10 * relative_mse(gs, gs2, energy(gs2)).item()
