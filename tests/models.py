@@ -93,3 +93,13 @@ def build_repository(root: Path) -> Path:
     (root / "broken" / "1" / "model.onnx").write_bytes(b"this is not an onnx file")
     (root / "broken" / "config.pbtxt").write_text('name: "broken"\nplatform: "onnxruntime_onnx"\n')
     return root
+
+
+def add_sub_inputs(a, b) -> list:
+    """tritonclient inputs INPUT0 = a, INPUT1 = b (FP32 arrays)."""
+    import tritonclient.grpc as grpcclient
+
+    ins = [grpcclient.InferInput(name, list(x.shape), "FP32") for name, x in (("INPUT0", a), ("INPUT1", b))]
+    for t, x in zip(ins, (a, b), strict=True):
+        t.set_data_from_numpy(x)
+    return ins

@@ -8,7 +8,6 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
-
 from stylecast.client import Client, StylecastError
 
 

@@ -9,7 +9,6 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.utils import InferenceServerException
 
 
-
 def raw_input(name, datatype, shape, data: bytes):
     """An input whose raw bytes may disagree with its declared shape (tritonclient would refuse to build it)."""
     t = grpcclient.InferInput(name, shape, datatype)
@@ -62,8 +61,9 @@ BAD = [
     ("empty tensor", "add_sub", lambda: [typed("INPUT0", np.zeros((0, 16), np.float32), "FP32"),
                                          typed("INPUT1", np.zeros((0, 16), np.float32), "FP32")], {},
      "INVALID_ARGUMENT", "has no elements"),
-    ("batch sizes disagree", "add_sub", lambda: [typed("INPUT0", np.zeros((2, 16), np.float32), "FP32"), good("INPUT1")],
-     {}, "INVALID_ARGUMENT", "disagree on the batch size"),
+    ("batch sizes disagree", "add_sub",
+     lambda: [typed("INPUT0", np.zeros((2, 16), np.float32), "FP32"), good("INPUT1")], {}, "INVALID_ARGUMENT",
+     "disagree on the batch size"),
     ("image as float", "tiny_style", lambda: [typed("image", np.zeros((1, 8, 8, 3), np.float32), "FP32"),
                                               typed("style_weights", np.ones((1, 3), np.float32), "FP32")], {},
      "INVALID_ARGUMENT", "inference input 'image' data-type is 'FP32', but model 'tiny_style' expects 'UINT8'"),

@@ -7,12 +7,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-
-def _add_sub_inputs(a: np.ndarray, b: np.ndarray):
-    ins = [grpcclient.InferInput("INPUT0", list(a.shape), "FP32"), grpcclient.InferInput("INPUT1", list(b.shape), "FP32")]
-    ins[0].set_data_from_numpy(a)
-    ins[1].set_data_from_numpy(b)
-    return ins
+from tests.models import add_sub_inputs
 
 
 def test_health_and_metadata(triton):
@@ -42,10 +37,10 @@ def test_model_config_and_autocomplete(triton):
 def test_infer_add_sub(triton):
     a = np.arange(32, dtype=np.float32).reshape(2, 16)
     b = np.ones((2, 16), np.float32)
-    r = triton.infer("add_sub", _add_sub_inputs(a, b))
+    r = triton.infer("add_sub", add_sub_inputs(a, b))
     np.testing.assert_array_equal(r.as_numpy("OUTPUT0"), a + b)
     np.testing.assert_array_equal(r.as_numpy("OUTPUT1"), a - b)
-    only = triton.infer("add_sub", _add_sub_inputs(a, b), outputs=[grpcclient.InferRequestedOutput("OUTPUT1")])
+    only = triton.infer("add_sub", add_sub_inputs(a, b), outputs=[grpcclient.InferRequestedOutput("OUTPUT1")])
     assert [o.name for o in only.get_response().outputs] == ["OUTPUT1"]
 
 
@@ -75,7 +70,7 @@ def test_repository_index_reports_failure_reason(triton):
 def test_statistics(triton):
     a = np.zeros((1, 16), np.float32)
     before = triton.get_inference_statistics("add_sub", as_json=True)["model_stats"][0]
-    triton.infer("add_sub", _add_sub_inputs(a, a))
+    triton.infer("add_sub", add_sub_inputs(a, a))
     after = triton.get_inference_statistics("add_sub", as_json=True)["model_stats"][0]
     assert int(after["inference_stats"]["success"]["count"]) == int(
         before.get("inference_stats", {}).get("success", {}).get("count", 0)) + 1
@@ -90,7 +85,7 @@ def test_streaming_in_order(triton):
     try:
         for k in range(5):
             a = np.full((1, 16), k, np.float32)
-            triton.async_stream_infer("add_sub", _add_sub_inputs(a, a), request_id=str(k))
+            triton.async_stream_infer("add_sub", add_sub_inputs(a, a), request_id=str(k))
         bad = grpcclient.InferInput("INPUT0", [1, 16], "INT32")
         bad.set_data_from_numpy(np.zeros((1, 16), np.int32))
         triton.async_stream_infer("add_sub", [bad], request_id="bad")
@@ -154,7 +149,7 @@ def test_prometheus_metrics(server, triton):
     import urllib.request
 
     a = np.zeros((1, 16), np.float32)
-    triton.infer("add_sub", _add_sub_inputs(a, a))
+    triton.infer("add_sub", add_sub_inputs(a, a))
     text = urllib.request.urlopen(f"http://127.0.0.1:{server.metrics.port}/metrics").read().decode()
     for name in ("nv_inference_request_success", "nv_inference_request_failure", "nv_inference_count",
                  "nv_inference_exec_count", "nv_inference_queue_duration_us",
@@ -170,7 +165,7 @@ async def _aio_round_trip(url: str) -> np.ndarray:
     async with aioclient.InferenceServerClient(url) as c:
         assert await c.is_server_live()
         a = np.ones((1, 16), np.float32)
-        r = await c.infer("add_sub", _add_sub_inputs(a, 2 * a))
+        r = await c.infer("add_sub", add_sub_inputs(a, 2 * a))
         return r.as_numpy("OUTPUT0")
 
 

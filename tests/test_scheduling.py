@@ -11,12 +11,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-
-def _inputs(a: np.ndarray, b: np.ndarray):
-    ins = [grpcclient.InferInput("INPUT0", list(a.shape), "FP32"), grpcclient.InferInput("INPUT1", list(b.shape), "FP32")]
-    ins[0].set_data_from_numpy(a)
-    ins[1].set_data_from_numpy(b)
-    return ins
+from tests.models import add_sub_inputs
 
 
 def _slow_input(rows: int = 1):
@@ -37,7 +32,7 @@ def test_dynamic_batching_forms_batches_and_splits_rows(url):
         b = np.arange(rows * 16, dtype=np.float32).reshape(rows, 16)
         with grpcclient.InferenceServerClient(url) as c:
             outs = [grpcclient.InferRequestedOutput("OUTPUT0")] if k % 3 == 0 else None
-            r = c.infer("batched", _inputs(a, b), outputs=outs)
+            r = c.infer("batched", add_sub_inputs(a, b), outputs=outs)
             names = [o.name for o in r.get_response().outputs]
             return k, a, b, r.as_numpy("OUTPUT0"), names
 
@@ -153,6 +148,7 @@ def test_poll_mode_picks_up_new_and_removed_models(tmp_path):
     import shutil
 
     from stylecast.server.repository import ControlMode, ModelRepository
+
     from tests.models import add_sub
 
     repo = ModelRepository(tmp_path, ControlMode.POLL)

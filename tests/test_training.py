@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from stylecast.training.trainer import TrainConfig, Trainer
 
 STYLES = Path(__file__).resolve().parent.parent / "styles"
@@ -127,7 +126,7 @@ def test_vgg_weights_resolution_prefers_explicit_and_hub(tmp_path, monkeypatch):
 def test_bundled_vgg_recognises_structure():
     """Gram statistics of the bundled VGG separate two different paintings far more than a photo's crops."""
     from stylecast.training.data import load_rgb, to_tensor
-    from stylecast.training.losses import gram_matrix, relative_mse, energy
+    from stylecast.training.losses import energy, gram_matrix, relative_mse
     from stylecast.training.vgg import VGGFeatures
 
     v = VGGFeatures(("relu2_2", "relu3_3"))
