@@ -17,7 +17,8 @@ def _cmd_train(a: argparse.Namespace) -> int:
         styles=a.style, data=a.data, out=a.out, style_names=a.name or [],
         content_weight=a.content_weight, style_weight=a.style_weight, tv_weight=a.tv_weight,
         style_size=a.style_size, image_size=a.image_size, batch_size=a.batch_size, steps=a.steps,
-        lr=a.lr, seed=a.seed, device=a.device, precision=a.precision, compile=a.compile,
+        lr=a.lr, style_lr_scale=a.style_lr_scale, seed=a.seed, device=a.device, precision=a.precision,
+        compile=a.compile,
         width=a.width, checkpoint_every=a.checkpoint_every, sample_every=a.sample_every,
         vgg_weights=a.vgg_weights,
     )
@@ -43,7 +44,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", action="append", help="style name (default: file stem); repeat in order")
     p.add_argument("--data", required=True, help="folder of content images (recursive)")
     p.add_argument("--out", default="runs/style", help="run folder: checkpoint.pt, weights.pt, samples/, losses.json")
-    p.add_argument("--content-weight", type=float, default=1.0)
+    p.add_argument("--content-weight", type=float, default=4.0)
     p.add_argument("--style-weight", type=float, default=5.0)
     p.add_argument("--tv-weight", type=float, default=20.0)
     p.add_argument("--style-size", type=int, default=384, help="long side of the style image")
@@ -51,6 +52,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--steps", type=int, default=20000, help="total steps (a resumed run continues up to this)")
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--style-lr-scale", type=float, default=10.0,
+                   help="learning-rate multiplier for the per-style CIN tables")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])

@@ -1,0 +1,113 @@
+"""Quality of a feed-forward style network against per-image Gatys optimization with the same losses.
+
+For each held-out photo and style: the style and content losses of (a) the photo itself, (b) the
+network's output and (c) an image optimized directly for those losses (Gatys et al.), starting from the
+photo. The headline number is style-loss(feed-forward) / style-loss(Gatys); lower is better, 1.0 means
+the network matches per-image optimization.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from .data import list_images, load_rgb, to_tensor
+from .losses import content_loss, style_loss, tv_loss
+from .networks import STRIDE, one_hot
+from .trainer import load_network, style_grams
+from .vgg import CONTENT_LAYER, STYLE_LAYERS, VGGFeatures
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class QualityRow:
+    photo: str
+    style: str
+    style_photo: float
+    style_feedforward: float
+    style_gatys: float
+    content_feedforward: float
+    content_gatys: float
+
+    @property
+    def ratio(self) -> float:
+        return self.style_feedforward / max(self.style_gatys, 1e-12)
+
+
+def losses_of(vgg: VGGFeatures, img: torch.Tensor, photo_feats: dict, grams: dict) -> tuple[float, float]:
+    f = vgg(img)
+    return float(style_loss(f, grams)), float(content_loss(f[CONTENT_LAYER], photo_feats[CONTENT_LAYER]))
+
+
+def gatys(vgg: VGGFeatures, photo: torch.Tensor, grams: dict, content_weight: float, style_weight: float,
+          tv_weight: float, steps: int = 200, lr: float = 4.0) -> torch.Tensor:
+    """Optimize the pixels of ``photo`` (0..255) for the perceptual losses with Adam."""
+    with torch.no_grad():
+        target = vgg(photo)[CONTENT_LAYER]
+    x = photo.clone().requires_grad_(True)
+    opt = torch.optim.Adam([x], lr=lr)
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=True)
+        f = vgg(x)
+        loss = (content_weight * content_loss(f[CONTENT_LAYER], target) + style_weight * style_loss(f, grams)
+                + tv_weight * tv_loss(x))
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            x.clamp_(0, 255)
+    return x.detach()
+
+
+def measure(checkpoint: str | Path, styles: list[str | Path], photos: str | Path, size: int = 256,
+            gatys_steps: int = 200, max_photos: int = 4) -> list[QualityRow]:
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    cfg = state.get("config", {})
+    cw, sw, tw = cfg.get("content_weight", 4.0), cfg.get("style_weight", 5.0), cfg.get("tv_weight", 20.0)
+    net, names = load_network(checkpoint)
+    if len(styles) != len(names):
+        raise ValueError(f"{len(styles)} style images for a network with {len(names)} styles")
+    vgg = VGGFeatures(STYLE_LAYERS)
+    all_grams = style_grams(vgg, [str(s) for s in styles], cfg.get("style_size", 384), torch.device("cpu"))
+    rows = []
+    for path in list_images(photos)[:max_photos]:
+        img = load_rgb(path, size)
+        w, h = (d // STRIDE * STRIDE for d in img.size)
+        x = to_tensor(img.crop((0, 0, w, h)))[None]
+        with torch.no_grad():
+            photo_feats = vgg(x)
+        for i, name in enumerate(names):
+            grams = {k: v[i:i + 1] for k, v in all_grams.items()}
+            with torch.no_grad():
+                wts = one_hot(torch.tensor([i]), len(names)) if len(names) > 1 else None
+                y = net(x, wts).clamp(0, 255).round()
+                s_photo, _ = losses_of(vgg, x, photo_feats, grams)
+                s_ff, c_ff = losses_of(vgg, y, photo_feats, grams)
+            g = gatys(vgg, x, grams, cw, sw, tw, gatys_steps)
+            with torch.no_grad():
+                s_g, c_g = losses_of(vgg, g.round(), photo_feats, grams)
+            row = QualityRow(path.name, name, s_photo, s_ff, s_g, c_ff, c_g)
+            log.info("%s / %s: style photo %.3f, feed-forward %.3f, Gatys %.3f (ratio %.2f)", path.name, name,
+                     s_photo, s_ff, s_g, row.ratio)
+            rows.append(row)
+    return rows
+
+
+def summarize(rows: list[QualityRow]) -> list[dict]:
+    by_style: dict[str, list[QualityRow]] = {}
+    for r in rows:
+        by_style.setdefault(r.style, []).append(r)
+    out = []
+    keys = ("style_photo", "style_feedforward", "style_gatys", "content_feedforward", "content_gatys")
+    for style, rs in by_style.items():
+        means = {k: sum(getattr(r, k) for r in rs) / len(rs) for k in keys}
+        ratio = means["style_feedforward"] / max(means["style_gatys"], 1e-12)
+        out.append({"style": style, "photos": len(rs), **means, "ratio": ratio})
+    return out
+
+
+def rows_as_dicts(rows: list[QualityRow]) -> list[dict]:
+    return [asdict(r) | {"ratio": r.ratio} for r in rows]
