@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -19,18 +17,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def machine() -> dict:
-    cpu = ""
-    try:
-        cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    import onnxruntime as ort
-
-    return {"cpu": cpu or platform.processor(), "cores": os.cpu_count(), "python": platform.python_version(),
-            "onnxruntime": ort.__version__, "platform": platform.platform()}
 
 
 def main() -> None:
@@ -45,6 +31,8 @@ def main() -> None:
     import onnxruntime as ort
     from stylecast.client import Client
     from stylecast.server.app import Server, ServerOptions
+
+    from stylecast.sysinfo import machine
 
     model_dir = Path(a.repository) / a.model
     version = max(int(p.name) for p in model_dir.iterdir() if p.name.isdigit())
