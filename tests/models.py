@@ -89,6 +89,9 @@ def build_repository(root: Path) -> Path:
         'name: "versioned"\nmax_batch_size: 2\nversion_policy { all { } }\n')
     slow_matmul(root / "slow" / "1" / "model.onnx")
     (root / "slow" / "config.pbtxt").write_text(SLOW_CONFIG)
+    add_sub(root / "mismatch" / "1" / "model.onnx")
+    (root / "mismatch" / "config.pbtxt").write_text(ADD_SUB_CONFIG.replace('"add_sub"', '"mismatch"').replace(
+        "TYPE_FP32", "TYPE_INT32", 1))
     (root / "broken" / "1").mkdir(parents=True)
     (root / "broken" / "1" / "model.onnx").write_bytes(b"this is not an onnx file")
     (root / "broken" / "config.pbtxt").write_text('name: "broken"\nplatform: "onnxruntime_onnx"\n')

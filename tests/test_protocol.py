@@ -173,3 +173,9 @@ def test_aio_client(url):
     import asyncio
 
     np.testing.assert_array_equal(asyncio.run(_aio_round_trip(url)), np.full((1, 16), 3, np.float32))
+
+
+def test_config_that_contradicts_the_graph_is_reported(triton):
+    index = {m["name"]: m for m in triton.get_model_repository_index(as_json=True)["models"]}
+    assert index["mismatch"]["state"] == "UNAVAILABLE"
+    assert "TYPE_INT32 for input 'INPUT0', model provides FP32" in index["mismatch"]["reason"]

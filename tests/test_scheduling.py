@@ -194,3 +194,24 @@ def test_bearer_token_and_tls(tmp_path, repo_dir):
             assert e.value.status.name == "UNAUTHENTICATED"
     finally:
         srv.stop()
+
+
+def test_client_retries_unavailable_until_the_model_is_loaded(explicit_server):
+    from stylecast.client import Client
+
+    url = f"127.0.0.1:{explicit_server.port}"
+    a = np.ones((1, 16), np.float32)
+    explicit_server.repository.unload("add_sub")
+    loader = threading.Timer(0.5, lambda: explicit_server.repository.load("add_sub"))
+    loader.start()
+    try:
+        with Client(url, retries=6, backoff=0.1) as c:
+            out = c.infer("add_sub", {"INPUT0": a, "INPUT1": a})  # UNAVAILABLE at first, then served
+        np.testing.assert_array_equal(out["OUTPUT0"], 2 * a)
+        with Client(url, retries=0) as c:
+            explicit_server.repository.unload("add_sub")
+            with pytest.raises(Exception) as e:
+                c.infer("add_sub", {"INPUT0": a, "INPUT1": a})
+            assert e.value.status.name == "UNAVAILABLE"
+    finally:
+        loader.join()

@@ -1,0 +1,93 @@
+"""Figures for docs/: the loss curves of a training run and a gallery of a style model.
+
+    .venv/bin/python docs/make_figures.py --run runs/starter8 --model starter8
+
+The gallery runs the exported model from model_repository/ through the embedded server and the client,
+exactly as users do: held-out photos x every style, plus a strip blending two styles from 0 to 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def loss_curves(losses_json: Path, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    h = json.loads(losses_json.read_text())
+    steps = [r["step"] for r in h]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for ax, key in zip(axes, ("content", "style", "tv"), strict=True):
+        vals = np.array([r[key] for r in h])
+        ax.plot(steps, vals, alpha=0.3, lw=0.8)
+        k = max(1, len(vals) // 30)
+        ax.plot(steps[k - 1:], np.convolve(vals, np.ones(k) / k, mode="valid"), lw=2)
+        ax.set_title(f"{key} loss (unweighted)")
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    print(f"wrote {out}")
+
+
+def gallery(model: str, photos: list[Path], out: Path, tile: int = 192, blend: tuple[str, str] | None = None) -> None:
+    from stylecast.client import Client
+    from stylecast.server.app import Server, ServerOptions
+
+    server = Server(ServerOptions(model_repository=ROOT / "model_repository", port=0, metrics_port=None,
+                                  model_control_mode="explicit", load_models=[model]))
+    port = server.start()
+    try:
+        with Client(f"127.0.0.1:{port}") as c:
+            names = c.styles(model)
+            rows = []
+            for p in photos:
+                img = Image.open(p).convert("RGB")
+                img.thumbnail((tile * 2, tile * 2))
+                s = min(img.size)
+                img = img.crop(((img.width - s) // 2, (img.height - s) // 2, (img.width + s) // 2,
+                                (img.height + s) // 2)).resize((tile, tile))
+                rows.append([img] + [c.stylize(img, n, model=model) for n in names])
+            a, b = blend or (names[0], names[1])
+            strip = [rows[0][0]] + [c.stylize(rows[0][0], {a: 1 - t, b: t}, model=model)
+                                    for t in np.linspace(0, 1, len(names))]
+            rows.append(strip)
+    finally:
+        server.stop()
+    cols = len(rows[0])
+    sheet = Image.new("RGB", (cols * tile, len(rows) * tile), "white")
+    for r, row in enumerate(rows):
+        for k, im in enumerate(row):
+            sheet.paste(im, (k * tile, r * tile))
+    sheet.save(out)
+    print(f"wrote {out}: columns = photo, {', '.join(names)}; last row blends {a} -> {b}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--run", default=str(ROOT / "runs" / "starter8"))
+    ap.add_argument("--model", default="starter8")
+    ap.add_argument("--photos", default=str(ROOT / "data" / "starter" / "eval"))
+    ap.add_argument("--count", type=int, default=4)
+    a = ap.parse_args()
+    losses = Path(a.run) / "losses.json"
+    if losses.exists():
+        loss_curves(losses, ROOT / "docs" / f"{a.model}_losses.png")
+    from stylecast.training.data import list_images
+
+    gallery(a.model, list_images(a.photos)[:: max(1, len(list_images(a.photos)) // a.count)][: a.count],
+            ROOT / "docs" / f"{a.model}_gallery.png")
+
+
+if __name__ == "__main__":
+    main()
