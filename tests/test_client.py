@@ -86,3 +86,12 @@ def test_cli_stylize_and_models(url, photo, tmp_path):
     assert r.returncode == 0 and "tiny_style" in r.stdout and "red, green, blue" in r.stdout
     r = run("stylize", str(src), "-o", str(dst), "--style", "nope", "--url", url)
     assert r.returncode != 0 and "nope" in r.stderr
+
+
+def test_client_stays_light():
+    """`pip install stylecast` (no extras) must be enough for the client: no torch, no onnxruntime."""
+    code = ("import sys, stylecast.client, stylecast.cli; "
+            "heavy = [m for m in ('torch', 'onnxruntime', 'onnx') if m in sys.modules]; "
+            "assert not heavy, heavy")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
