@@ -5,7 +5,8 @@
         out = c.stylize(image, "starry_night")
 """
 
+from .aio import AsyncClient
 from .core import Client, ModelInfo, StylecastError
 from .imaging import blend_strength, preserve_color
 
-__all__ = ["Client", "ModelInfo", "StylecastError", "preserve_color", "blend_strength"]
+__all__ = ["AsyncClient", "Client", "ModelInfo", "StylecastError", "blend_strength", "preserve_color"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -15,6 +16,7 @@ from tritonclient.utils import InferenceServerException
 from stylecast.contract import (
     IMAGE_INPUT,
     KIND_PARAMETER,
+    STYLE_MODEL_KIND,
     STYLE_WEIGHTS_INPUT,
     STYLES_PARAMETER,
     STYLIZED_OUTPUT,
@@ -126,26 +128,17 @@ class Client:
         return self._configs[model]
 
     def is_style_model(self, model: str) -> bool:
-        cfg = self.config(model)
-        names = {i.name for i in cfg.input}
-        outs = {o.name for o in cfg.output}
-        return IMAGE_INPUT in names and STYLIZED_OUTPUT in outs
+        return is_style_config(self.config(model))
 
     def styles(self, model: str) -> list[str]:
         """Style names of a style model, in order (a single-style model has its own name)."""
-        cfg = self.config(model)
-        p = cfg.parameters.get(STYLES_PARAMETER)
-        return parse_styles(p.string_value) if p is not None and p.string_value else [model]
+        return styles_of(model, self.config(model))
 
     def style_models(self) -> dict[str, list[str]]:
-        out = {}
-        for m in self.models():
-            if m.state == "READY" and m.name not in out:
-                cfg = self.config(m.name)
-                kind = cfg.parameters.get(KIND_PARAMETER)
-                if (kind is not None and kind.string_value == "style") or self.is_style_model(m.name):
-                    out[m.name] = self.styles(m.name)
-        return out
+        """{model: style names} for every ready style model."""
+        ready = {m.name for m in self.models() if m.state == "READY"}
+        return {name: styles_of(name, cfg) for name in sorted(ready)
+                if is_style_config(cfg := self.config(name))}
 
     # --- inference -----------------------------------------------------------------------------
 
@@ -153,16 +146,7 @@ class Client:
               parameters: Mapping[str, object] | None = None, timeout: float | None = None,
               version: str = "") -> dict[str, np.ndarray]:
         """Generic inference on any model: arrays in, arrays out."""
-        from tritonclient.utils import np_to_triton_dtype
-
-        ins = []
-        for name, arr in inputs.items():
-            arr = np.ascontiguousarray(arr)
-            dt = "BYTES" if arr.dtype == np.object_ else np_to_triton_dtype(arr.dtype)
-            t = tc.InferInput(name, list(arr.shape), dt)
-            t.set_data_from_numpy(arr)
-            ins.append(t)
-        outs = [tc.InferRequestedOutput(n) for n in outputs] if outputs else None
+        ins, outs = build_request(inputs, outputs)
         result = self._call(self._triton.infer, model, ins, model_version=version, outputs=outs,
                             parameters=dict(parameters) if parameters else None,
                             client_timeout=timeout if timeout is not None else self.timeout)
@@ -172,31 +156,8 @@ class Client:
     def resolve_style(self, style: Style, model: str | None = None) -> tuple[str, np.ndarray | None]:
         """Find the model for a style and build its weight vector (None for single-style models)."""
         if model is None:
-            model = self._model_for(style)
-        names = self.styles(model)
-        if len(names) == 1 and STYLE_WEIGHTS_INPUT not in {i.name for i in self.config(model).input}:
-            return model, None
-        return model, style_vector(style, names)
-
-    def _model_for(self, style: Style) -> str:
-        """The style model that holds ``style`` (a name, the names of a mapping, or a vector's length)."""
-        models = self.style_models()
-        if not models:
-            raise StylecastError("the server has no style models", grpc.StatusCode.NOT_FOUND)
-        if style is None:
-            return next(iter(models))
-        if isinstance(style, str):
-            if style in models and len(models[style]) == 1:
-                return style
-            match = [m for m, names in models.items() if style in names]
-        elif isinstance(style, Mapping):
-            match = [m for m, names in models.items() if set(style) <= set(names)]
-        else:
-            match = [m for m, names in models.items() if len(names) == len(style) > 1]
-        if not match:
-            raise StylecastError(f"no style model holds style {style!r}; available: {models}",
-                                 grpc.StatusCode.NOT_FOUND)
-        return match[0]
+            model = pick_model(self.style_models(), style)
+        return model, weights_for(style, self.styles(model), self.config(model))
 
     def stylize(self, image, style: Style = None, *, model: str | None = None, strength: float = 1.0,
                 keep_colors: bool = False, timeout: float | None = None):
@@ -207,14 +168,90 @@ class Client:
         """
         arr = to_array(image)
         model, weights = self.resolve_style(style, model)
-        inputs = {IMAGE_INPUT: arr[None]}
-        if weights is not None:
-            inputs[STYLE_WEIGHTS_INPUT] = weights[None]
-        out = self.infer(model, inputs, [STYLIZED_OUTPUT], timeout=timeout)[STYLIZED_OUTPUT][0]
-        if keep_colors:
-            out = preserve_color(arr, out)
-        out = blend_strength(arr, out, strength)
-        return like_input(out, image)
+        out = self.infer(model, stylize_inputs(arr, weights), [STYLIZED_OUTPUT], timeout=timeout)
+        return finish_stylized(image, arr, out[STYLIZED_OUTPUT][0], strength, keep_colors)
+
+    def stylize_stream(self, frames: Iterable, style: Style = None, *, model: str | None = None,
+                       in_flight: int = 4, **options) -> Iterator:
+        """Stylize a sequence of frames with up to ``in_flight`` requests outstanding; yields in order.
+
+        Reading ahead stops while ``in_flight`` frames are unanswered (backpressure, bounded memory).
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        model, _ = self.resolve_style(style, model)
+        pending: deque = deque()
+        with ThreadPoolExecutor(max(1, in_flight)) as pool:
+            for frame in frames:
+                if len(pending) >= in_flight:
+                    yield pending.popleft().result()
+                pending.append(pool.submit(self.stylize, frame, style, model=model, **options))
+            while pending:
+                yield pending.popleft().result()
+
+
+def is_style_config(cfg) -> bool:
+    kind = cfg.parameters.get(KIND_PARAMETER)
+    if kind is not None and kind.string_value == STYLE_MODEL_KIND:
+        return True
+    return IMAGE_INPUT in {i.name for i in cfg.input} and STYLIZED_OUTPUT in {o.name for o in cfg.output}
+
+
+def styles_of(model: str, cfg) -> list[str]:
+    p = cfg.parameters.get(STYLES_PARAMETER)
+    return parse_styles(p.string_value) if p is not None and p.string_value else [model]
+
+
+def pick_model(models: dict[str, list[str]], style: Style) -> str:
+    """The style model holding ``style`` (a name, the names of a mapping, or a vector's length)."""
+    if not models:
+        raise StylecastError("the server has no style models", grpc.StatusCode.NOT_FOUND)
+    if style is None:
+        return next(iter(models))
+    if isinstance(style, str):
+        if style in models and len(models[style]) == 1:
+            return style
+        match = [m for m, names in models.items() if style in names]
+    elif isinstance(style, Mapping):
+        match = [m for m, names in models.items() if set(style) <= set(names)]
+    else:
+        match = [m for m, names in models.items() if len(names) == len(style) > 1]
+    if not match:
+        raise StylecastError(f"no style model holds style {style!r}; available: {models}", grpc.StatusCode.NOT_FOUND)
+    return match[0]
+
+
+def weights_for(style: Style, names: list[str], cfg) -> np.ndarray | None:
+    """The ``style_weights`` row for a model, or None for a single-style model without that input."""
+    if len(names) == 1 and STYLE_WEIGHTS_INPUT not in {i.name for i in cfg.input}:
+        return None
+    return style_vector(style, names)
+
+
+def build_request(inputs: Mapping[str, np.ndarray], outputs: Sequence[str] | None):
+    """tritonclient InferInput / InferRequestedOutput objects (shared by the sync and aio clients)."""
+    from tritonclient.utils import np_to_triton_dtype
+
+    ins = []
+    for name, arr in inputs.items():
+        arr = np.ascontiguousarray(arr)
+        t = tc.InferInput(name, list(arr.shape), "BYTES" if arr.dtype == np.object_ else np_to_triton_dtype(arr.dtype))
+        t.set_data_from_numpy(arr)
+        ins.append(t)
+    return ins, ([tc.InferRequestedOutput(n) for n in outputs] if outputs else None)
+
+
+def stylize_inputs(arr: np.ndarray, weights: np.ndarray | None) -> dict[str, np.ndarray]:
+    inputs = {IMAGE_INPUT: arr[None]}
+    if weights is not None:
+        inputs[STYLE_WEIGHTS_INPUT] = weights[None]
+    return inputs
+
+
+def finish_stylized(original, arr: np.ndarray, out: np.ndarray, strength: float, keep_colors: bool):
+    if keep_colors:
+        out = preserve_color(arr, out)
+    return like_input(blend_strength(arr, out, strength), original)
 
 
 def style_vector(style: Style, names: list[str]) -> np.ndarray:

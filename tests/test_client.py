@@ -95,3 +95,44 @@ def test_client_stays_light():
             "assert not heavy, heavy")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
+
+
+def test_stylize_stream_keeps_order_and_bounds_in_flight(client, photo):
+    frames = [np.asarray(photo.rotate(k * 7)) for k in range(7)]
+    read = []
+
+    def source():
+        for i, f in enumerate(frames):
+            read.append(i)
+            yield f
+
+    expected = [client.stylize(f, "blue") for f in frames]
+    outputs = []
+    for k, out in enumerate(client.stylize_stream(source(), "blue", in_flight=3)):
+        outputs.append(out)
+        assert len(read) <= k + 1 + 3  # never more than in_flight frames read ahead of the consumer
+    assert len(outputs) == len(frames)
+    for got, want in zip(outputs, expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_async_client_matches_sync(url, client, photo):
+    import asyncio
+
+    from stylecast.client import AsyncClient
+
+    src = np.asarray(photo)
+
+    async def run():
+        async with AsyncClient(url) as ac:
+            assert (await ac.style_models())["tiny_style"] == ["red", "green", "blue"]
+            one = await ac.stylize(src, {"red": 0.25, "green": 0.75})
+            frames = [out async for out in ac.stylize_stream([src, src[::-1].copy()], "red", in_flight=2)]
+            with pytest.raises(StylecastError) as e:
+                await ac.stylize(src, "red", model="nope")
+            assert e.value.status.name == "NOT_FOUND"
+            return one, frames
+
+    one, frames = asyncio.run(run())
+    np.testing.assert_array_equal(one, client.stylize(src, {"red": 0.25, "green": 0.75}))
+    np.testing.assert_array_equal(frames[1], client.stylize(src[::-1].copy(), "red"))
