@@ -221,6 +221,42 @@ def _add_stylize(sub: argparse._SubParsersAction) -> None:
     m.set_defaults(func=_cmd_models)
 
 
+def _cmd_video(a: argparse.Namespace) -> int:
+    from stylecast.client import Client
+    from stylecast.client.video import stylize_video
+
+    style = _parse_blend(a.blend) or a.style
+    with Client(a.url, token=a.token) as c:
+        r = stylize_video(c, a.input, a.output, style, model=a.model, in_flight=a.in_flight, stable=a.stable,
+                          input_format=a.format, max_frames=a.max_frames, strength=a.strength,
+                          keep_colors=a.keep_colors)
+    print(f"wrote {a.output}: {r.frames} frames in {r.seconds:.1f}s ({r.fps:.2f} fps), "
+          f"{r.audio_packets} audio packets copied")
+    return 0
+
+
+def _add_video(sub: argparse._SubParsersAction) -> None:
+    for name, helptext, src in (
+        ("stylize-video", "stylize a video file (audio kept)", "input video file"),
+        ("stylize-stream", "stylize a live source: a camera (/dev/video0 --format v4l2) or an FFmpeg URL",
+         "camera device or FFmpeg input URL"),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("input", help=src)
+        p.add_argument("-o", "--output", required=True, help="output video file")
+        p.add_argument("--style")
+        p.add_argument("--blend", help="e.g. starry_night=0.7,great_wave=0.3")
+        p.add_argument("--model")
+        p.add_argument("--in-flight", type=int, default=4, help="frames in flight (pipelining)")
+        p.add_argument("--stable", type=float, default=0.0, help="temporal stabilization strength in [0, 1)")
+        p.add_argument("--strength", type=float, default=1.0)
+        p.add_argument("--keep-colors", action="store_true")
+        p.add_argument("--format", help="FFmpeg input format (v4l2, lavfi, ...)")
+        p.add_argument("--max-frames", type=int, help="stop after this many frames (live sources)")
+        _add_client_args(p)
+        p.set_defaults(func=_cmd_video)
+
+
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="serve model_repository, stylize a bundled photo in every style, stop")
     p.add_argument("-o", "--output", default="stylized.jpg")
@@ -232,7 +268,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 
 REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_serve, _add_stylize, _add_demo, _add_train, _add_data, _add_export]
+    _add_serve, _add_stylize, _add_video, _add_demo, _add_train, _add_data, _add_export]
 
 
 def build_parser() -> argparse.ArgumentParser:

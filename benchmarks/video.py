@@ -1,0 +1,63 @@
+"""End-to-end video FPS against the embedded server: frame sizes x frames in flight.
+
+    .venv/bin/python benchmarks/video.py [--model starter8] [--frames 8]
+
+Prints a table and writes benchmarks/results/video.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="starter8")
+    ap.add_argument("--frames", type=int, default=8)
+    ap.add_argument("--sizes", default="256x256,512x512,1280x720")
+    ap.add_argument("--in-flight", default="1,4,8")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "video.json"))
+    a = ap.parse_args()
+
+    from stylecast.client import Client
+    from stylecast.server.app import Server, ServerOptions
+
+    from stylecast.sysinfo import machine
+
+    server = Server(ServerOptions(model_repository=ROOT / "model_repository", port=0, metrics_port=None,
+                                  model_control_mode="explicit", load_models=[a.model]))
+    port = server.start()
+    rows = []
+    try:
+        with Client(f"127.0.0.1:{port}") as c:
+            style = c.styles(a.model)[0]
+            for size in a.sizes.split(","):
+                w, h = (int(v) for v in size.split("x"))
+                rng = np.random.default_rng(0)
+                frames = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(a.frames)]
+                c.stylize(frames[0], style, model=a.model)  # warm-up
+                for k in (int(v) for v in a.in_flight.split(",")):
+                    t0 = time.perf_counter()
+                    n = sum(1 for _ in c.stylize_stream(frames, style, model=a.model, in_flight=k))
+                    dt = time.perf_counter() - t0
+                    rows.append({"size": size, "in_flight": k, "frames": n, "fps": n / dt})
+    finally:
+        server.stop()
+    print(f"{'size':>10} | {'in flight':>9} | {'fps':>6}")
+    for r in rows:
+        print(f"{r['size']:>10} | {r['in_flight']:9d} | {r['fps']:6.2f}")
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": machine(), "model": a.model, "results": rows}, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
