@@ -44,15 +44,18 @@ def main() -> None:
                 frames = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(a.frames)]
                 c.stylize(frames[0], style, model=a.model)  # warm-up
                 for k in (int(v) for v in a.in_flight.split(",")):
-                    t0 = time.perf_counter()
-                    n = sum(1 for _ in c.stylize_stream(frames, style, model=a.model, in_flight=k))
-                    dt = time.perf_counter() - t0
-                    rows.append({"size": size, "in_flight": k, "frames": n, "fps": n / dt})
+                    for transport in ("calls", "stream"):
+                        t0 = time.perf_counter()
+                        n = sum(1 for _ in c.stylize_stream(frames, style, model=a.model, in_flight=k,
+                                                            transport=transport))
+                        dt = time.perf_counter() - t0
+                        rows.append({"size": size, "in_flight": k, "transport": transport, "frames": n,
+                                     "fps": n / dt})
     finally:
         server.stop()
-    print(f"{'size':>10} | {'in flight':>9} | {'fps':>6}")
+    print(f"{'size':>10} | {'in flight':>9} | {'transport':>9} | {'fps':>6}")
     for r in rows:
-        print(f"{r['size']:>10} | {r['in_flight']:9d} | {r['fps']:6.2f}")
+        print(f"{r['size']:>10} | {r['in_flight']:9d} | {r['transport']:>9} | {r['fps']:6.2f}")
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": machine(), "model": a.model, "results": rows}, indent=2))

@@ -172,14 +172,21 @@ class Client:
         return finish_stylized(image, arr, out[STYLIZED_OUTPUT][0], strength, keep_colors)
 
     def stylize_stream(self, frames: Iterable, style: Style = None, *, model: str | None = None,
-                       in_flight: int = 4, **options) -> Iterator:
+                       in_flight: int = 4, transport: str = "calls", **options) -> Iterator:
         """Stylize a sequence of frames with up to ``in_flight`` requests outstanding; yields in order.
 
-        Reading ahead stops while ``in_flight`` frames are unanswered (backpressure, bounded memory).
+        ``transport="calls"`` sends concurrent ModelInfer calls; ``"stream"`` sends every frame over one
+        ModelStreamInfer stream. Either way reading ahead stops while ``in_flight`` frames are unanswered
+        (backpressure, bounded memory).
         """
+        model, weights = self.resolve_style(style, model)
+        if transport == "stream":
+            yield from self._stylize_over_stream(frames, model, weights, in_flight, **options)
+            return
+        if transport != "calls":
+            raise ValueError(f"transport must be 'calls' or 'stream', got {transport!r}")
         from concurrent.futures import ThreadPoolExecutor
 
-        model, _ = self.resolve_style(style, model)
         pending: deque = deque()
         with ThreadPoolExecutor(max(1, in_flight)) as pool:
             for frame in frames:
@@ -188,6 +195,35 @@ class Client:
                 pending.append(pool.submit(self.stylize, frame, style, model=model, **options))
             while pending:
                 yield pending.popleft().result()
+
+    def _stylize_over_stream(self, frames: Iterable, model: str, weights: np.ndarray | None, in_flight: int,
+                             strength: float = 1.0, keep_colors: bool = False) -> Iterator:
+        import queue
+
+        answers: queue.Queue = queue.Queue()
+        self._triton.start_stream(callback=lambda result, error: answers.put((result, error)),
+                                  headers=self.headers)
+        sent: deque = deque()  # (original frame, its array), in request order
+
+        def receive():
+            result, error = answers.get(timeout=self.timeout)
+            original, arr = sent.popleft()
+            if error is not None:
+                raise StylecastError.wrap(error)
+            return finish_stylized(original, arr, result.as_numpy(STYLIZED_OUTPUT)[0], strength, keep_colors)
+
+        try:
+            for k, frame in enumerate(frames):
+                if len(sent) >= in_flight:
+                    yield receive()
+                arr = to_array(frame)
+                ins, outs = build_request(stylize_inputs(arr, weights), [STYLIZED_OUTPUT])
+                sent.append((frame, arr))
+                self._triton.async_stream_infer(model, ins, outputs=outs, request_id=str(k))
+            while sent:
+                yield receive()
+        finally:
+            self._triton.stop_stream(cancel_requests=bool(sent))
 
 
 def is_style_config(cfg) -> bool:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from tritonclient.grpc import model_config_pb2 as mc
@@ -66,20 +69,32 @@ class DataPlane:
 
     def infer(self, request: pb.ModelInferRequest, timeout: float | None = None) -> pb.ModelInferResponse:
         """Decode, validate, queue, wait (within the caller's deadline) and encode one request."""
+        try:
+            return self.infer_async(request, timeout).result(timeout=timeout)
+        except FutureTimeout as e:
+            raise DeadlineExceeded("Deadline Exceeded") from e
+
+    def infer_async(self, request: pb.ModelInferRequest, timeout: float | None = None) -> Future:
+        """Queue one request; bad requests raise here, execution errors arrive through the future."""
         t0 = time.monotonic()
         mv = self.repository.get(request.model_name, request.model_version)
         try:
             req = decode_request(request, self.shm)
             req.deadline = None if timeout is None else t0 + timeout
-            future = mv.submit(req)
+            inner = mv.submit(req)
         except ServerError:
             mv.record_failure(int((time.monotonic() - t0) * 1e9))
             raise
-        try:
-            outputs = future.result(timeout=timeout)
-        except FutureTimeout as e:
-            raise DeadlineExceeded("Deadline Exceeded") from e
-        return encode_response(req, InferResult(outputs, str(mv.version)), self.shm)
+        outer: Future = Future()
+
+        def done(f: Future) -> None:
+            try:
+                outer.set_result(encode_response(req, InferResult(f.result(), str(mv.version)), self.shm))
+            except BaseException as e:  # noqa: BLE001 - delivered to the caller
+                outer.set_exception(e)
+
+        inner.add_done_callback(done)
+        return outer
 
     # --- statistics and repository -------------------------------------------------------------
 
@@ -136,13 +151,37 @@ class DataPlane:
         self.shm.close()
 
 
-def stream_responses(plane: DataPlane, requests, timeout_fn):
-    """ModelStreamInfer: one response per request, in order; an error answers that request only."""
-    for request in requests:
+def stream_responses(plane: DataPlane, requests, timeout_fn, max_in_flight: int = 64):
+    """ModelStreamInfer: requests are queued as they arrive (so stream frames pipeline and can share
+    dynamic batches); responses go back in request order; an error answers that request only, and at
+    most ``max_in_flight`` requests of one stream are outstanding."""
+    pending: queue.Queue = queue.Queue()
+    slots = threading.Semaphore(max_in_flight)
+    done = object()
+
+    def reader() -> None:
         try:
-            yield pb.ModelStreamInferResponse(infer_response=plane.infer(request, timeout_fn()))
+            for request in requests:
+                slots.acquire()
+                try:
+                    pending.put(plane.infer_async(request, timeout_fn()))
+                except Exception as e:  # noqa: BLE001 - answered in order, the stream goes on
+                    failed: Future = Future()
+                    failed.set_exception(e)
+                    pending.put(failed)
+        except Exception as e:  # noqa: BLE001 - the client went away or cancelled
+            log.debug("stream reader stopped: %s", e)
+        finally:
+            pending.put(done)
+
+    threading.Thread(target=reader, name="stream-reader", daemon=True).start()
+    while (item := pending.get()) is not done:
+        try:
+            yield pb.ModelStreamInferResponse(infer_response=item.result())
         except ServerError as e:
             yield pb.ModelStreamInferResponse(error_message=e.message)
         except Exception as e:  # noqa: BLE001 - the stream must outlive one bad request
             log.exception("stream request failed")
             yield pb.ModelStreamInferResponse(error_message=f"internal error: {e}")
+        finally:
+            slots.release()

@@ -136,3 +136,17 @@ def test_async_client_matches_sync(url, client, photo):
     one, frames = asyncio.run(run())
     np.testing.assert_array_equal(one, client.stylize(src, {"red": 0.25, "green": 0.75}))
     np.testing.assert_array_equal(frames[1], client.stylize(src[::-1].copy(), "red"))
+
+
+def test_stream_transport_matches_calls(client, photo):
+    frames = [np.asarray(photo.rotate(k * 11)) for k in range(6)]
+    calls = list(client.stylize_stream(frames, "green", in_flight=3))
+    stream = list(client.stylize_stream(frames, "green", in_flight=3, transport="stream"))
+    assert len(stream) == len(frames)
+    for a, b in zip(calls, stream, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # A frame the model rejects surfaces as the typed error. The stream protocol carries only the
+    # message (no status code), as with Triton.
+    with pytest.raises(StylecastError, match="has no elements"):
+        list(client.stylize_stream([frames[0], np.zeros((0, 4, 3), np.uint8)], "green", transport="stream"))
+    assert client.stylize(frames[0], "green").shape == frames[0].shape
