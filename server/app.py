@@ -32,6 +32,7 @@ class ServerOptions:
     tls_cert: str | None = None
     tls_key: str | None = None
     token: str | None = None
+    sidecar: bool = False  # host the PyTorch techniques (saliency, Grad-CAM, ...) next to the models
 
 
 class Server:
@@ -49,6 +50,11 @@ class Server:
 
     def start(self) -> int:
         o = self.options
+        if o.sidecar:
+            from .sidecar.backend import register
+
+            names = register(self.repository)
+            log.info("sidecar techniques: %s", ", ".join(names))
         self.repository.start()
         limit = o.max_message_mb * 1024 * 1024
         interceptors = [TokenAuthInterceptor(o.token)] if o.token else []

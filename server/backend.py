@@ -24,8 +24,15 @@ class Backend(ABC):
         """Load weights and check/auto-complete ``self.config`` against them."""
 
     @abstractmethod
-    def infer(self, inputs: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
+    def infer(self, inputs: dict[str, np.ndarray], outputs: list[str], parameters: dict) -> dict[str, np.ndarray]:
         """Run a (possibly batched) request; return the named outputs."""
+
+    def check_parameters(self, parameters: dict) -> dict:
+        """Validate request parameters; return the ones that affect execution (they split batches).
+
+        Like Triton's ONNX Runtime backend, plain models ignore request parameters.
+        """
+        return {}
 
     def unload(self) -> None:  # noqa: B027 - optional hook
         """Release what ``load`` acquired."""

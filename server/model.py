@@ -114,7 +114,8 @@ class ModelVersion:
     def submit(self, req: InferRequest):
         rows = self.validate(req)
         outputs = [o.name for o in req.outputs] or list(self._outputs)
-        return self.scheduler.submit(req.inputs, outputs, rows, req.deadline)
+        params = self.backend.check_parameters(req.parameters)
+        return self.scheduler.submit(req.inputs, outputs, rows, req.deadline, params)
 
     def _record(self, jobs: list[Job], err: BaseException | None) -> None:
         now_ms = int(time.time() * 1000)

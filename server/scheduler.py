@@ -22,7 +22,7 @@ from .errors import DeadlineExceeded, Unavailable
 
 log = logging.getLogger(__name__)
 
-Runner = Callable[[dict[str, np.ndarray], list[str]], dict[str, np.ndarray]]
+Runner = Callable[[dict[str, np.ndarray], list[str], dict], dict[str, np.ndarray]]
 
 
 @dataclass(eq=False)  # identity, not array comparison, when removed from the queue
@@ -31,6 +31,7 @@ class Job:
     outputs: list[str]
     rows: int
     deadline: float | None
+    parameters: dict = field(default_factory=dict)
     future: Future = field(default_factory=Future)
     enqueued: float = field(default_factory=time.monotonic)
     signature: tuple = ()
@@ -39,8 +40,10 @@ class Job:
     batch_size: int = 0
 
 
-def signature(inputs: dict[str, np.ndarray]) -> tuple:
-    return tuple(sorted((k, v.dtype.str, v.shape[1:]) for k, v in inputs.items()))
+def signature(inputs: dict[str, np.ndarray], parameters: dict | None = None) -> tuple:
+    """Requests batch together only when shapes (past the batch dimension), dtypes and parameters agree."""
+    shapes = tuple(sorted((k, v.dtype.str, v.shape[1:]) for k, v in inputs.items()))
+    return shapes + tuple(sorted((parameters or {}).items()))
 
 
 @dataclass
@@ -71,8 +74,9 @@ class Scheduler:
             t.start()
 
     def submit(self, inputs: dict[str, np.ndarray], outputs: list[str], rows: int,
-               deadline: float | None) -> Future:
-        job = Job(inputs, outputs, rows, deadline, signature=signature(inputs))
+               deadline: float | None, parameters: dict | None = None) -> Future:
+        params = dict(parameters or {})
+        job = Job(inputs, outputs, rows, deadline, params, signature=signature(inputs, params))
         with self._cv:
             if self._closing:
                 raise Unavailable(f"Request for unknown model: '{self.name}' is being unloaded")
@@ -149,7 +153,7 @@ class Scheduler:
             k: np.concatenate([j.inputs[k] for j in live], axis=0) for k in live[0].inputs}
         t0 = time.perf_counter_ns()
         try:
-            result = self._run(inputs, outputs)
+            result = self._run(inputs, outputs, live[0].parameters)
         except BaseException as e:  # noqa: BLE001 - every caller must hear of it
             for j in live:
                 j.future.set_exception(e)

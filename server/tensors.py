@@ -151,6 +151,14 @@ def np_to_datatype(arr: np.ndarray) -> str:
     return "BYTES" if arr.dtype == np.object_ or arr.dtype.kind in "SU" else np_to_triton_dtype(arr.dtype)
 
 
+def _bytes_tensor(arr: np.ndarray) -> bytes:
+    """Length-prefixed elements, as Triton puts BYTES tensors on the wire."""
+    if arr.size == 0:
+        return b""
+    packed = serialize_byte_tensor(arr)  # a 0-d object array holding the serialized bytes
+    return packed.item() if packed.dtype == np.object_ else packed.tobytes()
+
+
 def encode_response(
     req: InferRequest, result: InferResult, shm: SharedMemoryManager, parameters: dict | None = None
 ) -> pb.ModelInferResponse:
@@ -163,7 +171,7 @@ def encode_response(
         arr = result.outputs[o.name]
         dt = np_to_datatype(arr)
         out = resp.outputs.add(name=o.name, datatype=dt, shape=list(arr.shape))
-        data = serialize_byte_tensor(arr).tobytes() if dt == "BYTES" else np.ascontiguousarray(arr).tobytes()
+        data = _bytes_tensor(arr) if dt == "BYTES" else np.ascontiguousarray(arr).tobytes()
         if o.shm is not None:
             region, size, offset = o.shm
             shm.write(region, offset, size, data, o.name)

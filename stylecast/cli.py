@@ -85,7 +85,7 @@ def _cmd_serve(a: argparse.Namespace) -> int:
         model_repository=a.model_repository, host=a.host, port=a.port,
         metrics_port=None if a.metrics_port < 0 else a.metrics_port, model_control_mode=a.model_control_mode,
         load_models=a.load_model or [], max_message_mb=a.max_message_mb, workers=a.workers,
-        tls_cert=a.tls_cert, tls_key=a.tls_key, token=a.token,
+        tls_cert=a.tls_cert, tls_key=a.tls_key, token=a.token, sidecar=a.sidecar and _torch_available(),
     )
     server = Server(opts)
     port = server.start()
@@ -96,6 +96,15 @@ def _cmd_serve(a: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         server.stop()
     return 0
+
+
+def _torch_available() -> bool:
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        log.warning("torch is not installed: serving without the sidecar techniques")
+        return False
+    return True
 
 
 def _parse_blend(text: str | None) -> dict[str, float] | None:
@@ -197,6 +206,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tls-cert")
     p.add_argument("--tls-key")
     p.add_argument("--token", help="require 'authorization: Bearer TOKEN' on every call")
+    p.add_argument("--no-sidecar", dest="sidecar", action="store_false",
+                   help="do not host the PyTorch techniques (saliency, Grad-CAM, ...)")
     p.set_defaults(func=_cmd_serve)
 
 
@@ -257,6 +268,33 @@ def _add_video(sub: argparse._SubParsersAction) -> None:
         p.set_defaults(func=_cmd_video)
 
 
+def _cmd_explain(a: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from stylecast.client import Client
+
+    params = {}
+    for kv in a.param or []:
+        k, _, v = kv.partition("=")
+        params[k] = float(v) if "." in v else int(v)
+    with Client(a.url, token=a.token) as c:
+        r = c.explain(a.technique, Image.open(a.image).convert("RGB"), target=a.target, **params)
+    Image.fromarray(r.overlay).save(a.output)
+    print(f"wrote {a.output}: {a.technique} for '{r.label}' (class {r.class_index}, p={r.probability:.3f})")
+    return 0
+
+
+def _add_explain(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("explain", help="run a technique (saliency, guided_backprop, gradcam, occlusion)")
+    p.add_argument("technique")
+    p.add_argument("image")
+    p.add_argument("-o", "--output", required=True, help="PNG: the map as a heat overlay on the image")
+    p.add_argument("--target", type=int, help="ImageNet class to explain (default: the predicted one)")
+    p.add_argument("--param", action="append", help="technique parameter, e.g. smooth_samples=8")
+    _add_client_args(p)
+    p.set_defaults(func=_cmd_explain)
+
+
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="serve model_repository, stylize a bundled photo in every style, stop")
     p.add_argument("-o", "--output", default="stylized.jpg")
@@ -268,7 +306,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 
 REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_serve, _add_stylize, _add_video, _add_demo, _add_train, _add_data, _add_export]
+    _add_serve, _add_stylize, _add_video, _add_explain, _add_demo, _add_train, _add_data, _add_export]
 
 
 def build_parser() -> argparse.ArgumentParser:

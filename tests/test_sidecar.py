@@ -1,0 +1,107 @@
+"""Attribution techniques on the real classifier and real photos, served by the real server."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from stylecast.client import Client, StylecastError
+
+BOX = (120, 40, 280, 200)  # left, top, right, bottom of the pasted photo on a 320x320 grey canvas
+
+
+@pytest.fixture(scope="module")
+def sidecar_url():
+    from stylecast.server.app import Server, ServerOptions
+
+    srv = Server(ServerOptions(model_repository=None, port=0, metrics_port=None, sidecar=True))
+    port = srv.start()
+    yield f"127.0.0.1:{port}"
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def cat_on_grey() -> np.ndarray:
+    from stylecast.training.data import bundled_photos
+
+    cat = Image.open(dict(bundled_photos())["skimage_chelsea"]).convert("RGB")
+    s = min(cat.size)
+    cat = cat.crop(((cat.width - s) // 2, 0, (cat.width + s) // 2, s)).resize((BOX[2] - BOX[0], BOX[3] - BOX[1]))
+    canvas = Image.new("RGB", (320, 320), (128, 128, 128))
+    canvas.paste(cat, BOX[:2])
+    return np.asarray(canvas)
+
+
+def mass_inside(amap: np.ndarray) -> float:
+    m = np.clip(amap, 0, None)
+    left, top, right, bottom = BOX
+    return float(m[top:bottom, left:right].sum() / m.sum())
+
+
+@pytest.mark.parametrize("technique", ["saliency", "guided_backprop", "gradcam", "occlusion"])
+def test_maps_concentrate_on_the_object(sidecar_url, cat_on_grey, technique):
+    with Client(sidecar_url) as c:
+        r = c.explain(technique, cat_on_grey)
+    assert "cat" in r.label, r.label  # tabby / tiger cat / Egyptian cat
+    assert r.map.shape == cat_on_grey.shape[:2] and r.overlay.shape == cat_on_grey.shape
+    inside = mass_inside(r.map)
+    assert inside > 0.5, f"{technique}: only {inside:.2f} of the map inside a box of 25% of the image"
+
+
+def test_smoothgrad_wrapper_and_target_parameter(sidecar_url, cat_on_grey):
+    with Client(sidecar_url) as c:
+        plain = c.explain("saliency", cat_on_grey)
+        smooth = c.explain("saliency", cat_on_grey, smooth_samples=4, smooth_sigma=0.1)
+        again = c.explain("saliency", cat_on_grey, smooth_samples=4, smooth_sigma=0.1)
+        other = c.explain("gradcam", cat_on_grey, target=967)  # espresso
+    assert mass_inside(smooth.map) > 0.5
+    assert not np.allclose(plain.map, smooth.map)
+    np.testing.assert_array_equal(smooth.map, again.map)  # seeded: repeatable on CPU
+    assert other.class_index == 967 and other.label == "espresso" and other.probability < plain.probability
+
+
+def test_parameters_are_validated_and_listed(sidecar_url, cat_on_grey):
+    with Client(sidecar_url) as c:
+        cfg = c.config("occlusion")
+        assert "param.patch" in cfg.parameters and "min=4" in cfg.parameters["param.patch"].string_value
+        with pytest.raises(StylecastError) as e:
+            c.explain("saliency", cat_on_grey, steps=3)
+        assert e.value.status.name == "INVALID_ARGUMENT" and "steps" in e.value.message
+        with pytest.raises(StylecastError) as e:
+            c.explain("occlusion", cat_on_grey, patch=1000)
+        assert e.value.status.name == "INVALID_ARGUMENT" and "'patch'" in e.value.message
+        with pytest.raises(StylecastError) as e:
+            c.explain("saliency", cat_on_grey, target=5000)
+        assert "'target'" in e.value.message
+        assert c.explain("saliency", cat_on_grey).label  # still serving
+
+
+def _hook_count(model: torch.nn.Module) -> int:
+    return sum(len(m._forward_hooks) + len(m._backward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+
+def test_hooks_never_outlive_a_call_and_the_model_is_not_mutated():
+    from stylecast.server.sidecar.attribution import GradCAM, GuidedBackprop
+    from stylecast.server.sidecar.networks import efficientnet_lite0
+
+    model = efficientnet_lite0()
+    before = (_hook_count(model), model.training, [p.requires_grad for p in model.parameters()][:5])
+    x = torch.rand(1, 3, 64, 64) * 255
+    GuidedBackprop(model).attribute(x, torch.tensor([1]))
+    GradCAM(model).attribute(x, torch.tensor([1]))
+    for technique in (GuidedBackprop(model), GradCAM(model)):
+        with pytest.raises(RuntimeError):
+            technique.attribute(x, torch.tensor([5000]))  # raises inside the call
+    after = (_hook_count(model), model.training, [p.requires_grad for p in model.parameters()][:5])
+    assert before == after and after[0] == 0
+
+
+def test_cli_explain(sidecar_url, cat_on_grey, tmp_path):
+    from stylecast.cli import main
+
+    src, dst = tmp_path / "cat.png", tmp_path / "sal.png"
+    Image.fromarray(cat_on_grey).save(src)
+    assert main(["explain", "gradcam", str(src), "-o", str(dst), "--url", sidecar_url]) == 0
+    assert Image.open(dst).size == (320, 320)
