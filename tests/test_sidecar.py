@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
 from stylecast.client import Client, StylecastError
 
 BOX = (120, 40, 280, 200)  # left, top, right, bottom of the pasted photo on a 320x320 grey canvas
