@@ -9,12 +9,12 @@ ratios, and writes benchmarks/results/serving.json with a description of the mac
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
+from report import print_table, save
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,7 +32,6 @@ def main() -> None:
     from stylecast.client import Client
     from stylecast.server.app import Server, ServerOptions
 
-    from stylecast.sysinfo import machine
 
     model_dir = Path(a.repository) / a.model
     version = max(int(p.name) for p in model_dir.iterdir() if p.name.isdigit())
@@ -66,13 +65,9 @@ def main() -> None:
                              "overhead_ratio": mr / ml, "repeats": a.repeats})
     finally:
         server.stop()
-    print(f"{'size':>9} | {'in-process ORT ms':>17} | {'gRPC (uint8) ms':>15} | {'gRPC / in-process':>17}")
-    for r in rows:
-        print(f"{r['size']:>9} | {r['in_process_ms']:17.1f} | {r['grpc_ms']:15.1f} | {r['overhead_ratio']:17.3f}")
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": machine(), "model": a.model, "results": rows}, indent=2))
-    print(f"wrote {out}")
+    print_table(rows, [("size", "size", "s"), ("in_process_ms", "in-process ORT ms", ".1f"),
+                       ("grpc_ms", "gRPC (uint8) ms", ".1f"), ("overhead_ratio", "gRPC / in-process", ".3f")])
+    save(a.out, {"model": a.model, "results": rows})
 
 
 if __name__ == "__main__":

@@ -9,10 +9,11 @@ Each configuration runs one warm-up step, then up to --steps timed steps (stoppi
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
+
+from report import print_table, save
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,7 +35,6 @@ def main() -> None:
     from stylecast.training.trainer import autocast, cpu_has_amx
     from stylecast.training.vgg import CONTENT_LAYER, VGGFeatures
 
-    from stylecast.sysinfo import machine
 
     torch.manual_seed(0)
     net = TransformerNet(a.styles)
@@ -81,19 +81,13 @@ def main() -> None:
         rows.append({"precision": precision, "size": a.size, "batch": a.batch, "step_s": med,
                      "images_per_s": a.batch / med, "timed_steps": len(times)})
     base = rows[0]["images_per_s"] or 1.0
-    print(f"CPU has AMX: {cpu_has_amx()}; 64x64 probe step s: " + ", ".join(f"{p} {t:.3f}" for p, t in probe.items()))
-    print(f"{'precision':>9} | {'step s':>7} | {'images/s':>8} | vs {rows[0]['precision']}")
     for r in rows:
-        if r["step_s"] is None:
-            print(f"{r['precision']:>9} | skipped: {r['skipped']}")
-        else:
-            print(f"{r['precision']:>9} | {r['step_s']:7.2f} | {r['images_per_s']:8.3f} | "
-                  f"{r['images_per_s'] / base:.2f}x")
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": machine() | {"amx": cpu_has_amx()}, "probe_64px_step_s": probe,
-                               "results": rows}, indent=2))
-    print(f"wrote {out}")
+        r["vs_first"] = r["images_per_s"] / base if r["images_per_s"] else None
+    print(f"CPU has AMX: {cpu_has_amx()}; 64x64 probe step s: " + ", ".join(f"{p} {t:.3f}" for p, t in probe.items()))
+    print_table(rows, [("precision", "precision", "s"), ("step_s", "step s", ".2f"),
+                       ("images_per_s", "images/s", ".3f"), ("vs_first", f"vs {rows[0]['precision']}", ".2f"),
+                       ("skipped", "note", "s")])
+    save(a.out, {"amx": cpu_has_amx(), "probe_64px_step_s": probe, "results": rows})
 
 
 if __name__ == "__main__":

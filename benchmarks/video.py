@@ -8,11 +8,11 @@ Prints a table and writes benchmarks/results/video.json.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
+from report import print_table, save
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,7 +29,6 @@ def main() -> None:
     from stylecast.client import Client
     from stylecast.server.app import Server, ServerOptions
 
-    from stylecast.sysinfo import machine
 
     server = Server(ServerOptions(model_repository=ROOT / "model_repository", port=0, metrics_port=None,
                                   model_control_mode="explicit", load_models=[a.model]))
@@ -53,13 +52,9 @@ def main() -> None:
                                      "fps": n / dt})
     finally:
         server.stop()
-    print(f"{'size':>10} | {'in flight':>9} | {'transport':>9} | {'fps':>6}")
-    for r in rows:
-        print(f"{r['size']:>10} | {r['in_flight']:9d} | {r['transport']:>9} | {r['fps']:6.2f}")
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": machine(), "model": a.model, "results": rows}, indent=2))
-    print(f"wrote {out}")
+    print_table(rows, [("size", "size", "s"), ("in_flight", "in flight", "d"), ("transport", "transport", "s"),
+                       ("fps", "fps", ".2f")])
+    save(a.out, {"model": a.model, "results": rows})
 
 
 if __name__ == "__main__":

@@ -18,7 +18,9 @@ from .core import (
     ModelInfo,
     Style,
     StylecastError,
+    auth_headers,
     build_request,
+    channel_args,
     finish_stylized,
     is_style_config,
     pick_model,
@@ -37,12 +39,10 @@ class AsyncClient:
     def __init__(self, url: str = "127.0.0.1:8001", *, timeout: float | None = 60.0, retries: int = 3,
                  backoff: float = 0.2, ssl: bool = False, root_certificates: str | None = None,
                  token: str | None = None, max_message_mb: int = 64) -> None:
-        limit = max_message_mb * 1024 * 1024
         self.url, self.timeout, self.retries, self.backoff = url, timeout, retries, backoff
-        self.headers = {"authorization": f"Bearer {token}"} if token else None
-        self._triton = aio.InferenceServerClient(
-            url, ssl=ssl, root_certificates=root_certificates,
-            channel_args=[("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit)])
+        self.headers = auth_headers(token)
+        self._triton = aio.InferenceServerClient(url, ssl=ssl, root_certificates=root_certificates,
+                                                 channel_args=channel_args(max_message_mb))
         self._configs: dict[str, object] = {}
 
     @property

@@ -73,15 +73,10 @@ class Client:
     def __init__(self, url: str = "127.0.0.1:8001", *, timeout: float | None = 60.0, retries: int = 3,
                  backoff: float = 0.2, ssl: bool = False, root_certificates: str | None = None,
                  token: str | None = None, max_message_mb: int = 64) -> None:
-        limit = max_message_mb * 1024 * 1024
-        self.url = url
-        self.timeout = timeout
-        self.retries = retries
-        self.backoff = backoff
-        self.headers = {"authorization": f"Bearer {token}"} if token else None
-        self._triton = tc.InferenceServerClient(
-            url, ssl=ssl, root_certificates=root_certificates,
-            channel_args=[("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit)])
+        self.url, self.timeout, self.retries, self.backoff = url, timeout, retries, backoff
+        self.headers = auth_headers(token)
+        self._triton = tc.InferenceServerClient(url, ssl=ssl, root_certificates=root_certificates,
+                                                channel_args=channel_args(max_message_mb))
         self._configs: dict[str, object] = {}
 
     # --- plumbing ------------------------------------------------------------------------------
@@ -249,6 +244,16 @@ class Client:
                 yield receive()
         finally:
             self._triton.stop_stream(cancel_requests=bool(sent))
+
+
+def channel_args(max_message_mb: int) -> list[tuple[str, int]]:
+    """gRPC message limits raised for images, both ways."""
+    limit = max_message_mb * 1024 * 1024
+    return [("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit)]
+
+
+def auth_headers(token: str | None) -> dict[str, str] | None:
+    return {"authorization": f"Bearer {token}"} if token else None
 
 
 def is_style_config(cfg) -> bool:

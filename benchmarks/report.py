@@ -1,0 +1,27 @@
+"""Shared output of the benchmark scripts: a printed table and a JSON file with the machine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def print_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> None:
+    """``columns``: (key, header, format spec) per column."""
+    widths = [max(len(h), 8) for _, h, _ in columns]
+    print(" | ".join(f"{h:>{w}}" for (_, h, _), w in zip(columns, widths, strict=True)))
+    for r in rows:
+        cells = []
+        for (key, _, fmt), w in zip(columns, widths, strict=True):
+            v = r.get(key)
+            cells.append(f"{'-' if v is None else format(v, fmt):>{w}}")
+        print(" | ".join(cells))
+
+
+def save(out: str | Path, payload: dict) -> None:
+    from stylecast.sysinfo import machine
+
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"machine": machine(), **payload}, indent=2))
+    print(f"wrote {path}")
