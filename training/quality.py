@@ -14,8 +14,11 @@ from pathlib import Path
 
 import torch
 
+# Per-image optimization runs in the sidecar's render loop, the one loop of every iterative technique.
+from stylecast.server.sidecar.optimize import gatys_transfer
+
 from .data import list_images, load_rgb, to_tensor
-from .losses import content_loss, style_loss, tv_loss
+from .losses import content_loss, style_loss
 from .networks import STRIDE, one_hot
 from .trainer import load_network, style_grams
 from .vgg import CONTENT_LAYER, STYLE_LAYERS, VGGFeatures
@@ -43,25 +46,6 @@ def losses_of(vgg: VGGFeatures, img: torch.Tensor, photo_feats: dict, grams: dic
     return float(style_loss(f, grams)), float(content_loss(f[CONTENT_LAYER], photo_feats[CONTENT_LAYER]))
 
 
-def gatys(vgg: VGGFeatures, photo: torch.Tensor, grams: dict, content_weight: float, style_weight: float,
-          tv_weight: float, steps: int = 200, lr: float = 4.0) -> torch.Tensor:
-    """Optimize the pixels of ``photo`` (0..255) for the perceptual losses with Adam."""
-    with torch.no_grad():
-        target = vgg(photo)[CONTENT_LAYER]
-    x = photo.clone().requires_grad_(True)
-    opt = torch.optim.Adam([x], lr=lr)
-    for _ in range(steps):
-        opt.zero_grad(set_to_none=True)
-        f = vgg(x)
-        loss = (content_weight * content_loss(f[CONTENT_LAYER], target) + style_weight * style_loss(f, grams)
-                + tv_weight * tv_loss(x))
-        loss.backward()
-        opt.step()
-        with torch.no_grad():
-            x.clamp_(0, 255)
-    return x.detach()
-
-
 def measure(checkpoint: str | Path, styles: list[str | Path], photos: str | Path, size: int = 256,
             gatys_steps: int = 200, max_photos: int = 4) -> list[QualityRow]:
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
@@ -86,7 +70,7 @@ def measure(checkpoint: str | Path, styles: list[str | Path], photos: str | Path
                 y = net(x, wts).clamp(0, 255).round()
                 s_photo, _ = losses_of(vgg, x, photo_feats, grams)
                 s_ff, c_ff = losses_of(vgg, y, photo_feats, grams)
-            g = gatys(vgg, x, grams, cw, sw, tw, gatys_steps)
+            g = gatys_transfer(vgg, x, [], [], cw, sw, tw, steps=gatys_steps, grams=grams).image
             with torch.no_grad():
                 s_g, c_g = losses_of(vgg, g.round(), photo_feats, grams)
             row = QualityRow(path.name, name, s_photo, s_ff, s_g, c_ff, c_g)

@@ -1,0 +1,160 @@
+"""Iterative techniques, each a few lines over the one render loop: class visualization, fooling images,
+DeepDream, feature inversion, Gram texture synthesis and Gatys style transfer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from stylecast.training.losses import content_loss, gram_matrix, style_loss, tv_loss
+from stylecast.training.vgg import VGGFeatures
+from torch.nn import functional as F
+
+from .networks import Classifier
+from .render import (
+    Objective,
+    PixelImage,
+    RenderResult,
+    adam,
+    clamp_pixels,
+    gaussian_blur,
+    jitter,
+    render,
+)
+
+# --- objectives ------------------------------------------------------------------------------------
+
+
+def class_logit(model: Classifier, target: int) -> Objective:
+    return Objective(lambda s: -s.run(model)[:, target].sum(), f"-logit[{target}]")
+
+
+def cross_entropy(model: Classifier, target: int) -> Objective:
+    return Objective(lambda s: F.cross_entropy(s.run(model), torch.full((s.image.shape[0],), target)),
+                     f"CE[{target}]")
+
+
+def l2_penalty(center: float = 127.5) -> Objective:
+    return Objective(lambda s: ((s.image - center) / 255.0).pow(2).mean(), "L2")
+
+
+def total_variation(beta: float = 2.0) -> Objective:
+    return Objective(lambda s: tv_loss(s.image, beta), f"TV^{beta:g}")
+
+
+def gram_match(vgg: VGGFeatures, grams: dict[str, torch.Tensor]) -> Objective:
+    return Objective(lambda s: style_loss(s.run(vgg), grams), "Gram")
+
+
+def feature_match(vgg: VGGFeatures, layer: str, target: torch.Tensor) -> Objective:
+    return Objective(lambda s: content_loss(s.run(vgg)[layer], target), f"features[{layer}]")
+
+
+def activation_energy(vgg: VGGFeatures, layer: str) -> Objective:
+    """-0.5 ||a||^2: its gradient with respect to the activation is the activation itself (DeepDream)."""
+    return Objective(lambda s: -0.5 * s.run(vgg)[layer].pow(2).mean(), f"-|{layer}|^2")
+
+
+# --- techniques ------------------------------------------------------------------------------------
+
+
+def class_visualization(model: Classifier, target: int, size: int = 128, steps: int = 100, lr: float = 8.0,
+                        l2: float = 1.0, blur_every: int = 10, blur_sigma: float = 0.5, jitter_px: int = 8,
+                        seed: int = 0, progress=None) -> RenderResult:
+    g = torch.Generator().manual_seed(seed)
+    param = PixelImage(127.5 + 10 * torch.randn(1, 3, size, size, generator=g))
+    count = {"n": 0}
+
+    def blur(x: torch.Tensor) -> None:
+        count["n"] += 1
+        if blur_every and count["n"] % blur_every == 0:
+            x.copy_(gaussian_blur(x, blur_sigma))
+
+    return render(param, class_logit(model, target) + l2 * l2_penalty(), steps, optimizer=adam(lr),
+                  transforms=[jitter(jitter_px)], project=[blur, clamp_pixels], seed=seed, progress=progress)
+
+
+@dataclass
+class FoolingResult:
+    image: torch.Tensor
+    steps: int
+    fooled: bool
+    linf: float
+    l2: float
+
+
+def fooling_image(model: Classifier, image: torch.Tensor, target: int, epsilon: float = 2.0, steps: int = 50,
+                  lr: float = 0.25, progress=None) -> FoolingResult:
+    """Targeted: the smallest-effort perturbation (inside an L-inf ball of ``epsilon`` grey levels) that
+    makes the classifier say ``target``; stops as soon as it does."""
+    original = image.detach().clone()
+
+    def project(x: torch.Tensor) -> None:
+        x.copy_(original + (x - original).clamp(-epsilon, epsilon))
+        x.clamp_(0, 255)
+
+    def fooled(state, step) -> bool:
+        return bool((model(state.image).argmax(1) == target).all())
+
+    with torch.no_grad():
+        if bool((model(original).argmax(1) == target).all()):
+            return FoolingResult(original, 0, True, 0.0, 0.0)
+    param = PixelImage(original)
+    r = render(param, cross_entropy(model, target), steps, optimizer=adam(lr), project=[project], stop=fooled,
+               progress=progress)
+    delta = r.image - original
+    with torch.no_grad():
+        ok = bool((model(r.image).argmax(1) == target).all())
+    return FoolingResult(r.image, r.steps, ok, float(delta.abs().max()) / 255.0,
+                         float(delta.flatten().norm()) / 255.0)
+
+
+def deepdream(vgg: VGGFeatures, image: torch.Tensor, layer: str = "relu3_3", steps: int = 20, lr: float = 2.0,
+              octaves: int = 2, octave_scale: float = 1.4, jitter_px: int = 8, seed: int = 0) -> torch.Tensor:
+    """Amplify what a layer sees, from coarse to fine octaves."""
+    h, w = image.shape[2:]
+    x = image.detach().clone()
+    for o in reversed(range(octaves)):
+        size = (max(16, int(h / octave_scale ** o)), max(16, int(w / octave_scale ** o)))
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        x = render(PixelImage(x), activation_energy(vgg, layer), steps, optimizer=adam(lr),
+                   transforms=[jitter(jitter_px)], seed=seed + o).image
+    return x
+
+
+def feature_inversion(vgg: VGGFeatures, image: torch.Tensor, layer: str = "relu2_2", steps: int = 100,
+                      lr: float = 4.0, tv_weight: float = 1.0, beta: float = 2.0, seed: int = 0) -> RenderResult:
+    """Reconstruct an image from one layer's features, regularized by total variation R_V^beta."""
+    with torch.no_grad():
+        target = vgg(image)[layer]
+    g = torch.Generator().manual_seed(seed)
+    param = PixelImage(127.5 + 10 * torch.randn(image.shape, generator=g))
+    return render(param, feature_match(vgg, layer, target) + tv_weight * total_variation(beta), steps,
+                  optimizer=adam(lr), seed=seed)
+
+
+def texture_synthesis(vgg: VGGFeatures, texture: torch.Tensor, size: int = 128, steps: int = 100, lr: float = 4.0,
+                      seed: int = 0) -> RenderResult:
+    """A new image whose Gram matrices at the chosen layers match the texture's."""
+    with torch.no_grad():
+        grams = {k: gram_matrix(v) for k, v in vgg(texture).items()}
+    g = torch.Generator().manual_seed(seed)
+    param = PixelImage(127.5 + 10 * torch.randn(1, 3, size, size, generator=g))
+    return render(param, gram_match(vgg, grams), steps, optimizer=adam(lr), seed=seed)
+
+
+def gatys_transfer(vgg: VGGFeatures, content: torch.Tensor, styles: list[torch.Tensor], weights: list[float],
+                   content_weight: float = 4.0, style_weight: float = 1.5, tv_weight: float = 20.0,
+                   content_layer: str = "relu2_2", steps: int = 100, lr: float = 4.0,
+                   grams: dict[str, torch.Tensor] | None = None) -> RenderResult:
+    """Optimization-based style transfer with one or more weighted styles, starting from the content.
+    ``grams`` gives precomputed style targets instead of ``styles``."""
+    with torch.no_grad():
+        target = vgg(content)[content_layer]
+        mixed = dict(grams or {})
+        for s, w in zip(styles, weights, strict=True):
+            for k, v in vgg(s).items():
+                mixed[k] = mixed.get(k, 0) + w / sum(weights) * gram_matrix(v)
+    objective = (content_weight * feature_match(vgg, content_layer, target) + style_weight * gram_match(vgg, mixed)
+                 + tv_weight * total_variation())
+    return render(PixelImage(content), objective, steps, optimizer=adam(lr))

@@ -1,0 +1,85 @@
+"""The render loop and the iterative techniques built on it, on the real networks and photos."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from stylecast.server.sidecar import optimize
+from stylecast.server.sidecar.networks import efficientnet_lite0
+from stylecast.server.sidecar.render import Objective, State
+from stylecast.training.data import bundled_photos, load_rgb, to_tensor
+from stylecast.training.losses import energy, gram_matrix, relative_mse
+from stylecast.training.vgg import VGGFeatures
+from torch.nn import functional as F
+
+
+@pytest.fixture(scope="module")
+def model():
+    return efficientnet_lite0()
+
+
+@pytest.fixture(scope="module")
+def vgg():
+    return VGGFeatures()
+
+
+def photo(name: str, size: int) -> torch.Tensor:
+    img = Image.open(dict(bundled_photos())[name]).convert("RGB").resize((size, size))
+    return to_tensor(img)[None]
+
+
+def test_objective_algebra():
+    a = Objective(lambda s: s.image.sum(), "a")
+    b = Objective(lambda s: s.image.mean(), "b")
+    s = State(torch.arange(4.0).view(1, 1, 2, 2))
+    assert float((a + 2.0 * b - a)(s)) == pytest.approx(2 * 1.5)
+    assert float((-a)(s)) == -6.0 and "a" in (a + b).name
+
+
+@pytest.mark.parametrize("name", ["skimage_chelsea", "skimage_coffee"])
+def test_fooling_flips_the_label_within_two_grey_levels(model, name):
+    x = photo(name, 224)
+    with torch.no_grad():
+        original = int(model(x).argmax())
+    target = 1  # goldfish
+    r = optimize.fooling_image(model, x, target, epsilon=2.0, steps=60)
+    assert original != target and r.fooled, f"{name}: not fooled in {r.steps} steps"
+    assert r.linf <= 2 / 255 + 1e-6 and 0 < r.l2 and r.steps <= 60
+    with torch.no_grad():
+        assert int(model(r.image).argmax()) == target
+
+
+def test_class_visualization_raises_the_class_score(model):
+    target = 130  # flamingo
+    r = optimize.class_visualization(model, target, size=96, steps=40, seed=1)
+    with torch.no_grad():
+        start = model(torch.full((1, 3, 96, 96), 127.5))[0, target]
+        end = model(F.interpolate(r.image, size=96))[0, target]
+    assert float(end) > float(start) + 5.0
+    assert r.losses[-1] < r.losses[0]
+
+
+def test_texture_synthesis_matches_grams(vgg):
+    texture = to_tensor(load_rgb(__import__("pathlib").Path(__file__).parent.parent / "styles" / "starry_night.jpg",
+                                 96))[None]
+    r = optimize.texture_synthesis(vgg, texture, size=64, steps=60, seed=0)
+    assert r.losses[-1] < r.losses[0] / 5
+    with torch.no_grad():
+        g_t, g_r = gram_matrix(vgg(texture)["relu3_3"]), gram_matrix(vgg(r.image)["relu3_3"])
+    assert relative_mse(g_r, g_t, energy(g_t)).item() < 0.5
+
+
+def test_feature_inversion_and_gatys_and_deepdream(vgg):
+    x = photo("skimage_astronaut", 64)
+    inv = optimize.feature_inversion(vgg, x, "relu2_2", steps=60)
+    assert inv.losses[-1] < inv.losses[0] / 3
+    style = photo("skimage_coffee", 64)
+    g = optimize.gatys_transfer(vgg, x, [style], [1.0], steps=30)
+    assert g.losses[-1] < 0.7 * g.losses[0]
+    dream = optimize.deepdream(vgg, x, "relu3_3", steps=10, octaves=2)
+    with torch.no_grad():
+        before, after = vgg(x)["relu3_3"].pow(2).mean(), vgg(dream)["relu3_3"].pow(2).mean()
+    assert dream.shape == x.shape and float(after) > 1.5 * float(before)
+    assert np.isfinite(dream.numpy()).all()
