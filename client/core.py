@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -215,6 +215,38 @@ class Client:
         label = out["label"][0]
         return Explanation(out["map"], out["overlay"], label.decode() if isinstance(label, bytes) else str(label),
                            int(out["class_index"][0]), float(out["probability"][0]))
+
+    def optimize(self, technique: str, inputs: Mapping[str, np.ndarray] | None = None,
+                 progress: Callable[[int, float, np.ndarray | None], bool | None] | None = None,
+                 timeout: float | None = None, **params) -> dict[str, np.ndarray]:
+        """Run an iterative technique (``fooling``, ``class_visualization``, ``texture_synthesis``) over
+        ModelStreamInfer. ``progress(step, loss, preview_or_None)`` sees every progress response and may
+        return False to cancel the work on the server. Returns the final outputs."""
+        import queue
+
+        answers: queue.Queue = queue.Queue()
+        ins, _ = build_request(inputs or {}, None)
+        self._triton.start_stream(callback=lambda result, error: answers.put((result, error)), headers=self.headers)
+        cancelled = False
+        try:
+            self._triton.async_stream_infer(technique, ins, parameters=params or None)
+            while True:
+                result, error = answers.get(timeout=timeout or self.timeout)
+                if error is not None:
+                    raise StylecastError.wrap(error)
+                resp = result.get_response()
+                names = [o.name for o in resp.outputs]
+                final = resp.parameters.get("triton_final_response")
+                if final is None or final.bool_param:
+                    return {n: result.as_numpy(n) for n in names}
+                if progress is not None:
+                    preview = result.as_numpy("image") if "image" in names else None
+                    if progress(int(result.as_numpy("step")[0]), float(result.as_numpy("loss")[0]),
+                                preview) is False:
+                        cancelled = True
+                        raise StylecastError(f"{technique} cancelled by the caller", grpc.StatusCode.CANCELLED)
+        finally:
+            self._triton.stop_stream(cancel_requests=cancelled)
 
     def _stylize_over_stream(self, frames: Iterable, model: str, weights: np.ndarray | None, in_flight: int,
                              strength: float = 1.0, keep_colors: bool = False) -> Iterator:

@@ -51,9 +51,9 @@ class Server:
     def start(self) -> int:
         o = self.options
         if o.sidecar:
-            from .sidecar.backend import register
+            from .sidecar import backend, iterative
 
-            names = register(self.repository)
+            names = backend.register(self.repository) + iterative.register(self.repository)
             log.info("sidecar techniques: %s", ", ".join(names))
         self.repository.start()
         limit = o.max_message_mb * 1024 * 1024

@@ -24,8 +24,10 @@ class Backend(ABC):
         """Load weights and check/auto-complete ``self.config`` against them."""
 
     @abstractmethod
-    def infer(self, inputs: dict[str, np.ndarray], outputs: list[str], parameters: dict) -> dict[str, np.ndarray]:
-        """Run a (possibly batched) request; return the named outputs."""
+    def infer(self, inputs: dict[str, np.ndarray], outputs: list[str], parameters: dict,
+              emit=None) -> dict[str, np.ndarray]:
+        """Run a (possibly batched) request; return the named outputs. Decoupled backends may call
+        ``emit(partial_outputs)`` for progress; it returns False once the caller has gone."""
 
     def check_parameters(self, parameters: dict) -> dict:
         """Validate request parameters; return the ones that affect execution (they split batches).

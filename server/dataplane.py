@@ -18,7 +18,7 @@ from .config import datatype_of
 from .errors import DeadlineExceeded, ServerError
 from .repository import ModelRepository
 from .shm import SharedMemoryManager
-from .tensors import InferResult, decode_request, encode_response
+from .tensors import InferRequest, InferResult, RequestedOutput, decode_request, encode_response
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +74,21 @@ class DataPlane:
         except FutureTimeout as e:
             raise DeadlineExceeded("Deadline Exceeded") from e
 
-    def infer_async(self, request: pb.ModelInferRequest, timeout: float | None = None) -> Future:
-        """Queue one request; bad requests raise here, execution errors arrive through the future."""
+    def infer_async(self, request: pb.ModelInferRequest, timeout: float | None = None, emit=None) -> Future:
+        """Queue one request; bad requests raise here, execution errors arrive through the future.
+        ``emit(partial_response)`` receives the progress responses of a decoupled model."""
         t0 = time.monotonic()
         mv = self.repository.get(request.model_name, request.model_version)
         try:
             req = decode_request(request, self.shm)
             req.deadline = None if timeout is None else t0 + timeout
-            inner = mv.submit(req)
+            partial = None
+            if emit is not None and mv.decoupled:
+                def partial(outputs: dict) -> bool:
+                    sub = InferRequest(req.model, req.version, req.id, {}, [RequestedOutput(n) for n in outputs])
+                    return emit(encode_response(sub, InferResult(outputs, str(mv.version)), self.shm,
+                                                {"triton_final_response": False}))
+            inner = mv.submit(req, partial)
         except ServerError:
             mv.record_failure(int((time.monotonic() - t0) * 1e9))
             raise
@@ -89,7 +96,8 @@ class DataPlane:
 
         def done(f: Future) -> None:
             try:
-                outer.set_result(encode_response(req, InferResult(f.result(), str(mv.version)), self.shm))
+                final = {"triton_final_response": True} if emit is not None and mv.decoupled else None
+                outer.set_result(encode_response(req, InferResult(f.result(), str(mv.version)), self.shm, final))
             except BaseException as e:  # noqa: BLE001 - delivered to the caller
                 outer.set_exception(e)
 
@@ -153,35 +161,51 @@ class DataPlane:
 
 def stream_responses(plane: DataPlane, requests, timeout_fn, max_in_flight: int = 64):
     """ModelStreamInfer: requests are queued as they arrive (so stream frames pipeline and can share
-    dynamic batches); responses go back in request order; an error answers that request only, and at
-    most ``max_in_flight`` requests of one stream are outstanding."""
+    dynamic batches); responses go back in request order; an error answers that request only; a
+    decoupled model's progress responses come before its final one; at most ``max_in_flight`` requests
+    of one stream are outstanding. When the client goes away, running decoupled work is told to stop."""
     pending: queue.Queue = queue.Queue()
     slots = threading.Semaphore(max_in_flight)
     done = object()
+    open_ = threading.Event()
+    open_.set()
 
     def reader() -> None:
         try:
             for request in requests:
                 slots.acquire()
+                progress: queue.Queue = queue.Queue()
+
+                def emit(resp, progress=progress) -> bool:
+                    progress.put(resp)
+                    return open_.is_set()
+
                 try:
-                    pending.put(plane.infer_async(request, timeout_fn()))
+                    future = plane.infer_async(request, timeout_fn(), emit)
                 except Exception as e:  # noqa: BLE001 - answered in order, the stream goes on
-                    failed: Future = Future()
-                    failed.set_exception(e)
-                    pending.put(failed)
+                    future = Future()
+                    future.set_exception(e)
+                future.add_done_callback(lambda f, progress=progress: progress.put(done))
+                pending.put((future, progress))
         except Exception as e:  # noqa: BLE001 - the client went away or cancelled
             log.debug("stream reader stopped: %s", e)
         finally:
             pending.put(done)
 
     threading.Thread(target=reader, name="stream-reader", daemon=True).start()
-    while (item := pending.get()) is not done:
-        try:
-            yield pb.ModelStreamInferResponse(infer_response=item.result())
-        except ServerError as e:
-            yield pb.ModelStreamInferResponse(error_message=e.message)
-        except Exception as e:  # noqa: BLE001 - the stream must outlive one bad request
-            log.exception("stream request failed")
-            yield pb.ModelStreamInferResponse(error_message=f"internal error: {e}")
-        finally:
-            slots.release()
+    try:
+        while (item := pending.get()) is not done:
+            future, progress = item
+            try:
+                while (resp := progress.get()) is not done:
+                    yield pb.ModelStreamInferResponse(infer_response=resp)
+                yield pb.ModelStreamInferResponse(infer_response=future.result())
+            except ServerError as e:
+                yield pb.ModelStreamInferResponse(error_message=e.message)
+            except Exception as e:  # noqa: BLE001 - the stream must outlive one bad request
+                log.exception("stream request failed")
+                yield pb.ModelStreamInferResponse(error_message=f"internal error: {e}")
+            finally:
+                slots.release()
+    finally:
+        open_.clear()

@@ -111,11 +111,16 @@ class ModelVersion:
                 raise InvalidArgument(f"unexpected inference output '{o.name}' for model '{name}'")
         return batch or 1
 
-    def submit(self, req: InferRequest):
+    @property
+    def decoupled(self) -> bool:
+        """Sends several responses per request (progress, then the result) over ModelStreamInfer."""
+        return self.config.model_transaction_policy.decoupled
+
+    def submit(self, req: InferRequest, emit=None):
         rows = self.validate(req)
         outputs = [o.name for o in req.outputs] or list(self._outputs)
         params = self.backend.check_parameters(req.parameters)
-        return self.scheduler.submit(req.inputs, outputs, rows, req.deadline, params)
+        return self.scheduler.submit(req.inputs, outputs, rows, req.deadline, params, emit)
 
     def _record(self, jobs: list[Job], err: BaseException | None) -> None:
         now_ms = int(time.time() * 1000)

@@ -71,7 +71,8 @@ class OnnxRuntimeBackend(Backend):
         log.info("loaded %s (%s) with %d instance(s) on %s", self.config.name, path, count,
                  s.get_providers()[0])
 
-    def infer(self, inputs: dict[str, np.ndarray], outputs: list[str], parameters: dict) -> dict[str, np.ndarray]:
+    def infer(self, inputs: dict[str, np.ndarray], outputs: list[str], parameters: dict,
+              emit=None) -> dict[str, np.ndarray]:
         sess = self._pool.get()
         try:
             result = sess.run(outputs, inputs)

@@ -22,7 +22,10 @@ from .errors import DeadlineExceeded, Unavailable
 
 log = logging.getLogger(__name__)
 
-Runner = Callable[[dict[str, np.ndarray], list[str], dict], dict[str, np.ndarray]]
+# run(inputs, outputs, parameters, emit): ``emit`` is None, or (for decoupled models) a callback taking
+# partial outputs; it returns False when the caller has gone, so the work can stop.
+Emit = Callable[[dict[str, np.ndarray]], bool]
+Runner = Callable[[dict[str, np.ndarray], list[str], dict, Emit | None], dict[str, np.ndarray]]
 
 
 @dataclass(eq=False)  # identity, not array comparison, when removed from the queue
@@ -32,6 +35,7 @@ class Job:
     rows: int
     deadline: float | None
     parameters: dict = field(default_factory=dict)
+    emit: Emit | None = None
     future: Future = field(default_factory=Future)
     enqueued: float = field(default_factory=time.monotonic)
     signature: tuple = ()
@@ -74,9 +78,10 @@ class Scheduler:
             t.start()
 
     def submit(self, inputs: dict[str, np.ndarray], outputs: list[str], rows: int,
-               deadline: float | None, parameters: dict | None = None) -> Future:
+               deadline: float | None, parameters: dict | None = None, emit: Emit | None = None) -> Future:
         params = dict(parameters or {})
-        job = Job(inputs, outputs, rows, deadline, params, signature=signature(inputs, params))
+        sig = signature(inputs, params) + ((id(emit),) if emit is not None else ())  # streams never batch
+        job = Job(inputs, outputs, rows, deadline, params, emit, signature=sig)
         with self._cv:
             if self._closing:
                 raise Unavailable(f"Request for unknown model: '{self.name}' is being unloaded")
@@ -153,7 +158,7 @@ class Scheduler:
             k: np.concatenate([j.inputs[k] for j in live], axis=0) for k in live[0].inputs}
         t0 = time.perf_counter_ns()
         try:
-            result = self._run(inputs, outputs, live[0].parameters)
+            result = self._run(inputs, outputs, live[0].parameters, live[0].emit)
         except BaseException as e:  # noqa: BLE001 - every caller must hear of it
             for j in live:
                 j.future.set_exception(e)
@@ -164,9 +169,9 @@ class Scheduler:
         for j in live:
             j.compute_ns, j.batch_size = compute, sum(x.rows for x in live)
             if len(live) == 1:
-                mine = {o: result[o] for o in j.outputs}
+                mine = {o: result[o] for o in j.outputs if o in result}
             else:
-                mine = {o: result[o][start:start + j.rows] for o in j.outputs}
+                mine = {o: result[o][start:start + j.rows] for o in j.outputs if o in result}
             start += j.rows
             j.future.set_result(mine)
         self._on_done(live, None)

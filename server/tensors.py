@@ -165,7 +165,8 @@ def encode_response(
     resp = pb.ModelInferResponse(model_name=req.model, model_version=result.model_version, id=req.id)
     for k, v in (parameters or {}).items():
         resp.parameters[k].CopyFrom(to_param(v))
-    wanted = req.outputs or [RequestedOutput(n) for n in result.outputs]
+    # A decoupled model's progress responses carry only some outputs.
+    wanted = [o for o in req.outputs if o.name in result.outputs] or [RequestedOutput(n) for n in result.outputs]
     use_raw = any(o.shm is None for o in wanted)
     for o in wanted:
         arr = result.outputs[o.name]

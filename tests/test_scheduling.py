@@ -56,7 +56,7 @@ def test_only_same_shape_requests_share_a_batch():
 
     seen: list[tuple] = []
 
-    def run(inputs, outputs, parameters):
+    def run(inputs, outputs, parameters, emit):
         seen.append(inputs["x"].shape)
         return {"y": inputs["x"] * 2}
 

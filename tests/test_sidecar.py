@@ -104,3 +104,38 @@ def test_cli_explain(sidecar_url, cat_on_grey, tmp_path):
     Image.fromarray(cat_on_grey).save(src)
     assert main(["explain", "gradcam", str(src), "-o", str(dst), "--url", sidecar_url]) == 0
     assert Image.open(dst).size == (320, 320)
+
+
+def test_fooling_streams_progress_then_flips_the_label(sidecar_url, cat_on_grey):
+    seen = []
+    with Client(sidecar_url) as c:
+        out = c.optimize("fooling", {"image": cat_on_grey}, progress=lambda s, loss, img: seen.append((s, loss)),
+                         target=1, epsilon=2.0, steps=60, preview_every=5)
+    assert out["label"][0] == b"goldfish"
+    assert out["linf"][0] <= 2 / 255 + 1e-6 and out["image"].shape == (224, 224, 3)
+    assert [s for s, _ in seen] == list(range(1, len(seen) + 1)) and len(seen) == out["steps"][0]
+
+
+def test_texture_previews_and_cancel_frees_the_worker(sidecar_url):
+    import time
+
+    from stylecast.training.data import load_rgb
+
+    from tests.test_training import STYLES
+
+    texture = np.asarray(load_rgb(STYLES / "starry_night.jpg", 96))
+    previews = []
+    with Client(sidecar_url) as c:
+        out = c.optimize("texture_synthesis", {"image": texture}, size=48, steps=12, preview_every=4,
+                         progress=lambda s, loss, img: previews.append(img) if img is not None else None)
+        assert out["image"].shape == (48, 48, 3) and len(previews) == 3
+        t0 = time.monotonic()
+        with pytest.raises(StylecastError) as e:
+            c.optimize("class_visualization", {"class_index": np.array([130], np.int32)}, steps=1000,
+                       progress=lambda s, loss, img: s < 3)
+        assert e.value.status.name == "CANCELLED"
+        # the single worker of class_visualization is free again: a short job finishes at once
+        short = c.optimize("class_visualization", {"class_index": np.array([130], np.int32)}, steps=2, size=32)
+        assert short["steps"][0] == 2 and time.monotonic() - t0 < 60
+        with pytest.raises(StylecastError, match="unknown parameter"):
+            c.optimize("fooling", {"image": texture}, learning_rate=3)

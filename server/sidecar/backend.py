@@ -119,7 +119,8 @@ class TechniqueBackend(Backend):
         return {name: (p.parse(parameters[name]) if name in parameters else p.default)
                 for name, p in self._params.items()}
 
-    def infer(self, inputs: dict[str, np.ndarray], outputs: list[str], parameters: dict) -> dict[str, np.ndarray]:
+    def infer(self, inputs: dict[str, np.ndarray], outputs: list[str], parameters: dict,
+              emit=None) -> dict[str, np.ndarray]:
         image = inputs["image"]
         h, w = image.shape[:2]
         x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()

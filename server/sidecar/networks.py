@@ -42,3 +42,11 @@ def efficientnet_lite0() -> Classifier:
     net.eval().requires_grad_(False)
     log.info("classifier: EfficientNet-Lite0 weights from %s", path)
     return Classifier(net, net._bn1, 2.0 / 255.0, -1.0, "efficientnet-lite0")
+
+
+@lru_cache(maxsize=1)
+def loss_network():
+    """The same VGG16 features as training uses (shared pure helpers in stylecast.training)."""
+    from stylecast.training.vgg import VGGFeatures
+
+    return VGGFeatures()

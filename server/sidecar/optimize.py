@@ -134,13 +134,13 @@ def feature_inversion(vgg: VGGFeatures, image: torch.Tensor, layer: str = "relu2
 
 
 def texture_synthesis(vgg: VGGFeatures, texture: torch.Tensor, size: int = 128, steps: int = 100, lr: float = 4.0,
-                      seed: int = 0) -> RenderResult:
+                      seed: int = 0, progress=None) -> RenderResult:
     """A new image whose Gram matrices at the chosen layers match the texture's."""
     with torch.no_grad():
         grams = {k: gram_matrix(v) for k, v in vgg(texture).items()}
     g = torch.Generator().manual_seed(seed)
     param = PixelImage(127.5 + 10 * torch.randn(1, 3, size, size, generator=g))
-    return render(param, gram_match(vgg, grams), steps, optimizer=adam(lr), seed=seed)
+    return render(param, gram_match(vgg, grams), steps, optimizer=adam(lr), seed=seed, progress=progress)
 
 
 def gatys_transfer(vgg: VGGFeatures, content: torch.Tensor, styles: list[torch.Tensor], weights: list[float],

@@ -1,0 +1,156 @@
+"""Iterative techniques served as decoupled models: progress (step, loss, a preview every k steps)
+streams over ModelStreamInfer, then the result. A cancelled stream or a passed deadline stops the
+render loop at its next step and frees the worker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from tritonclient.grpc import model_config_pb2 as mc
+
+from ..backend import Backend
+from ..errors import InvalidArgument
+from ..model import ModelVersion
+from . import optimize
+from .backend import RESERVED, Param
+from .networks import efficientnet_lite0, loss_network
+
+MAX_SIDE = 512  # larger inputs are resized: a limit on pixels per request
+
+COMMON = (Param("steps", int, 100, 1, 1000, "optimization steps (upper bound)"),
+          Param("preview_every", int, 10, 1, 1000, "stream a preview image every k steps"),
+          Param("seed", int, 0, 0, 2**31 - 1, "random seed (results repeat on CPU)"))
+
+
+@dataclass(frozen=True)
+class Iterative:
+    name: str
+    inputs: tuple[tuple[str, int, list[int]], ...]
+    params: tuple[Param, ...]
+    run: Callable[[dict, dict, Callable], dict]
+    description: str
+
+
+def _image(arr: np.ndarray, side: int | None = None) -> torch.Tensor:
+    x = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None].float()
+    h, w = x.shape[2:]
+    scale = min(1.0, (side or MAX_SIDE) / max(h, w)) if side is None else side / max(h, w)
+    if scale != 1.0:
+        x = F.interpolate(x, size=(max(8, round(h * scale)), max(8, round(w * scale))), mode="bilinear",
+                          align_corners=False, antialias=True)
+    return x
+
+
+def _pixels(x: torch.Tensor) -> np.ndarray:
+    return x[0].detach().clamp(0, 255).round().byte().permute(1, 2, 0).numpy()
+
+
+def _run_fooling(inputs: dict, p: dict, progress) -> dict:
+    model = efficientnet_lite0()
+    x = _image(inputs["image"], 224)
+    r = optimize.fooling_image(model, x, p["target"], p["epsilon"], p["steps"], p["lr"], progress=progress)
+    with torch.no_grad():
+        label = model.classes[int(model(r.image).argmax())]
+    return {"image": _pixels(r.image), "label": np.array([label.encode()], np.object_),
+            "linf": np.array([r.linf], np.float32), "l2": np.array([r.l2], np.float32),
+            "steps": np.array([r.steps], np.int32)}
+
+
+def _run_class_viz(inputs: dict, p: dict, progress) -> dict:
+    target = int(inputs["class_index"].reshape(-1)[0])
+    if not 0 <= target < 1000:
+        raise InvalidArgument(f"input 'class_index' must be an ImageNet class in [0, 999], got {target}")
+    r = optimize.class_visualization(efficientnet_lite0(), target, p["size"], p["steps"], p["lr"], p["l2"],
+                                     seed=p["seed"], progress=progress)
+    return {"image": _pixels(r.image), "steps": np.array([r.steps], np.int32)}
+
+
+def _run_texture(inputs: dict, p: dict, progress) -> dict:
+    r = optimize.texture_synthesis(loss_network(), _image(inputs["image"], 256), p["size"], p["steps"], p["lr"],
+                                   p["seed"], progress=progress)
+    return {"image": _pixels(r.image), "steps": np.array([r.steps], np.int32)}
+
+
+TECHNIQUES = [
+    Iterative("fooling", (("image", mc.TYPE_UINT8, [-1, -1, 3]),),
+              (Param("target", int, 1, 0, 999, "class the classifier must say"),
+               Param("epsilon", float, 2.0, 0.1, 32.0, "L-inf budget in grey levels"),
+               Param("lr", float, 0.25, 0.001, 10.0, "Adam step size (grey levels)"), *COMMON), _run_fooling,
+              "targeted adversarial image within an L-inf ball (at 224x224)"),
+    Iterative("class_visualization", (("class_index", mc.TYPE_INT32, [1]),),
+              (Param("size", int, 128, 32, 384, "image side"), Param("lr", float, 8.0, 0.01, 100.0, "step size"),
+               Param("l2", float, 1.0, 0.0, 100.0, "L2 regularizer weight"), *COMMON), _run_class_viz,
+              "gradient ascent on a class score with L2, blur and jitter regularizers"),
+    Iterative("texture_synthesis", (("image", mc.TYPE_UINT8, [-1, -1, 3]),),
+              (Param("size", int, 128, 32, 384, "output side"), Param("lr", float, 4.0, 0.01, 100.0, "step size"),
+               *COMMON), _run_texture, "a new image matching the Gram matrices of the input texture (VGG16)"),
+]
+
+
+def iterative_config(t: Iterative) -> mc.ModelConfig:
+    cfg = mc.ModelConfig(name=t.name, backend="stylecast_sidecar", max_batch_size=0)
+    cfg.model_transaction_policy.decoupled = True
+    for name, dtype, dims in t.inputs:
+        cfg.input.add(name=name, data_type=dtype, dims=dims)
+    cfg.output.add(name="image", data_type=mc.TYPE_UINT8, dims=[-1, -1, 3])
+    cfg.output.add(name="steps", data_type=mc.TYPE_INT32, dims=[1])
+    cfg.output.add(name="step", data_type=mc.TYPE_INT32, dims=[1])
+    cfg.output.add(name="loss", data_type=mc.TYPE_FP32, dims=[1])
+    if t.name == "fooling":
+        cfg.output.add(name="label", data_type=mc.TYPE_STRING, dims=[1])
+        cfg.output.add(name="linf", data_type=mc.TYPE_FP32, dims=[1])
+        cfg.output.add(name="l2", data_type=mc.TYPE_FP32, dims=[1])
+    cfg.instance_group.add(count=1, kind=mc.ModelInstanceGroup.KIND_CPU)
+    cfg.parameters["stylecast_kind"].string_value = "technique"
+    cfg.parameters["description"].string_value = t.description
+    for p in t.params:
+        cfg.parameters[f"param.{p.name}"].string_value = p.spec()
+    return cfg
+
+
+class IterativeBackend(Backend):
+    """One instance: a long optimization holds one worker, so short models elsewhere are not starved."""
+
+    platform = "stylecast_sidecar"
+
+    def __init__(self, technique: Iterative) -> None:
+        super().__init__(iterative_config(technique), Path("."))
+        self.technique = technique
+        self._params = {p.name: p for p in technique.params}
+
+    def load(self) -> None:
+        pass
+
+    def check_parameters(self, parameters: dict) -> dict:
+        unknown = sorted(k for k in parameters if k not in self._params and k not in RESERVED)
+        if unknown:
+            raise InvalidArgument(f"unknown parameter(s) {unknown} for '{self.technique.name}'; "
+                                  f"known: {sorted(self._params)}")
+        return {n: (p.parse(parameters[n]) if n in parameters else p.default) for n, p in self._params.items()}
+
+    def infer(self, inputs: dict[str, np.ndarray], outputs: list[str], parameters: dict,
+              emit=None) -> dict[str, np.ndarray]:
+        every = parameters["preview_every"]
+
+        def progress(step: int, loss: float, image: torch.Tensor) -> bool:
+            if emit is None:
+                return True
+            msg = {"step": np.array([step], np.int32), "loss": np.array([loss], np.float32)}
+            if step % every == 0:
+                msg["image"] = _pixels(image)
+            return emit(msg)
+
+        torch.manual_seed(parameters["seed"])
+        result = self.technique.run(inputs, parameters, progress)
+        return {k: v for k, v in result.items() if k in outputs}
+
+
+def register(repository) -> list[str]:
+    for t in TECHNIQUES:
+        repository.add_virtual(t.name, lambda t=t: [ModelVersion(IterativeBackend(t), 1)])
+    return [t.name for t in TECHNIQUES]
