@@ -45,7 +45,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="folder of content images (recursive)")
     p.add_argument("--out", default="runs/style", help="run folder: checkpoint.pt, weights.pt, samples/, losses.json")
     p.add_argument("--content-weight", type=float, default=4.0)
-    p.add_argument("--style-weight", type=float, default=5.0)
+    p.add_argument("--style-weight", type=float, default=1.5)
     p.add_argument("--tv-weight", type=float, default=20.0)
     p.add_argument("--style-size", type=int, default=384, help="long side of the style image")
     p.add_argument("--image-size", type=int, default=256, help="training crop size")

@@ -50,7 +50,7 @@ def measure(checkpoint: str | Path, styles: list[str | Path], photos: str | Path
             gatys_steps: int = 200, max_photos: int = 4) -> list[QualityRow]:
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     cfg = state.get("config", {})
-    cw, sw, tw = cfg.get("content_weight", 4.0), cfg.get("style_weight", 5.0), cfg.get("tv_weight", 20.0)
+    cw, sw, tw = cfg.get("content_weight", 4.0), cfg.get("style_weight", 1.5), cfg.get("tv_weight", 20.0)
     net, names = load_network(checkpoint)
     if len(styles) != len(names):
         raise ValueError(f"{len(styles)} style images for a network with {len(names)} styles")

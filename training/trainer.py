@@ -29,7 +29,7 @@ class TrainConfig:
     out: str = "runs/style"
     style_names: list[str] = field(default_factory=list)
     content_weight: float = 4.0
-    style_weight: float = 5.0
+    style_weight: float = 1.5
     tv_weight: float = 20.0
     style_size: int = 384
     image_size: int = 256
