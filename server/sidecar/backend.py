@@ -91,33 +91,45 @@ def technique_config(t: Technique) -> mc.ModelConfig:
     cfg.output.add(name="label", data_type=mc.TYPE_STRING, dims=[1])
     cfg.output.add(name="class_index", data_type=mc.TYPE_INT32, dims=[1])
     cfg.output.add(name="probability", data_type=mc.TYPE_FP32, dims=[1])
+    return describe(cfg, t.description, t.params)
+
+
+def describe(cfg: mc.ModelConfig, description: str, params: tuple[Param, ...]) -> mc.ModelConfig:
+    """The parts every technique's config shares: one instance, its kind, description and parameters."""
     cfg.instance_group.add(count=1, kind=mc.ModelInstanceGroup.KIND_CPU)
     cfg.parameters["stylecast_kind"].string_value = "technique"
-    cfg.parameters["description"].string_value = t.description
-    for p in t.params:
+    cfg.parameters["description"].string_value = description
+    for p in params:
         cfg.parameters[f"param.{p.name}"].string_value = p.spec()
     return cfg
 
 
-class TechniqueBackend(Backend):
+class SidecarBackend(Backend):
+    """A technique served as a model: typed request parameters with defaults and bounds."""
+
     platform = "stylecast_sidecar"
 
-    def __init__(self, technique: Technique, classifier: Callable[[], Classifier] = efficientnet_lite0) -> None:
-        super().__init__(technique_config(technique), Path("."))
-        self.technique = technique
-        self._classifier = classifier
-        self._params = {p.name: p for p in technique.params}
-
-    def load(self) -> None:
-        self.model = self._classifier()
+    def __init__(self, config: mc.ModelConfig, params: tuple[Param, ...]) -> None:
+        super().__init__(config, Path("."))
+        self._params = {p.name: p for p in params}
 
     def check_parameters(self, parameters: dict) -> dict:
         unknown = sorted(k for k in parameters if k not in self._params and k not in RESERVED)
         if unknown:
-            raise InvalidArgument(f"unknown parameter(s) {unknown} for '{self.technique.name}'; "
+            raise InvalidArgument(f"unknown parameter(s) {unknown} for '{self.config.name}'; "
                                   f"known: {sorted(self._params)}")
         return {name: (p.parse(parameters[name]) if name in parameters else p.default)
                 for name, p in self._params.items()}
+
+
+class TechniqueBackend(SidecarBackend):
+    def __init__(self, technique: Technique, classifier: Callable[[], Classifier] = efficientnet_lite0) -> None:
+        super().__init__(technique_config(technique), technique.params)
+        self.technique = technique
+        self._classifier = classifier
+
+    def load(self) -> None:
+        self.model = self._classifier()
 
     def infer(self, inputs: dict[str, np.ndarray], outputs: list[str], parameters: dict,
               emit=None) -> dict[str, np.ndarray]:

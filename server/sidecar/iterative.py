@@ -6,18 +6,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 from tritonclient.grpc import model_config_pb2 as mc
 
-from ..backend import Backend
 from ..errors import InvalidArgument
 from ..model import ModelVersion
 from . import optimize
-from .backend import RESERVED, Param
+from .backend import Param, SidecarBackend, describe
 from .networks import efficientnet_lite0, loss_network
 
 MAX_SIDE = 512  # larger inputs are resized: a limit on pixels per request
@@ -105,33 +103,18 @@ def iterative_config(t: Iterative) -> mc.ModelConfig:
         cfg.output.add(name="label", data_type=mc.TYPE_STRING, dims=[1])
         cfg.output.add(name="linf", data_type=mc.TYPE_FP32, dims=[1])
         cfg.output.add(name="l2", data_type=mc.TYPE_FP32, dims=[1])
-    cfg.instance_group.add(count=1, kind=mc.ModelInstanceGroup.KIND_CPU)
-    cfg.parameters["stylecast_kind"].string_value = "technique"
-    cfg.parameters["description"].string_value = t.description
-    for p in t.params:
-        cfg.parameters[f"param.{p.name}"].string_value = p.spec()
-    return cfg
+    return describe(cfg, t.description, t.params)
 
 
-class IterativeBackend(Backend):
+class IterativeBackend(SidecarBackend):
     """One instance: a long optimization holds one worker, so short models elsewhere are not starved."""
 
-    platform = "stylecast_sidecar"
-
     def __init__(self, technique: Iterative) -> None:
-        super().__init__(iterative_config(technique), Path("."))
+        super().__init__(iterative_config(technique), technique.params)
         self.technique = technique
-        self._params = {p.name: p for p in technique.params}
 
     def load(self) -> None:
         pass
-
-    def check_parameters(self, parameters: dict) -> dict:
-        unknown = sorted(k for k in parameters if k not in self._params and k not in RESERVED)
-        if unknown:
-            raise InvalidArgument(f"unknown parameter(s) {unknown} for '{self.technique.name}'; "
-                                  f"known: {sorted(self._params)}")
-        return {n: (p.parse(parameters[n]) if n in parameters else p.default) for n, p in self._params.items()}
 
     def infer(self, inputs: dict[str, np.ndarray], outputs: list[str], parameters: dict,
               emit=None) -> dict[str, np.ndarray]:
