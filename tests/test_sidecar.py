@@ -12,9 +12,17 @@ BOX = (120, 40, 280, 200)  # left, top, right, bottom of the pasted photo on a 3
 
 
 @pytest.fixture(scope="module")
-def sidecar_url():
-    from stylecast.server.app import Server, ServerOptions
+def sidecar_url(tmp_path_factory):
+    import os
 
+    from stylecast.server.app import Server, ServerOptions
+    from stylecast.training.data import bundled_photos
+
+    gallery = tmp_path_factory.mktemp("gallery")
+    for name, path in bundled_photos()[:8]:
+        (gallery / f"{name}{path.suffix}").write_bytes(path.read_bytes())
+    os.environ["STYLECAST_GALLERY"] = str(gallery)
+    os.environ["STYLECAST_CACHE"] = str(tmp_path_factory.mktemp("cache"))
     srv = Server(ServerOptions(model_repository=None, port=0, metrics_port=None, sidecar=True))
     port = srv.start()
     yield f"127.0.0.1:{port}"
@@ -139,3 +147,13 @@ def test_texture_previews_and_cancel_frees_the_worker(sidecar_url):
         assert short["steps"][0] == 2 and time.monotonic() - t0 < 60
         with pytest.raises(StylecastError, match="unknown parameter"):
             c.optimize("fooling", {"image": texture}, learning_rate=3)
+
+
+def test_knn_served(sidecar_url):
+    from stylecast.training.data import bundled_photos
+
+    photo = np.asarray(Image.open(dict(bundled_photos())["sklearn_china"]).convert("RGB"))
+    with Client(sidecar_url) as c:
+        out = c.infer("knn", {"image": photo}, ["names", "distances", "picture"], parameters={"k": 3})
+    assert out["names"][0] == b"sklearn_china.jpg" and out["distances"][0] < 0.05
+    assert list(out["distances"]) == sorted(out["distances"]) and out["picture"].shape[1] == 4 * 68

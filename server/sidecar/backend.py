@@ -153,6 +153,41 @@ class TechniqueBackend(SidecarBackend):
         return {k: result[k] for k in outputs}
 
 
+class NeighboursBackend(SidecarBackend):
+    """k nearest gallery images in the classifier's penultimate-feature space (cosine distance)."""
+
+    PARAMS = (Param("k", int, 5, 1, 50, "neighbours to return"),)
+
+    def __init__(self) -> None:
+        cfg = mc.ModelConfig(name="knn", backend="stylecast_sidecar", max_batch_size=0)
+        cfg.input.add(name="image", data_type=mc.TYPE_UINT8, dims=[-1, -1, 3])
+        cfg.output.add(name="indices", data_type=mc.TYPE_INT32, dims=[-1])
+        cfg.output.add(name="distances", data_type=mc.TYPE_FP32, dims=[-1])
+        cfg.output.add(name="names", data_type=mc.TYPE_STRING, dims=[-1])
+        cfg.output.add(name="picture", data_type=mc.TYPE_UINT8, dims=[-1, -1, 3])
+        super().__init__(describe(cfg, "k nearest neighbours over the gallery", self.PARAMS), self.PARAMS)
+
+    def load(self) -> None:
+        from .gallery import default_gallery
+
+        self.model = efficientnet_lite0()
+        self.gallery = default_gallery()
+
+    def infer(self, inputs: dict[str, np.ndarray], outputs: list[str], parameters: dict,
+              emit=None) -> dict[str, np.ndarray]:
+        from PIL import Image
+
+        from .gallery import _prepare, neighbours_picture, penultimate
+
+        image = inputs["image"]
+        query = penultimate(self.model, _prepare(Image.fromarray(image)))[0].numpy()
+        idx, dist = self.gallery.knn(query, min(parameters["k"], len(self.gallery.names)))
+        result = {"indices": idx.astype(np.int32), "distances": dist.astype(np.float32),
+                  "names": np.array([self.gallery.names[i].encode() for i in idx], np.object_),
+                  "picture": neighbours_picture(image, self.gallery, idx)}
+        return {k: result[k] for k in outputs}
+
+
 def register(repository, classifier: Callable[[], Classifier] = efficientnet_lite0) -> list[str]:
     """Add every technique to a ModelRepository as a virtual model."""
     for t in TECHNIQUES:
@@ -161,4 +196,11 @@ def register(repository, classifier: Callable[[], Classifier] = efficientnet_lit
             backend.load()
             return [ModelVersion(backend, 1)]
         repository.add_virtual(t.name, factory)
-    return [t.name for t in TECHNIQUES]
+
+    def knn() -> list[ModelVersion]:
+        backend = NeighboursBackend()
+        backend.load()
+        return [ModelVersion(backend, 1)]
+
+    repository.add_virtual("knn", knn)
+    return [t.name for t in TECHNIQUES] + ["knn"]

@@ -1,0 +1,147 @@
+"""A gallery of images indexed once: penultimate features cached on disk, keyed by model and file content.
+Serves k nearest neighbours, PCA / t-SNE maps and first-layer filters."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.nn import functional as F
+
+from .networks import Classifier
+
+log = logging.getLogger(__name__)
+THUMB = 64
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("STYLECAST_CACHE", Path.home() / ".cache" / "stylecast"))
+
+
+def penultimate(model: Classifier, x: torch.Tensor) -> torch.Tensor:
+    """Pooled features before the classifier layer (1280-d for EfficientNet-Lite0)."""
+    net = model.net
+    with torch.no_grad():
+        feats = net.extract_features(x * model.scale + model.shift)
+        return F.adaptive_avg_pool2d(feats, 1).flatten(1)
+
+
+def _prepare(img: Image.Image, size: int = 224) -> torch.Tensor:
+    img = img.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+    return torch.from_numpy(np.asarray(img, np.uint8).copy()).permute(2, 0, 1)[None].float()
+
+
+@dataclass
+class Gallery:
+    names: list[str]
+    features: np.ndarray  # [N, D], L2-normalized
+    thumbs: np.ndarray  # [N, THUMB, THUMB, 3] uint8
+
+    def knn(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Indices and cosine distances of the k nearest gallery images."""
+        q = query / max(np.linalg.norm(query), 1e-12)
+        d = 1.0 - self.features @ q
+        idx = np.argsort(d)[:k]
+        return idx, d[idx]
+
+    def embed(self, method: str = "pca", seed: int = 0) -> np.ndarray:
+        """2-D coordinates of every gallery image (scikit-learn PCA or t-SNE), scaled to [0, 1]."""
+        from sklearn.decomposition import PCA
+
+        if method == "pca":
+            xy = PCA(2, random_state=seed).fit_transform(self.features)
+        elif method == "tsne":
+            from sklearn.manifold import TSNE
+
+            init = PCA(min(50, len(self.names) - 1), random_state=seed).fit_transform(self.features)
+            xy = TSNE(2, perplexity=min(30.0, (len(self.names) - 1) / 3), random_state=seed,
+                      init="pca").fit_transform(init)
+        else:
+            raise ValueError(f"method must be 'pca' or 'tsne', got {method!r}")
+        xy = xy - xy.min(0)
+        return (xy / np.maximum(xy.max(0), 1e-12)).astype(np.float32)
+
+    def scatter(self, xy: np.ndarray, size: int = 1024) -> np.ndarray:
+        """A picture with every thumbnail at its 2-D position."""
+        canvas = np.full((size, size, 3), 255, np.uint8)
+        span = size - THUMB
+        for (x, y), t in zip(xy, self.thumbs, strict=True):
+            i, j = int(y * span), int(x * span)
+            canvas[i:i + THUMB, j:j + THUMB] = t
+        return canvas
+
+
+def index_gallery(model: Classifier, paths: list[Path], batch: int = 16) -> Gallery:
+    """Features for each file, read from the cache when the model and the file's bytes are unchanged."""
+    root = cache_dir() / "gallery" / model.name
+    root.mkdir(parents=True, exist_ok=True)
+    names, feats, thumbs, todo = [], [], [], []
+    for p in paths:
+        digest = hashlib.sha256(p.read_bytes()).hexdigest()[:32]
+        cached = root / f"{digest}.npz"
+        names.append(p.name)
+        if cached.exists():
+            z = np.load(cached)
+            feats.append(z["feature"])
+            thumbs.append(z["thumb"])
+        else:
+            feats.append(None)
+            thumbs.append(None)
+            todo.append((len(names) - 1, p, cached))
+    for k in range(0, len(todo), batch):
+        chunk = todo[k:k + batch]
+        imgs = [Image.open(p) for _, p, _ in chunk]
+        f = penultimate(model, torch.cat([_prepare(im) for im in imgs])).numpy()
+        for (i, _, cached), feat, im in zip(chunk, f, imgs, strict=True):
+            thumb = np.asarray(im.convert("RGB").resize((THUMB, THUMB)), np.uint8)
+            np.savez(cached, feature=feat, thumb=thumb)
+            feats[i], thumbs[i] = feat, thumb
+    log.info("gallery: %d images (%d computed, %d from cache %s)", len(paths), len(todo), len(paths) - len(todo),
+             root)
+    f = np.stack(feats).astype(np.float32)
+    f /= np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+    return Gallery(names, f, np.stack(thumbs))
+
+
+@lru_cache(maxsize=4)
+def default_gallery(folder: str | None = None) -> Gallery:
+    """``folder`` (or $STYLECAST_GALLERY), else the natural photos bundled in installed packages."""
+    from stylecast.training.data import bundled_photos, list_images
+
+    from .networks import efficientnet_lite0
+
+    folder = folder or os.environ.get("STYLECAST_GALLERY")
+    paths = list_images(folder) if folder else [p for _, p in bundled_photos()]
+    return index_gallery(efficientnet_lite0(), paths)
+
+
+def neighbours_picture(query: np.ndarray, gallery: Gallery, idx: np.ndarray) -> np.ndarray:
+    """The query then its neighbours, as one strip of thumbnails."""
+    q = np.asarray(Image.fromarray(query).resize((THUMB, THUMB)), np.uint8)
+    strip = [q] + [gallery.thumbs[i] for i in idx]
+    return np.concatenate([np.pad(t, ((2, 2), (2, 2), (0, 0)), constant_values=255) for t in strip], axis=1)
+
+
+def first_layer_filters(model: Classifier, scale: int = 8) -> np.ndarray:
+    """The first conv layer's kernels as an image grid (each kernel min-max scaled to 0..255)."""
+    conv = next(m for m in model.net.modules() if isinstance(m, torch.nn.Conv2d))
+    w = conv.weight.detach()
+    n = w.shape[0]
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    k = w.shape[-1] * scale
+    grid = np.full((rows * (k + 2), cols * (k + 2), 3), 255, np.uint8)
+    for i in range(n):
+        f = w[i, :3].permute(1, 2, 0).numpy()
+        f = (f - f.min()) / max(f.max() - f.min(), 1e-12) * 255
+        f = np.kron(f, np.ones((scale, scale, 1))).astype(np.uint8)
+        r, c = divmod(i, cols)
+        grid[r * (k + 2):r * (k + 2) + k, c * (k + 2):c * (k + 2) + k] = f
+    return grid

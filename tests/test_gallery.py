@@ -1,0 +1,60 @@
+"""Gallery features, nearest neighbours, PCA / t-SNE pictures and first-layer filters."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+from stylecast.server.sidecar import gallery
+from stylecast.server.sidecar.networks import efficientnet_lite0
+from stylecast.training.data import bundled_photos
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory):
+    import os
+
+    os.environ["STYLECAST_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    photos = dict(bundled_photos())
+    paths = [photos[n] for n in ("skimage_chelsea", "skimage_coffee", "sklearn_china", "skimage_rocket",
+                                 "skimage_astronaut", "mpl_grace_hopper")]
+    d = tmp_path_factory.mktemp("gallery")
+    for p in paths:
+        (d / p.name).write_bytes(p.read_bytes())
+    files = sorted(d.iterdir())
+    return efficientnet_lite0(), files, gallery.index_gallery(efficientnet_lite0(), files)
+
+
+def test_knn_finds_the_same_scene_first_and_a_variant_next(indexed):
+    model, files, g = indexed
+    cat = Image.open(next(f for f in files if f.name == "chelsea.png"))
+    query = gallery.penultimate(model, gallery._prepare(cat.transpose(Image.Transpose.FLIP_LEFT_RIGHT)))[0].numpy()
+    idx, dist = g.knn(query, 3)
+    assert g.names[idx[0]] == "chelsea.png" and dist[0] < dist[1] <= dist[2]
+
+
+def test_cache_is_keyed_by_content(indexed, tmp_path):
+    model, files, g = indexed
+    again = gallery.index_gallery(model, files)
+    np.testing.assert_array_equal(again.features, g.features)
+    cache = gallery.cache_dir() / "gallery" / model.name
+    assert len(list(cache.glob("*.npz"))) == len(files)
+    changed = tmp_path / "chelsea.png"
+    Image.open(files[0]).rotate(90).save(changed)
+    gallery.index_gallery(model, [changed])
+    assert len(list(cache.glob("*.npz"))) == len(files) + 1
+
+
+@pytest.mark.parametrize("method", ["pca", "tsne"])
+def test_embedding_picture(indexed, method):
+    _, files, g = indexed
+    xy = g.embed(method)
+    assert xy.shape == (len(files), 2) and xy.min() >= 0 and xy.max() <= 1
+    pic = g.scatter(xy, 256)
+    assert pic.shape == (256, 256, 3) and (pic < 250).mean() > 0.1  # thumbnails were drawn
+
+
+def test_first_layer_filters_grid(indexed):
+    model = indexed[0]
+    grid = gallery.first_layer_filters(model)
+    assert grid.shape[2] == 3 and grid.shape[0] > 24 and grid.std() > 20
