@@ -142,8 +142,8 @@ class ModelRepository:
         try:
             fp = _fingerprint(self.model_dirs()[name]) if name in self.model_dirs() else ()
             cfg, versions = self._build(name)
-        except (ServerError, OSError, ValueError) as e:
-            msg = e.message if isinstance(e, ServerError) else str(e)
+        except Exception as e:  # noqa: BLE001 - a model that fails to load must not affect the others
+            msg = e.message if isinstance(e, ServerError) else f"{type(e).__name__}: {e}"
             log.error("failed to load model '%s': %s", name, msg)
             with self._lock:
                 if not old:
@@ -160,17 +160,19 @@ class ModelRepository:
             mv.close()
         log.info("model '%s' ready (versions %s)", name, sorted(versions))
 
-    def load(self, name: str) -> None:
+    def _require_explicit(self) -> None:
         if self.mode != ControlMode.EXPLICIT:
             raise Unavailable("explicit model load / unload is not allowed if polling is enabled"
                               if self.mode == ControlMode.POLL else
                               "explicit model load / unload is not allowed in model control mode 'none'")
+
+    def load(self, name: str) -> None:
+        self._require_explicit()
         self._load(name)
 
     def unload(self, name: str, timeout: float = 60.0) -> None:
         """Stop accepting requests for ``name``; requests already accepted still finish."""
-        if self.mode != ControlMode.EXPLICIT:
-            self.load(name)  # raises the same mode error
+        self._require_explicit()
         with self._lock:
             entry = self._models.get(name)
             if entry is None:
