@@ -58,3 +58,28 @@ def test_first_layer_filters_grid(indexed):
     model = indexed[0]
     grid = gallery.first_layer_filters(model)
     assert grid.shape[2] == 3 and grid.shape[0] > 24 and grid.std() > 20
+
+
+def test_receptive_fields_match_vgg16_arithmetic():
+    assert gallery.receptive_field("relu1_1") == (3, 1)
+    assert gallery.receptive_field("relu1_2") == (5, 1)
+    assert gallery.receptive_field("relu2_2") == (14, 2)
+    assert gallery.receptive_field("relu3_3") == (40, 4)
+    assert gallery.receptive_field("relu4_3") == (92, 8)
+
+
+def test_max_activating_patches_are_ranked_and_excite_the_unit(indexed):
+    import torch
+    from stylecast.training.vgg import VGGFeatures
+
+    _, files, _ = indexed
+    vgg = VGGFeatures(("relu3_3",))
+    with torch.no_grad():  # a channel that this gallery does drive
+        channel = int(vgg(gallery._prepare(Image.open(files[0])))["relu3_3"][0].amax(dim=(1, 2)).argmax())
+    patches, scores = gallery.max_activating_patches(vgg, files, "relu3_3", channel=channel, k=3)
+    assert len(patches) == 3 and scores == sorted(scores, reverse=True)
+    assert all(p.shape[2] == 3 and max(p.shape[:2]) <= 40 for p in patches)
+    # the best patch, alone, still drives the channel above the gallery's typical response
+    with torch.no_grad():
+        own = vgg(torch.from_numpy(patches[0].copy()).permute(2, 0, 1)[None].float())["relu3_3"][0, channel].max()
+    assert float(own) > 0.25 * scores[0]

@@ -145,3 +145,44 @@ def first_layer_filters(model: Classifier, scale: int = 8) -> np.ndarray:
         r, c = divmod(i, cols)
         grid[r * (k + 2):r * (k + 2) + k, c * (k + 2):c * (k + 2) + k] = f
     return grid
+
+
+def receptive_field(layer: str) -> tuple[int, int]:
+    """(size, stride) in input pixels of one unit of a VGG16 layer, from the layer sequence."""
+    from stylecast.training.vgg import LAYER_INDEX, build_vgg16_features
+
+    size, jump = 1, 1
+    for i, m in enumerate(build_vgg16_features()):
+        if i > LAYER_INDEX[layer]:
+            break
+        if isinstance(m, torch.nn.Conv2d):
+            size += (m.kernel_size[0] - 1) * jump
+        elif isinstance(m, torch.nn.MaxPool2d):
+            size += (m.kernel_size - 1) * jump
+            jump *= m.stride
+    return size, jump
+
+
+def max_activating_patches(vgg, paths: list[Path], layer: str, channel: int, k: int = 9,
+                           side: int = 224) -> tuple[list[np.ndarray], list[float]]:
+    """The k image regions of the gallery that excite one channel most, cropped to its receptive field."""
+    size, jump = receptive_field(layer)
+    found: list[tuple[float, int, int, int]] = []
+    images = []
+    for n, p in enumerate(paths):
+        x = _prepare(Image.open(p), side)
+        images.append(x)
+        with torch.no_grad():
+            a = vgg(x)[layer][0, channel]
+        v, flat = a.flatten().max(0)
+        i, j = divmod(int(flat), a.shape[1])
+        found.append((float(v), n, i, j))
+    found.sort(reverse=True)
+    patches, scores = [], []
+    for v, n, i, j in found[:k]:
+        cy, cx = i * jump + jump // 2, j * jump + jump // 2
+        y0, x0 = max(0, cy - size // 2), max(0, cx - size // 2)
+        crop = images[n][0, :, y0:y0 + size, x0:x0 + size].permute(1, 2, 0).byte().numpy()
+        patches.append(crop)
+        scores.append(v)
+    return patches, scores
