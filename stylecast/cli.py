@@ -277,17 +277,37 @@ def _cmd_explain(a: argparse.Namespace) -> int:
     for kv in a.param or []:
         k, _, v = kv.partition("=")
         params[k] = float(v) if "." in v else int(v)
+    if a.target is not None:
+        params["target"] = a.target
     with Client(a.url, token=a.token) as c:
-        r = c.explain(a.technique, Image.open(a.image).convert("RGB"), target=a.target, **params)
+        if a.technique in ITERATIVE:
+            import numpy as np
+
+            if a.technique == "class_visualization":
+                inputs = {"class_index": np.array([params.pop("target", 130)], np.int32)}
+            else:
+                inputs = {"image": np.asarray(Image.open(a.image).convert("RGB"))}
+            out = c.optimize(a.technique, inputs, progress=lambda s, loss, img: log.info("step %d loss %.4g", s, loss),
+                             **params)
+            Image.fromarray(out["image"]).save(a.output)
+            extra = {k: v[0].decode() if isinstance(v[0], bytes) else float(v[0])
+                     for k, v in out.items() if k != "image"}
+            print(f"wrote {a.output}: {a.technique} {extra}")
+            return 0
+        r = c.explain(a.technique, Image.open(a.image).convert("RGB"), **params)
     Image.fromarray(r.overlay).save(a.output)
     print(f"wrote {a.output}: {a.technique} for '{r.label}' (class {r.class_index}, p={r.probability:.3f})")
     return 0
 
 
+ITERATIVE = ("fooling", "class_visualization", "texture_synthesis")
+
+
 def _add_explain(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("explain", help="run a technique (saliency, guided_backprop, gradcam, occlusion)")
-    p.add_argument("technique")
-    p.add_argument("image")
+    p = sub.add_parser("explain", help="run a technique of the sidecar and write a PNG")
+    p.add_argument("technique", help="saliency, guided_backprop, gradcam, occlusion, fooling, texture_synthesis, "
+                                     "class_visualization")
+    p.add_argument("image", nargs="?", help="input image (class_visualization takes --target instead)")
     p.add_argument("-o", "--output", required=True, help="PNG: the map as a heat overlay on the image")
     p.add_argument("--target", type=int, help="ImageNet class to explain (default: the predicted one)")
     p.add_argument("--param", action="append", help="technique parameter, e.g. smooth_samples=8")

@@ -112,6 +112,11 @@ def test_cli_explain(sidecar_url, cat_on_grey, tmp_path):
     Image.fromarray(cat_on_grey).save(src)
     assert main(["explain", "gradcam", str(src), "-o", str(dst), "--url", sidecar_url]) == 0
     assert Image.open(dst).size == (320, 320)
+    assert main(["explain", "fooling", str(src), "-o", str(dst), "--target", "1", "--url", sidecar_url]) == 0
+    assert Image.open(dst).size == (224, 224)
+    assert main(["explain", "class_visualization", "-o", str(dst), "--target", "130", "--param", "steps=3",
+                 "--param", "size=48", "--url", sidecar_url]) == 0
+    assert Image.open(dst).size == (48, 48)
 
 
 def test_fooling_streams_progress_then_flips_the_label(sidecar_url, cat_on_grey):
