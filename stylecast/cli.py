@@ -82,7 +82,7 @@ def _cmd_serve(a: argparse.Namespace) -> int:
     from stylecast.server.app import Server, ServerOptions
 
     opts = ServerOptions(
-        model_repository=a.model_repository, host=a.host, port=a.port,
+        model_repository=a.model_repository or None, host=a.host, port=a.port,
         metrics_port=None if a.metrics_port < 0 else a.metrics_port, model_control_mode=a.model_control_mode,
         load_models=a.load_model or [], max_message_mb=a.max_message_mb, workers=a.workers,
         tls_cert=a.tls_cert, tls_key=a.tls_key, token=a.token, sidecar=a.sidecar and _torch_available(),
@@ -195,7 +195,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="serve a model repository over Triton's gRPC protocol")
-    p.add_argument("--model-repository", default="model_repository")
+    p.add_argument("--model-repository", default="model_repository", help="'' serves the sidecar alone")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
     p.add_argument("--port", type=int, default=8001)
     p.add_argument("--metrics-port", type=int, default=8002, help="Prometheus /metrics port; -1 disables")
