@@ -83,3 +83,40 @@ def test_max_activating_patches_are_ranked_and_excite_the_unit(indexed):
     with torch.no_grad():
         own = vgg(torch.from_numpy(patches[0].copy()).permute(2, 0, 1)[None].float())["relu3_3"][0, channel].max()
     assert float(own) > 0.25 * scores[0]
+
+
+def test_vgg16_from_a_torchvision_file_and_classifiers_by_import_path(tmp_path, monkeypatch):
+    """A torchvision vgg16 file on disk is used (FC7 features, 4096-d); a user's classifier by import path."""
+    import torch
+    from stylecast.server.sidecar import networks
+    from stylecast.training.vgg import TORCHVISION_FILE
+
+    hub = tmp_path / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    torch.manual_seed(0)
+    state = {}
+    for i, (cin, cout) in zip([0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28],
+                              [(3, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 256),
+                               (256, 512), (512, 512), (512, 512), (512, 512), (512, 512), (512, 512)], strict=True):
+        state[f"features.{i}.weight"] = torch.randn(cout, cin, 3, 3) * 0.05
+        state[f"features.{i}.bias"] = torch.zeros(cout)
+    for i, (fin, fout) in zip([0, 3, 6], [(25088, 4096), (4096, 4096), (4096, 1000)], strict=True):
+        state[f"classifier.{i}.weight"] = torch.randn(fout, fin) * 0.01
+        state[f"classifier.{i}.bias"] = torch.zeros(fout)
+    torch.save(state, hub / TORCHVISION_FILE)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    vgg = networks.load_classifier("vgg16")
+    x = torch.rand(1, 3, 64, 64) * 255
+    assert vgg(x).shape == (1, 1000) and vgg.features(x).shape == (1, 4096) and vgg.name == "vgg16"
+    assert networks.load_classifier("tests.test_gallery:tiny_classifier").name == "tiny"
+    with pytest.raises(ValueError):
+        networks.load_classifier("no-such-network")
+
+
+def tiny_classifier():
+    import torch
+    from stylecast.server.sidecar.networks import Classifier
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                              torch.nn.Flatten(), torch.nn.Linear(8, 1000))
+    return Classifier(net, net[0], 1 / 255, 0.0, "tiny", lambda x: net[:4](x))

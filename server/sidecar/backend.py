@@ -18,7 +18,7 @@ from ..errors import InvalidArgument
 from ..model import ModelVersion
 from .attribution import GradCAM, GuidedBackprop, Occlusion, Saliency, SmoothGrad
 from .imaging import heat_overlay
-from .networks import Classifier, efficientnet_lite0
+from .networks import Classifier, load_classifier
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ class SidecarBackend(Backend):
 
 
 class TechniqueBackend(SidecarBackend):
-    def __init__(self, technique: Technique, classifier: Callable[[], Classifier] = efficientnet_lite0) -> None:
+    def __init__(self, technique: Technique, classifier: Callable[[], Classifier] = load_classifier) -> None:
         super().__init__(technique_config(technique), technique.params)
         self.technique = technique
         self._classifier = classifier
@@ -170,7 +170,7 @@ class NeighboursBackend(SidecarBackend):
     def load(self) -> None:
         from .gallery import default_gallery
 
-        self.model = efficientnet_lite0()
+        self.model = load_classifier()
         self.gallery = default_gallery()
 
     def infer(self, inputs: dict[str, np.ndarray], outputs: list[str], parameters: dict,
@@ -188,7 +188,7 @@ class NeighboursBackend(SidecarBackend):
         return {k: result[k] for k in outputs}
 
 
-def register(repository, classifier: Callable[[], Classifier] = efficientnet_lite0) -> list[str]:
+def register(repository, classifier: Callable[[], Classifier] = load_classifier) -> list[str]:
     """Add every technique to a ModelRepository as a virtual model."""
     for t in TECHNIQUES:
         def factory(t: Technique = t) -> list[ModelVersion]:

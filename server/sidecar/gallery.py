@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torch.nn import functional as F
 
 from .networks import Classifier
 
@@ -26,11 +25,9 @@ def cache_dir() -> Path:
 
 
 def penultimate(model: Classifier, x: torch.Tensor) -> torch.Tensor:
-    """Pooled features before the classifier layer (1280-d for EfficientNet-Lite0)."""
-    net = model.net
+    """Features before the classifier layer (1280-d for EfficientNet-Lite0, FC7 for VGG16)."""
     with torch.no_grad():
-        feats = net.extract_features(x * model.scale + model.shift)
-        return F.adaptive_avg_pool2d(feats, 1).flatten(1)
+        return model.features(x)
 
 
 def _prepare(img: Image.Image, size: int = 224) -> torch.Tensor:
@@ -115,11 +112,11 @@ def default_gallery(folder: str | None = None) -> Gallery:
     """``folder`` (or $STYLECAST_GALLERY), else the natural photos bundled in installed packages."""
     from stylecast.training.data import bundled_photos, list_images
 
-    from .networks import efficientnet_lite0
+    from .networks import load_classifier
 
     folder = folder or os.environ.get("STYLECAST_GALLERY")
     paths = list_images(folder) if folder else [p for _, p in bundled_photos()]
-    return index_gallery(efficientnet_lite0(), paths)
+    return index_gallery(load_classifier(), paths)
 
 
 def neighbours_picture(query: np.ndarray, gallery: Gallery, idx: np.ndarray) -> np.ndarray:

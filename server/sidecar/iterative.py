@@ -16,7 +16,7 @@ from ..errors import InvalidArgument
 from ..model import ModelVersion
 from . import optimize
 from .backend import Param, SidecarBackend, describe
-from .networks import efficientnet_lite0, loss_network
+from .networks import load_classifier, loss_network
 
 MAX_SIDE = 512  # larger inputs are resized: a limit on pixels per request
 
@@ -49,7 +49,7 @@ def _pixels(x: torch.Tensor) -> np.ndarray:
 
 
 def _run_fooling(inputs: dict, p: dict, progress) -> dict:
-    model = efficientnet_lite0()
+    model = load_classifier()
     x = _image(inputs["image"], 224)
     r = optimize.fooling_image(model, x, p["target"], p["epsilon"], p["steps"], p["lr"], progress=progress)
     with torch.no_grad():
@@ -63,7 +63,7 @@ def _run_class_viz(inputs: dict, p: dict, progress) -> dict:
     target = int(inputs["class_index"].reshape(-1)[0])
     if not 0 <= target < 1000:
         raise InvalidArgument(f"input 'class_index' must be an ImageNet class in [0, 999], got {target}")
-    r = optimize.class_visualization(efficientnet_lite0(), target, p["size"], p["steps"], p["lr"], p["l2"],
+    r = optimize.class_visualization(load_classifier(), target, p["size"], p["steps"], p["lr"], p["l2"],
                                      seed=p["seed"], progress=progress)
     return {"image": _pixels(r.image), "steps": np.array([r.steps], np.int32)}
 

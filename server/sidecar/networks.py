@@ -19,16 +19,22 @@ def imagenet_classes() -> tuple[str, ...]:
 
 class Classifier(nn.Module):
     """Takes RGB 0..255 NCHW floats, returns ImageNet logits. ``feature_layer`` is the last conv stage
-    (used by Grad-CAM)."""
+    (Grad-CAM); ``penultimate`` maps the network's input to its pooled features (kNN, t-SNE)."""
 
-    def __init__(self, net: nn.Module, feature_layer: nn.Module, scale: float, shift: float, name: str) -> None:
+    def __init__(self, net: nn.Module, feature_layer: nn.Module, scale: float | torch.Tensor,
+                 shift: float | torch.Tensor, name: str, penultimate=None) -> None:
         super().__init__()
         self.net, self.feature_layer, self.name = net, feature_layer, name
         self.scale, self.shift = scale, shift
         self.classes = imagenet_classes()
+        self._penultimate = penultimate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x * self.scale + self.shift)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate features of RGB 0..255 input (1280-d for EfficientNet-Lite0, FC7 4096-d for VGG16)."""
+        return self._penultimate(x * self.scale + self.shift)
 
 
 @lru_cache(maxsize=1)
@@ -41,7 +47,64 @@ def efficientnet_lite0() -> Classifier:
     net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=path)
     net.eval().requires_grad_(False)
     log.info("classifier: EfficientNet-Lite0 weights from %s", path)
-    return Classifier(net, net._bn1, 2.0 / 255.0, -1.0, "efficientnet-lite0")
+
+    def penultimate(x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.adaptive_avg_pool2d(net.extract_features(x), 1).flatten(1)
+
+    return Classifier(net, net._bn1, 2.0 / 255.0, -1.0, "efficientnet-lite0", penultimate)
+
+
+def vgg16_classifier(path: str | Path | None = None) -> Classifier:
+    """Torchvision's VGG16 (with its FC7 features) from ``vgg16-397923af.pth`` on disk; never downloads."""
+    from stylecast.training.vgg import TORCHVISION_CONVENTION, TORCHVISION_FILE, _torch_hub_file, build_vgg16_features
+
+    file = Path(path) if path else _torch_hub_file()
+    if file is None or not file.exists():
+        raise FileNotFoundError(f"no {TORCHVISION_FILE} in $TORCH_HOME/hub/checkpoints (VGG16 is never downloaded)")
+    net = nn.Module()
+    net.features = build_vgg16_features()
+    net.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+    net.classifier = nn.Sequential(nn.Linear(512 * 7 * 7, 4096), nn.ReLU(), nn.Dropout(), nn.Linear(4096, 4096),
+                                   nn.ReLU(), nn.Dropout(), nn.Linear(4096, 1000))
+    net.load_state_dict(torch.load(file, map_location="cpu", weights_only=True))
+    net.eval().requires_grad_(False)
+
+    def trunk(x: torch.Tensor) -> torch.Tensor:
+        return net.avgpool(net.features(x)).flatten(1)
+
+    net.forward = lambda x: net.classifier(trunk(x))
+    c = TORCHVISION_CONVENTION
+    scale = torch.tensor(c.scale) / torch.tensor(c.std).view(1, 3, 1, 1)
+    shift = -torch.tensor(c.mean).view(1, 3, 1, 1) / torch.tensor(c.std).view(1, 3, 1, 1)
+    log.info("classifier: torchvision VGG16 from %s", file)
+    return Classifier(net, net.features[29], scale, shift, "vgg16", lambda x: net.classifier[:5](trunk(x)))
+
+
+def load_classifier(spec: str | None = None) -> Classifier:
+    """``efficientnet-lite0`` (default), ``vgg16``, or ``package.module:factory`` returning a Classifier.
+
+    The default comes from $STYLECAST_CLASSIFIER when set.
+    """
+    import os
+
+    return _load_classifier(spec or os.environ.get("STYLECAST_CLASSIFIER", "efficientnet-lite0"))
+
+
+@lru_cache(maxsize=4)
+def _load_classifier(spec: str) -> Classifier:
+    import importlib
+
+    if spec == "efficientnet-lite0":
+        return efficientnet_lite0()
+    if spec == "vgg16":
+        return vgg16_classifier()
+    module, _, attr = spec.partition(":")
+    if not attr:
+        raise ValueError(f"classifier {spec!r}: use efficientnet-lite0, vgg16 or package.module:factory")
+    model = getattr(importlib.import_module(module), attr)()
+    if not isinstance(model, Classifier):
+        raise TypeError(f"{spec} returned {type(model).__name__}, not a stylecast Classifier")
+    return model
 
 
 @lru_cache(maxsize=1)
