@@ -6,14 +6,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 from tritonclient.grpc import model_config_pb2 as mc
 
 from .backend import Backend
 from .config import datatype_of
 from .errors import InvalidArgument
 from .scheduler import BatchPolicy, Job, Scheduler
-from .tensors import InferRequest
+from .tensors import InferRequest, np_to_datatype
 
 DEFAULT_MAX_QUEUE = 256
 
@@ -87,7 +86,7 @@ class ModelVersion:
             if spec is None:
                 raise InvalidArgument(f"unexpected inference input '{n}' for model '{name}'")
             want = datatype_of(spec.data_type)
-            got = _datatype(arr)
+            got = np_to_datatype(arr)
             if got != want:
                 raise InvalidArgument(
                     f"inference input '{n}' data-type is '{got}', but model '{name}' expects '{want}'")
@@ -149,8 +148,3 @@ class ModelVersion:
         self.scheduler.close(timeout)
         self.backend.unload()
 
-
-def _datatype(arr: np.ndarray) -> str:
-    from .tensors import np_to_datatype
-
-    return np_to_datatype(arr)

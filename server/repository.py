@@ -139,8 +139,9 @@ class ModelRepository:
             entry = self._models.setdefault(name, ModelEntry(name))
             old = dict(entry.versions)
             entry.state = State.LOADING if not old else entry.state
+        dirs = self.model_dirs()
         try:
-            fp = _fingerprint(self.model_dirs()[name]) if name in self.model_dirs() else ()
+            fp = _fingerprint(dirs[name]) if name in dirs else ()
             cfg, versions = self._build(name)
         except Exception as e:  # noqa: BLE001 - a model that fails to load must not affect the others
             msg = e.message if isinstance(e, ServerError) else f"{type(e).__name__}: {e}"
@@ -148,7 +149,7 @@ class ModelRepository:
             with self._lock:
                 if not old:
                     entry.state, entry.reason = State.UNAVAILABLE, msg
-            if isinstance(e, ServerError) and e.status.name == "NOT_FOUND" and name not in self.model_dirs():
+            if isinstance(e, ServerError) and e.status.name == "NOT_FOUND" and name not in dirs:
                 with self._lock:
                     self._models.pop(name, None)
                 raise

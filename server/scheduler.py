@@ -71,7 +71,6 @@ class Scheduler:
         self._pending: deque[Job] = deque()
         self._cv = threading.Condition()
         self._closing = False
-        self._busy = 0
         self._threads = [threading.Thread(target=self._worker, name=f"{name}-worker{i}", daemon=True)
                          for i in range(max(1, workers))]
         for t in self._threads:
@@ -92,10 +91,6 @@ class Scheduler:
             self._cv.notify()
         return job.future
 
-    @property
-    def queued(self) -> int:
-        return len(self._pending)
-
     def _take(self) -> list[Job] | None:
         """Block for the next batch of compatible jobs (or None when closing and drained)."""
         p = self._policy
@@ -107,7 +102,6 @@ class Scheduler:
             first = self._pending.popleft()
             batch = [first]
             if not p.enabled:
-                self._busy += 1
                 return batch
             limit = p.max_batch_size
             target = max(p.preferred) if p.preferred else limit
@@ -125,7 +119,6 @@ class Scheduler:
                 if remaining <= 0:
                     break
                 self._cv.wait(remaining)
-            self._busy += 1
             return batch
 
     def _worker(self) -> None:
@@ -133,12 +126,7 @@ class Scheduler:
             batch = self._take()
             if batch is None:
                 return
-            try:
-                self._execute(batch)
-            finally:
-                with self._cv:
-                    self._busy -= 1
-                    self._cv.notify_all()
+            self._execute(batch)
 
     def _execute(self, batch: list[Job]) -> None:
         now = time.monotonic()
