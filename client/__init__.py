@@ -8,5 +8,7 @@
 from .aio import AsyncClient
 from .core import Client, Explanation, ModelInfo, StylecastError
 from .imaging import blend_strength, preserve_color
+from .techniques import GalleryView, Optimized
 
-__all__ = ["AsyncClient", "Client", "Explanation", "ModelInfo", "StylecastError", "blend_strength", "preserve_color"]
+__all__ = ["AsyncClient", "Client", "Explanation", "GalleryView", "ModelInfo", "Optimized", "StylecastError",
+           "blend_strength", "preserve_color"]

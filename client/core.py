@@ -24,6 +24,7 @@ from stylecast.contract import (
 )
 
 from .imaging import blend_strength, like_input, preserve_color, to_array
+from .techniques import TechniquesMixin
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class ModelInfo:
 Style = str | Mapping[str, float] | Sequence[float] | None
 
 
-class Client:
+class Client(TechniquesMixin):
     """A connection to Triton or the embedded server. Use as a context manager."""
 
     def __init__(self, url: str = "127.0.0.1:8001", *, timeout: float | None = 60.0, retries: int = 3,

@@ -33,6 +33,7 @@ class ServerOptions:
     tls_key: str | None = None
     token: str | None = None
     sidecar: bool = False  # host the PyTorch techniques (saliency, Grad-CAM, ...) next to the models
+    max_optimizations: int = 1  # iterative techniques running at once (the rest wait for a slot)
 
 
 class Server:
@@ -51,9 +52,11 @@ class Server:
     def start(self) -> int:
         o = self.options
         if o.sidecar:
-            from .sidecar import backend, iterative
+            from .sidecar import activations, backend, iterative
 
-            names = backend.register(self.repository) + iterative.register(self.repository)
+            iterative.SLOTS.configure(o.max_optimizations)
+            names = (backend.register(self.repository) + activations.register(self.repository)
+                     + iterative.register(self.repository))
             log.info("sidecar techniques: %s", ", ".join(names))
         self.repository.start()
         limit = o.max_message_mb * 1024 * 1024

@@ -27,6 +27,15 @@ log = logging.getLogger(__name__)
 Emit = Callable[[dict[str, np.ndarray]], bool]
 Runner = Callable[[dict[str, np.ndarray], list[str], dict, Emit | None], dict[str, np.ndarray]]
 
+_current = threading.local()
+
+
+def time_left() -> float | None:
+    """Seconds until the deadline of the request this worker thread is executing (None: no deadline).
+    Long-running backends poll it so a passed deadline stops the work instead of holding the worker."""
+    deadline = getattr(_current, "deadline", None)
+    return None if deadline is None else deadline - time.monotonic()
+
 
 @dataclass(eq=False)  # identity, not array comparison, when removed from the queue
 class Job:
@@ -145,6 +154,8 @@ class Scheduler:
         inputs = live[0].inputs if len(live) == 1 else {
             k: np.concatenate([j.inputs[k] for j in live], axis=0) for k in live[0].inputs}
         t0 = time.perf_counter_ns()
+        deadlines = [j.deadline for j in live if j.deadline is not None]
+        _current.deadline = max(deadlines) if len(deadlines) == len(live) else None
         try:
             result = self._run(inputs, outputs, live[0].parameters, live[0].emit)
         except BaseException as e:  # noqa: BLE001 - every caller must hear of it
@@ -152,6 +163,8 @@ class Scheduler:
                 j.future.set_exception(e)
             self._on_done(live, e)
             return
+        finally:
+            _current.deadline = None
         compute = time.perf_counter_ns() - t0
         start = 0
         for j in live:

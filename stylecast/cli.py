@@ -86,6 +86,7 @@ def _cmd_serve(a: argparse.Namespace) -> int:
         metrics_port=None if a.metrics_port < 0 else a.metrics_port, model_control_mode=a.model_control_mode,
         load_models=a.load_model or [], max_message_mb=a.max_message_mb, workers=a.workers,
         tls_cert=a.tls_cert, tls_key=a.tls_key, token=a.token, sidecar=a.sidecar and _torch_available(),
+        max_optimizations=a.max_optimizations,
     )
     server = Server(opts)
     port = server.start()
@@ -208,6 +209,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--token", help="require 'authorization: Bearer TOKEN' on every call")
     p.add_argument("--no-sidecar", dest="sidecar", action="store_false",
                    help="do not host the PyTorch techniques (saliency, Grad-CAM, ...)")
+    p.add_argument("--max-optimizations", type=int, default=1,
+                   help="iterative techniques (DeepDream, Gatys, ...) running at once; the rest wait for a slot")
     p.set_defaults(func=_cmd_serve)
 
 
@@ -273,44 +276,79 @@ def _cmd_explain(a: argparse.Namespace) -> int:
 
     from stylecast.client import Client
 
-    params = {}
+    params: dict = {}
     for kv in a.param or []:
         k, _, v = kv.partition("=")
-        params[k] = float(v) if "." in v else int(v)
-    if a.target is not None:
-        params["target"] = a.target
-    with Client(a.url, token=a.token) as c:
-        if a.technique in ITERATIVE:
-            import numpy as np
+        params[k] = v if not v.replace(".", "", 1).lstrip("-").isdigit() else float(v) if "." in v else int(v)
+    needs_image = a.technique not in ("class_visualization", "embedding", "max_activating_patches", "filters")
+    if needs_image and not a.image:
+        raise SystemExit(f"explain {a.technique}: give an input image")
+    image = Image.open(a.image).convert("RGB") if a.image else None
 
-            if a.technique == "class_visualization":
-                inputs = {"class_index": np.array([params.pop("target", 130)], np.int32)}
-            else:
-                inputs = {"image": np.asarray(Image.open(a.image).convert("RGB"))}
-            out = c.optimize(a.technique, inputs, progress=lambda s, loss, img: log.info("step %d loss %.4g", s, loss),
-                             **params)
-            Image.fromarray(out["image"]).save(a.output)
-            extra = {k: v[0].decode() if isinstance(v[0], bytes) else float(v[0])
-                     for k, v in out.items() if k != "image"}
-            print(f"wrote {a.output}: {a.technique} {extra}")
-            return 0
-        r = c.explain(a.technique, Image.open(a.image).convert("RGB"), **params)
-    Image.fromarray(r.overlay).save(a.output)
-    print(f"wrote {a.output}: {a.technique} for '{r.label}' (class {r.class_index}, p={r.probability:.3f})")
+    def progress(step: int, loss: float, preview) -> None:
+        log.info("step %d loss %.4g", step, loss)
+
+    with Client(a.url, token=a.token) as c:
+        t = a.technique
+        if t in ATTRIBUTION:
+            r = c.explain(t, image, target=a.target, **params)
+            picture, summary = r.overlay, f"'{r.label}' (class {r.class_index}, p={r.probability:.3f})"
+        elif t in ("knn", "embedding", "max_activating_patches"):
+            view = (c.neighbours(image, a.k) if t == "knn" else c.embedding(a.method, **params) if t == "embedding"
+                    else c.patches(a.layer or "relu3_3", a.channel, a.k))
+            picture, summary = view.picture, ", ".join(view.names[:5]) + (" ..." if len(view.names) > 5 else "")
+        elif t == "filters":
+            picture, summary = c.filters(a.network, **params), f"first-layer kernels of the {a.network}"
+        else:
+            r = _optimize(c, a, image, params, progress)
+            picture, summary = r.image, f"{r.steps} steps, loss {r.losses[-1]:.4g} {r.extra or ''}".rstrip()
+    Image.fromarray(picture).save(a.output)
+    print(f"wrote {a.output}: {a.technique}: {summary}")
     return 0
 
 
-ITERATIVE = ("fooling", "class_visualization", "texture_synthesis")
+def _optimize(c, a: argparse.Namespace, image, params: dict, progress):
+    from PIL import Image
+
+    t = a.technique
+    if t == "fooling":
+        return c.fool(image, 1 if a.target is None else a.target, progress=progress, **params)
+    if t == "class_visualization":
+        return c.visualize_class(130 if a.target is None else a.target, progress=progress, **params)
+    if t == "texture_synthesis":
+        return c.texture(image, progress=progress, **params)
+    if t in ("deepdream", "feature_inversion"):
+        method = c.deepdream if t == "deepdream" else c.invert
+        return method(image, a.layer or ("relu3_3" if t == "deepdream" else "relu2_2"), progress=progress, **params)
+    if t == "gatys":
+        if not a.style:
+            raise SystemExit("explain gatys: give one or more --style images")
+        styles = [Image.open(s).convert("RGB") for s in a.style]
+        return c.gatys(image, styles, a.style_weight, progress=progress, **params)
+    raise SystemExit(f"unknown technique {t!r}; choose from {', '.join(TECHNIQUES)}")
+
+
+ATTRIBUTION = ("saliency", "guided_backprop", "gradcam", "occlusion")
+TECHNIQUES = (*ATTRIBUTION, "fooling", "class_visualization", "texture_synthesis", "deepdream", "feature_inversion",
+              "gatys", "knn", "embedding", "max_activating_patches", "filters")
 
 
 def _add_explain(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("explain", help="run a technique of the sidecar and write a PNG")
-    p.add_argument("technique", help="saliency, guided_backprop, gradcam, occlusion, fooling, texture_synthesis, "
-                                     "class_visualization")
-    p.add_argument("image", nargs="?", help="input image (class_visualization takes --target instead)")
-    p.add_argument("-o", "--output", required=True, help="PNG: the map as a heat overlay on the image")
-    p.add_argument("--target", type=int, help="ImageNet class to explain (default: the predicted one)")
-    p.add_argument("--param", action="append", help="technique parameter, e.g. smooth_samples=8")
+    p.add_argument("technique", choices=TECHNIQUES)
+    p.add_argument("image", nargs="?", help="input image (class_visualization, embedding, "
+                                            "max_activating_patches and filters take none)")
+    p.add_argument("-o", "--output", required=True, help="PNG to write (overlay, result image, grid or scatter)")
+    p.add_argument("--target", type=int, help="ImageNet class: to explain (default: the predicted one), "
+                                              "to fool into, or to visualize")
+    p.add_argument("--layer", help="VGG16 layer (deepdream, feature_inversion, max_activating_patches)")
+    p.add_argument("--channel", type=int, default=0, help="unit of --layer (max_activating_patches)")
+    p.add_argument("--k", type=int, default=9, help="neighbours or patches to return")
+    p.add_argument("--method", default="tsne", choices=("pca", "tsne"), help="embedding method")
+    p.add_argument("--network", default="classifier", choices=("classifier", "vgg16"), help="filters of which")
+    p.add_argument("--style", action="append", help="style image for gatys (repeat to blend)")
+    p.add_argument("--style-weight", action="append", type=float, help="weight per --style")
+    p.add_argument("--param", action="append", help="technique parameter, e.g. smooth_samples=8 or steps=50")
     _add_client_args(p)
     p.set_defaults(func=_cmd_explain)
 

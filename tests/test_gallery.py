@@ -76,7 +76,7 @@ def test_max_activating_patches_are_ranked_and_excite_the_unit(indexed):
     vgg = VGGFeatures(("relu3_3",))
     with torch.no_grad():  # a channel that this gallery does drive
         channel = int(vgg(gallery._prepare(Image.open(files[0])))["relu3_3"][0].amax(dim=(1, 2)).argmax())
-    patches, scores = gallery.max_activating_patches(vgg, files, "relu3_3", channel=channel, k=3)
+    patches, scores, _ = gallery.max_activating_patches(vgg, files, "relu3_3", channel=channel, k=3)
     assert len(patches) == 3 and scores == sorted(scores, reverse=True)
     assert all(p.shape[2] == 3 and max(p.shape[:2]) <= 40 for p in patches)
     # the best patch, alone, still drives the channel above the gallery's typical response

@@ -78,7 +78,7 @@ def test_feature_inversion_and_gatys_and_deepdream(vgg):
     style = photo("skimage_coffee", 64)
     g = optimize.gatys_transfer(vgg, x, [style], [1.0], steps=30)
     assert g.losses[-1] < 0.7 * g.losses[0]
-    dream = optimize.deepdream(vgg, x, "relu3_3", steps=10, octaves=2)
+    dream = optimize.deepdream(vgg, x, "relu3_3", steps=10, octaves=2).image
     with torch.no_grad():
         before, after = vgg(x)["relu3_3"].pow(2).mean(), vgg(dream)["relu3_3"].pow(2).mean()
     assert dream.shape == x.shape and float(after) > 1.5 * float(before)

@@ -117,6 +117,19 @@ def test_cli_explain(sidecar_url, cat_on_grey, tmp_path):
     assert main(["explain", "class_visualization", "-o", str(dst), "--target", "130", "--param", "steps=3",
                  "--param", "size=48", "--url", sidecar_url]) == 0
     assert Image.open(dst).size == (48, 48)
+    small = tmp_path / "small.png"
+    Image.fromarray(cat_on_grey[::5, ::5]).save(small)
+    runs = [(["deepdream", str(small), "--layer", "relu2_2", "--param", "steps=1"], (64, 64)),
+            (["feature_inversion", str(small), "--param", "steps=1", "--param", "size=32"], (32, 32)),
+            (["gatys", str(small), "--style", str(small), "--param", "steps=1", "--param", "size=48"], (48, 48)),
+            (["texture_synthesis", str(small), "--param", "steps=1", "--param", "size=32"], (32, 32)),
+            (["filters", "--network", "vgg16", "--param", "scale=2"], (8 * 8, 8 * 8)),
+            (["max_activating_patches", "--layer", "relu1_2", "--channel", "3", "--k", "4"], (2 * 100, 2 * 100)),
+            (["knn", str(small), "--k", "3"], (4 * 68, 68)),
+            (["embedding", "--method", "pca", "--param", "size=256"], (256, 256))]
+    for args, size in runs:
+        assert main(["explain", *args, "-o", str(dst), "--url", sidecar_url]) == 0, args
+        assert Image.open(dst).size == size, args
 
 
 def test_fooling_streams_progress_then_flips_the_label(sidecar_url, cat_on_grey):
@@ -162,3 +175,123 @@ def test_knn_served(sidecar_url):
         out = c.infer("knn", {"image": photo}, ["names", "distances", "picture"], parameters={"k": 3})
     assert out["names"][0] == b"sklearn_china.jpg" and out["distances"][0] < 0.05
     assert list(out["distances"]) == sorted(out["distances"]) and out["picture"].shape[1] == 4 * 68
+
+
+def _vgg_energy(image: np.ndarray, layer: str) -> float:
+    from stylecast.server.sidecar.networks import loss_network
+
+    x = torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float()
+    with torch.no_grad():
+        return float(loss_network()(x)[layer].pow(2).mean())
+
+
+def test_deepdream_and_feature_inversion_served(sidecar_url):
+    from stylecast.training.data import bundled_photos
+
+    photo = np.asarray(Image.open(dict(bundled_photos())["skimage_astronaut"]).convert("RGB").resize((64, 64)))
+    with Client(sidecar_url) as c:
+        dream = c.deepdream(photo, "relu3_3", steps=8, octaves=2, seed=1)
+        again = c.deepdream(photo, "relu3_3", steps=8, octaves=2, seed=1)
+        inv = c.invert(photo, "relu2_2", size=64, steps=40)
+    assert dream.image.shape == photo.shape and dream.steps == 16 and len(dream.losses) == 16
+    assert _vgg_energy(dream.image, "relu3_3") > 1.5 * _vgg_energy(photo, "relu3_3")
+    np.testing.assert_array_equal(dream.image, again.image)  # a seed makes it repeatable on CPU
+    assert inv.image.shape == (64, 64, 3) and inv.losses[-1] < inv.losses[0] / 3
+
+
+def test_gatys_blends_weighted_styles(sidecar_url):
+    from stylecast.training.data import load_rgb
+
+    from tests.test_training import STYLES
+
+    content = np.asarray(load_rgb(STYLES.parent / "styles" / "cafe_terrace.jpg", 64))
+    styles = [np.asarray(load_rgb(STYLES / name, 96)) for name in ("starry_night.jpg", "great_wave.jpg")]
+    with Client(sidecar_url) as c:
+        r = c.gatys(content, styles, [0.7, 0.3], style_size=64, size=64, steps=25)
+        with pytest.raises(StylecastError) as e:
+            c.gatys(content, styles, [1.0], style_size=64, size=64, steps=2)
+    assert r.image.shape == content.shape and r.losses[-1] < 0.7 * r.losses[0]
+    # ModelStreamInferResponse carries only error_message (as in Triton): the text names the input
+    assert "style_weights" in e.value.message and "one per style image" in e.value.message
+
+
+@pytest.mark.parametrize("method", ["pca", "tsne"])
+def test_embedding_served_one_point_per_gallery_image(sidecar_url, method):
+    with Client(sidecar_url) as c:
+        view = c.embedding(method, size=256)
+    assert view.values.shape == (8, 2) and len(set(view.names)) == 8
+    assert view.values.min() == 0.0 and view.values.max() == 1.0 and view.picture.shape == (256, 256, 3)
+
+
+def test_patches_and_filters_served(sidecar_url, cat_on_grey):
+    from stylecast.server.sidecar.networks import loss_network
+
+    x = torch.from_numpy(cat_on_grey.copy()).permute(2, 0, 1)[None].float()
+    with torch.no_grad():  # a unit that photos do drive
+        channel = int(loss_network()(x)["relu3_3"][0].amax(dim=(1, 2)).argmax())
+    with Client(sidecar_url) as c:
+        view = c.patches("relu3_3", channel, k=4)
+        grid_cls, grid_vgg = c.filters("classifier", scale=4), c.filters("vgg16", scale=4)
+        bad = ((lambda: c.patches("relu9_9", 0), "'layer'"), (lambda: c.patches("relu1_1", 64), "'channel'"),
+               (lambda: c.embedding("umap"), "'method'"), (lambda: c.filters("alexnet"), "'network'"))
+        for call, name in bad:
+            with pytest.raises(StylecastError) as e:
+                call()
+            assert e.value.status.name == "INVALID_ARGUMENT" and name in e.value.message
+    assert view.patches.shape == (4, 40, 40, 3) and list(view.values) == sorted(view.values, reverse=True)
+    assert len(set(view.names)) == 4 and view.values[0] > 0
+    # 32 kernels of 3x3 (EfficientNet-Lite0) and 64 (VGG16), each 3*4 pixels plus a 2-pixel border
+    assert grid_cls.shape == (6 * 14, 6 * 14, 3) and grid_vgg.shape == (8 * 14, 8 * 14, 3)
+
+
+def test_long_optimizations_do_not_starve_short_techniques(sidecar_url, cat_on_grey):
+    """One optimization slot: a second optimization waits (and its deadline ends it while waiting),
+    while a single-pass technique answers at once."""
+    import threading
+    import time
+
+    started, stop = threading.Event(), threading.Event()
+
+    def long_job():
+        with Client(sidecar_url) as c, pytest.raises(StylecastError):
+            c.visualize_class(130, steps=1000, size=64,
+                              progress=lambda s, loss, img: started.set() or not stop.is_set())
+
+    t = threading.Thread(target=long_job)
+    t.start()
+    try:
+        assert started.wait(60)
+        with Client(sidecar_url) as c:
+            t0 = time.monotonic()
+            with pytest.raises(StylecastError) as e:
+                c.infer("deepdream", {"image": cat_on_grey[:64, :64]}, ["image"], parameters={"steps": 2},
+                        timeout=1.5)
+            assert e.value.status.name == "DEADLINE_EXCEEDED"
+            assert c.explain("saliency", cat_on_grey).label and time.monotonic() - t0 < 30
+    finally:
+        stop.set()
+        t.join(60)
+    with Client(sidecar_url) as c:  # the slot is free again
+        assert c.deepdream(cat_on_grey[:48, :48], steps=1, octaves=1).steps == 1
+
+
+def test_no_technique_leaves_hooks_or_changes_the_networks(sidecar_url, cat_on_grey):
+    """Every served technique, including calls that fail mid-way, leaves the shared networks as it found them."""
+    from stylecast.server.sidecar.iterative import LAYERS
+    from stylecast.server.sidecar.networks import load_classifier, loss_network
+
+    nets = [load_classifier(), loss_network(), loss_network(LAYERS)]
+    state = [(_hook_count(n), n.training, sum(p.requires_grad for p in n.parameters())) for n in nets]
+    small = cat_on_grey[::4, ::4]
+    with Client(sidecar_url) as c:
+        for t in ("saliency", "guided_backprop", "gradcam", "occlusion"):
+            c.explain(t, small)
+            with pytest.raises(StylecastError):
+                c.explain(t, small, target=1000)
+        c.deepdream(small, steps=1, octaves=1)
+        c.invert(small, steps=1, size=32)
+        c.fool(small, 1, steps=1)
+        c.patches("relu2_2", 3, k=2)
+        c.neighbours(small, k=2)
+    assert [(_hook_count(n), n.training, sum(p.requires_grad for p in n.parameters())) for n in nets] == state
+    assert all(s[0] == 0 for s in state)

@@ -29,14 +29,23 @@ INPUT_SIZE = 224
 
 @dataclass(frozen=True)
 class Param:
+    """A typed request parameter with a default and bounds (numbers) or a set of choices (strings)."""
+
     name: str
     kind: type
-    default: float | int
-    low: float | int
-    high: float | int
+    default: float | int | str
+    low: float | int | None
+    high: float | int | None
     help: str
+    choices: tuple[str, ...] = ()
 
-    def parse(self, value) -> float | int:
+    def parse(self, value) -> float | int | str:
+        if self.choices:
+            if str(value) not in self.choices:
+                raise InvalidArgument(f"parameter '{self.name}' = {value!r} is not one of {list(self.choices)}")
+            return str(value)
+        if isinstance(value, bool) or (self.kind is int and isinstance(value, float) and not value.is_integer()):
+            raise InvalidArgument(f"parameter '{self.name}' must be {self.kind.__name__}, got {value!r}")
         try:
             v = self.kind(value)
         except (TypeError, ValueError) as e:
@@ -46,7 +55,13 @@ class Param:
         return v
 
     def spec(self) -> str:
+        if self.choices:
+            return f"str,default={self.default},choices={'|'.join(self.choices)}: {self.help}"
         return f"{self.kind.__name__},default={self.default},min={self.low},max={self.high}: {self.help}"
+
+
+def choice(name: str, default: str, choices: tuple[str, ...], help: str) -> Param:
+    return Param(name, str, default, None, None, help, choices)
 
 
 TARGET = Param("target", int, -1, -1, 999, "ImageNet class to explain; -1 = the predicted class")
@@ -135,7 +150,7 @@ class TechniqueBackend(SidecarBackend):
               emit=None) -> dict[str, np.ndarray]:
         image = inputs["image"]
         h, w = image.shape[:2]
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
+        x = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float()
         x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False, antialias=True)
         with torch.no_grad():
             probs = self.model(x).softmax(1)[0]
@@ -153,41 +168,6 @@ class TechniqueBackend(SidecarBackend):
         return {k: result[k] for k in outputs}
 
 
-class NeighboursBackend(SidecarBackend):
-    """k nearest gallery images in the classifier's penultimate-feature space (cosine distance)."""
-
-    PARAMS = (Param("k", int, 5, 1, 50, "neighbours to return"),)
-
-    def __init__(self) -> None:
-        cfg = mc.ModelConfig(name="knn", backend="stylecast_sidecar", max_batch_size=0)
-        cfg.input.add(name="image", data_type=mc.TYPE_UINT8, dims=[-1, -1, 3])
-        cfg.output.add(name="indices", data_type=mc.TYPE_INT32, dims=[-1])
-        cfg.output.add(name="distances", data_type=mc.TYPE_FP32, dims=[-1])
-        cfg.output.add(name="names", data_type=mc.TYPE_STRING, dims=[-1])
-        cfg.output.add(name="picture", data_type=mc.TYPE_UINT8, dims=[-1, -1, 3])
-        super().__init__(describe(cfg, "k nearest neighbours over the gallery", self.PARAMS), self.PARAMS)
-
-    def load(self) -> None:
-        from .gallery import default_gallery
-
-        self.model = load_classifier()
-        self.gallery = default_gallery()
-
-    def infer(self, inputs: dict[str, np.ndarray], outputs: list[str], parameters: dict,
-              emit=None) -> dict[str, np.ndarray]:
-        from PIL import Image
-
-        from .gallery import _prepare, neighbours_picture, penultimate
-
-        image = inputs["image"]
-        query = penultimate(self.model, _prepare(Image.fromarray(image)))[0].numpy()
-        idx, dist = self.gallery.knn(query, min(parameters["k"], len(self.gallery.names)))
-        result = {"indices": idx.astype(np.int32), "distances": dist.astype(np.float32),
-                  "names": np.array([self.gallery.names[i].encode() for i in idx], np.object_),
-                  "picture": neighbours_picture(image, self.gallery, idx)}
-        return {k: result[k] for k in outputs}
-
-
 def register(repository, classifier: Callable[[], Classifier] = load_classifier) -> list[str]:
     """Add every technique to a ModelRepository as a virtual model."""
     for t in TECHNIQUES:
@@ -197,10 +177,4 @@ def register(repository, classifier: Callable[[], Classifier] = load_classifier)
             return [ModelVersion(backend, 1)]
         repository.add_virtual(t.name, factory)
 
-    def knn() -> list[ModelVersion]:
-        backend = NeighboursBackend()
-        backend.load()
-        return [ModelVersion(backend, 1)]
-
-    repository.add_virtual("knn", knn)
-    return [t.name for t in TECHNIQUES] + ["knn"]
+    return [t.name for t in TECHNIQUES]

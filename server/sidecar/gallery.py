@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -40,6 +40,7 @@ class Gallery:
     names: list[str]
     features: np.ndarray  # [N, D], L2-normalized
     thumbs: np.ndarray  # [N, THUMB, THUMB, 3] uint8
+    paths: list[Path] = field(default_factory=list)
 
     def knn(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Indices and cosine distances of the k nearest gallery images."""
@@ -104,7 +105,7 @@ def index_gallery(model: Classifier, paths: list[Path], batch: int = 16) -> Gall
              root)
     f = np.stack(feats).astype(np.float32)
     f /= np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
-    return Gallery(names, f, np.stack(thumbs))
+    return Gallery(names, f, np.stack(thumbs), list(paths))
 
 
 @lru_cache(maxsize=4)
@@ -126,10 +127,13 @@ def neighbours_picture(query: np.ndarray, gallery: Gallery, idx: np.ndarray) -> 
     return np.concatenate([np.pad(t, ((2, 2), (2, 2), (0, 0)), constant_values=255) for t in strip], axis=1)
 
 
-def first_layer_filters(model: Classifier, scale: int = 8) -> np.ndarray:
+def first_conv(net: torch.nn.Module) -> torch.nn.Conv2d:
+    return next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+
+
+def first_layer_filters(net: torch.nn.Module, scale: int = 8) -> np.ndarray:
     """The first conv layer's kernels as an image grid (each kernel min-max scaled to 0..255)."""
-    conv = next(m for m in model.net.modules() if isinstance(m, torch.nn.Conv2d))
-    w = conv.weight.detach()
+    w = first_conv(net).weight.detach()
     n = w.shape[0]
     cols = int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / cols))
@@ -160,26 +164,54 @@ def receptive_field(layer: str) -> tuple[int, int]:
     return size, jump
 
 
-def max_activating_patches(vgg, paths: list[Path], layer: str, channel: int, k: int = 9,
-                           side: int = 224) -> tuple[list[np.ndarray], list[float]]:
-    """The k image regions of the gallery that excite one channel most, cropped to its receptive field."""
-    size, jump = receptive_field(layer)
-    found: list[tuple[float, int, int, int]] = []
-    images = []
-    for n, p in enumerate(paths):
-        x = _prepare(Image.open(p), side)
-        images.append(x)
+@dataclass
+class UnitMaxima:
+    """For every gallery image and every channel of one layer: the strongest activation and where it is."""
+
+    values: np.ndarray  # [N, C]
+    rows: np.ndarray  # [N, C]
+    cols: np.ndarray  # [N, C]
+
+
+def unit_maxima(vgg, paths: list[Path], layer: str, side: int = 224, batch: int = 8) -> UnitMaxima:
+    """One pass over the gallery answers every channel of the layer."""
+    values, rows, cols = [], [], []
+    for k in range(0, len(paths), batch):
+        x = torch.cat([_prepare(Image.open(p), side) for p in paths[k:k + batch]])
         with torch.no_grad():
-            a = vgg(x)[layer][0, channel]
-        v, flat = a.flatten().max(0)
-        i, j = divmod(int(flat), a.shape[1])
-        found.append((float(v), n, i, j))
-    found.sort(reverse=True)
+            a = vgg(x)[layer]
+        v, flat = a.flatten(2).max(2)
+        values.append(v.numpy())
+        rows.append((flat // a.shape[3]).numpy())
+        cols.append((flat % a.shape[3]).numpy())
+    return UnitMaxima(np.concatenate(values), np.concatenate(rows), np.concatenate(cols))
+
+
+def max_activating_patches(vgg, paths: list[Path], layer: str, channel: int, k: int = 9, side: int = 224,
+                           maxima: UnitMaxima | None = None) -> tuple[list[np.ndarray], list[float], list[int]]:
+    """The k gallery images whose strongest response of one channel is highest, each cropped to the
+    receptive field of that unit: (patches, scores, gallery indices)."""
+    size, jump = receptive_field(layer)
+    m = maxima or unit_maxima(vgg, paths, layer, side)
+    order = np.argsort(-m.values[:, channel], kind="stable")[:k]
     patches, scores = [], []
-    for v, n, i, j in found[:k]:
+    for n in order:
+        i, j = int(m.rows[n, channel]), int(m.cols[n, channel])
         cy, cx = i * jump + jump // 2, j * jump + jump // 2
         y0, x0 = max(0, cy - size // 2), max(0, cx - size // 2)
-        crop = images[n][0, :, y0:y0 + size, x0:x0 + size].permute(1, 2, 0).byte().numpy()
-        patches.append(crop)
-        scores.append(v)
-    return patches, scores
+        image = _prepare(Image.open(paths[n]), side)
+        patches.append(image[0, :, y0:y0 + size, x0:x0 + size].permute(1, 2, 0).byte().numpy())
+        scores.append(float(m.values[n, channel]))
+    return patches, scores, [int(n) for n in order]
+
+
+def tile(images: list[np.ndarray], cell: int, cols: int | None = None) -> np.ndarray:
+    """Images on a white grid, each resized to fit a ``cell`` square."""
+    cols = cols or int(np.ceil(np.sqrt(len(images))))
+    rows = int(np.ceil(len(images) / cols))
+    grid = np.full((rows * (cell + 4), cols * (cell + 4), 3), 255, np.uint8)
+    for n, im in enumerate(images):
+        r, c = divmod(n, cols)
+        t = np.asarray(Image.fromarray(im).resize((cell, cell), Image.Resampling.NEAREST))
+        grid[r * (cell + 4) + 2:r * (cell + 4) + 2 + cell, c * (cell + 4) + 2:c * (cell + 4) + 2 + cell] = t
+    return grid

@@ -1,24 +1,54 @@
 """Iterative techniques served as decoupled models: progress (step, loss, a preview every k steps)
 streams over ModelStreamInfer, then the result. A cancelled stream or a passed deadline stops the
-render loop at its next step and frees the worker."""
+render loop at its next step and frees the worker. At most ``limit`` optimizations run at once across
+all techniques (the rest wait for a slot), so long jobs cannot starve the single-pass techniques."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from stylecast.training.vgg import LAYER_INDEX
 from torch.nn import functional as F
 from tritonclient.grpc import model_config_pb2 as mc
 
-from ..errors import InvalidArgument
+from ..errors import DeadlineExceeded, InvalidArgument
 from ..model import ModelVersion
+from ..scheduler import time_left
 from . import optimize
-from .backend import Param, SidecarBackend, describe
+from .backend import Param, SidecarBackend, choice, describe
 from .networks import load_classifier, loss_network
 
 MAX_SIDE = 512  # larger inputs are resized: a limit on pixels per request
+# VGG16 layers the optimizations may target: every ReLU up to relu4_3 (the bundled weights end there)
+LAYERS = tuple(n for n in LAYER_INDEX if n.startswith("relu") and LAYER_INDEX[n] <= LAYER_INDEX["relu4_3"])
+
+
+class Slots:
+    """How many optimizations may run at once, over all iterative techniques."""
+
+    def __init__(self, limit: int = 1) -> None:
+        self.limit = limit
+        self._sem = threading.Semaphore(limit)
+
+    def configure(self, limit: int) -> None:
+        self.limit, self._sem = max(1, limit), threading.Semaphore(max(1, limit))
+
+    def acquire(self) -> threading.Semaphore:
+        """Wait for a slot; a deadline that passes while waiting ends the request."""
+        sem = self._sem
+        while not sem.acquire(timeout=0.1):
+            left = time_left()
+            if left is not None and left <= 0:
+                raise DeadlineExceeded("Deadline Exceeded: waited for an optimization slot "
+                                       f"({self.limit} may run at once)")
+        return sem
+
+
+SLOTS = Slots()
 
 COMMON = (Param("steps", int, 100, 1, 1000, "optimization steps (upper bound)"),
           Param("preview_every", int, 10, 1, 1000, "stream a preview image every k steps"),
@@ -35,7 +65,7 @@ class Iterative:
 
 
 def _image(arr: np.ndarray, side: int | None = None) -> torch.Tensor:
-    x = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None].float()
+    x = torch.from_numpy(np.array(arr)).permute(2, 0, 1)[None].float()
     h, w = x.shape[2:]
     scale = min(1.0, (side or MAX_SIDE) / max(h, w)) if side is None else side / max(h, w)
     if scale != 1.0:
@@ -74,6 +104,35 @@ def _run_texture(inputs: dict, p: dict, progress) -> dict:
     return {"image": _pixels(r.image), "steps": np.array([r.steps], np.int32)}
 
 
+def _run_deepdream(inputs: dict, p: dict, progress) -> dict:
+    vgg = loss_network(LAYERS)
+    r = optimize.deepdream(vgg, _image(inputs["image"]), p["layer"], p["steps"], p["lr"], p["octaves"],
+                           p["octave_scale"], p["jitter"], p["seed"], progress=progress)
+    return {"image": _pixels(r.image), "steps": np.array([r.steps], np.int32)}
+
+
+def _run_inversion(inputs: dict, p: dict, progress) -> dict:
+    vgg = loss_network(LAYERS)
+    r = optimize.feature_inversion(vgg, _image(inputs["image"], p["size"]), p["layer"], p["steps"], p["lr"],
+                                   p["tv_weight"], p["beta"], p["seed"], progress=progress)
+    return {"image": _pixels(r.image), "steps": np.array([r.steps], np.int32)}
+
+
+def _run_gatys(inputs: dict, p: dict, progress) -> dict:
+    styles = inputs["style"]
+    weights = inputs.get("style_weights")
+    weights = [1.0] * len(styles) if weights is None else [float(w) for w in weights.reshape(-1)]
+    if len(weights) != len(styles) or min(weights) < 0 or sum(weights) <= 0:
+        raise InvalidArgument(f"input 'style_weights' must hold {len(styles)} non-negative weights with a "
+                              f"positive sum (one per style image), got {weights}")
+    content = _image(inputs["content"], p["size"])
+    r = optimize.gatys_transfer(loss_network(), content, [_image(s, p["style_size"]) for s in styles], weights,
+                                p["content_weight"], p["style_weight"], p["tv_weight"], steps=p["steps"], lr=p["lr"],
+                                progress=progress)
+    return {"image": _pixels(r.image), "steps": np.array([r.steps], np.int32)}
+
+
+IMAGE_IN = (("image", mc.TYPE_UINT8, [-1, -1, 3]),)
 TECHNIQUES = [
     Iterative("fooling", (("image", mc.TYPE_UINT8, [-1, -1, 3]),),
               (Param("target", int, 1, 0, 999, "class the classifier must say"),
@@ -87,14 +146,40 @@ TECHNIQUES = [
     Iterative("texture_synthesis", (("image", mc.TYPE_UINT8, [-1, -1, 3]),),
               (Param("size", int, 128, 32, 384, "output side"), Param("lr", float, 4.0, 0.01, 100.0, "step size"),
                *COMMON), _run_texture, "a new image matching the Gram matrices of the input texture (VGG16)"),
+    Iterative("deepdream", IMAGE_IN,
+              (choice("layer", "relu3_3", LAYERS, "VGG16 layer to amplify"),
+               Param("octaves", int, 2, 1, 6, "scales, coarse to fine"),
+               Param("octave_scale", float, 1.4, 1.0, 3.0, "size ratio between octaves"),
+               Param("jitter", int, 8, 0, 64, "random shift per step (pixels)"),
+               Param("lr", float, 2.0, 0.01, 100.0, "step size"), *COMMON), _run_deepdream,
+              "amplify what a VGG16 layer sees: the gradient at the layer is set to its activation (steps per "
+              "octave; the image is resized to at most 512 px)"),
+    Iterative("feature_inversion", IMAGE_IN,
+              (choice("layer", "relu2_2", LAYERS, "VGG16 layer whose features are matched"),
+               Param("size", int, 128, 32, 384, "long side of the reconstruction"),
+               Param("tv_weight", float, 1.0, 0.0, 1000.0, "weight of the total-variation regularizer R_V^beta"),
+               Param("beta", float, 2.0, 1.0, 4.0, "exponent beta of R_V^beta"),
+               Param("lr", float, 4.0, 0.01, 100.0, "step size"), *COMMON), _run_inversion,
+              "reconstruct an image from noise by matching one layer's VGG16 features"),
+    Iterative("gatys", (("content", mc.TYPE_UINT8, [-1, -1, 3]), ("style", mc.TYPE_UINT8, [-1, -1, -1, 3]),
+                        ("style_weights", mc.TYPE_FP32, [-1])),
+              (Param("size", int, 256, 32, MAX_SIDE, "long side of the result"),
+               Param("style_size", int, 256, 32, MAX_SIDE, "long side the style images are resized to"),
+               Param("content_weight", float, 4.0, 0.0, 1e4, "content loss weight (relu2_2)"),
+               Param("style_weight", float, 1.5, 0.0, 1e4, "Gram style loss weight (relu1_2..relu4_3)"),
+               Param("tv_weight", float, 20.0, 0.0, 1e4, "total-variation weight"),
+               Param("lr", float, 4.0, 0.01, 100.0, "step size"), *COMMON), _run_gatys,
+              "optimization-based style transfer from the content photo, with one or more weighted styles "
+              "(style: a batch of equally sized images; style_weights: optional, one per style)"),
 ]
+OPTIONAL = {"style_weights"}
 
 
 def iterative_config(t: Iterative) -> mc.ModelConfig:
     cfg = mc.ModelConfig(name=t.name, backend="stylecast_sidecar", max_batch_size=0)
     cfg.model_transaction_policy.decoupled = True
     for name, dtype, dims in t.inputs:
-        cfg.input.add(name=name, data_type=dtype, dims=dims)
+        cfg.input.add(name=name, data_type=dtype, dims=dims, optional=name in OPTIONAL)
     cfg.output.add(name="image", data_type=mc.TYPE_UINT8, dims=[-1, -1, 3])
     cfg.output.add(name="steps", data_type=mc.TYPE_INT32, dims=[1])
     cfg.output.add(name="step", data_type=mc.TYPE_INT32, dims=[1])
@@ -121,6 +206,9 @@ class IterativeBackend(SidecarBackend):
         every = parameters["preview_every"]
 
         def progress(step: int, loss: float, image: torch.Tensor) -> bool:
+            left = time_left()
+            if left is not None and left <= 0:
+                raise DeadlineExceeded(f"Deadline Exceeded: {self.technique.name} stopped at step {step}")
             if emit is None:
                 return True
             msg = {"step": np.array([step], np.int32), "loss": np.array([loss], np.float32)}
@@ -128,8 +216,12 @@ class IterativeBackend(SidecarBackend):
                 msg["image"] = _pixels(image)
             return emit(msg)
 
-        torch.manual_seed(parameters["seed"])
-        result = self.technique.run(inputs, parameters, progress)
+        sem = SLOTS.acquire()
+        try:
+            torch.manual_seed(parameters["seed"])
+            result = self.technique.run(inputs, parameters, progress)
+        finally:
+            sem.release()
         return {k: v for k, v in result.items() if k in outputs}
 
 

@@ -107,9 +107,10 @@ def _load_classifier(spec: str) -> Classifier:
     return model
 
 
-@lru_cache(maxsize=1)
-def loss_network():
-    """The same VGG16 features as training uses (shared pure helpers in stylecast.training)."""
-    from stylecast.training.vgg import VGGFeatures
+@lru_cache(maxsize=4)
+def loss_network(layers: tuple[str, ...] | None = None):
+    """The same VGG16 features as training uses (shared pure helpers in stylecast.training), returning
+    the style layers or the named ``layers``."""
+    from stylecast.training.vgg import STYLE_LAYERS, VGGFeatures
 
-    return VGGFeatures()
+    return VGGFeatures(layers or STYLE_LAYERS)

@@ -110,27 +110,36 @@ def fooling_image(model: Classifier, image: torch.Tensor, target: int, epsilon: 
 
 
 def deepdream(vgg: VGGFeatures, image: torch.Tensor, layer: str = "relu3_3", steps: int = 20, lr: float = 2.0,
-              octaves: int = 2, octave_scale: float = 1.4, jitter_px: int = 8, seed: int = 0) -> torch.Tensor:
-    """Amplify what a layer sees, from coarse to fine octaves."""
+              octaves: int = 2, octave_scale: float = 1.4, jitter_px: int = 8, seed: int = 0,
+              progress=None) -> RenderResult:
+    """Amplify what a layer sees, from coarse to fine octaves (``steps`` per octave). Minimizing the
+    negative activation energy makes the gradient at the layer equal to its activation."""
     h, w = image.shape[2:]
     x = image.detach().clone()
+    losses: list[float] = []
     for o in reversed(range(octaves)):
         size = (max(16, int(h / octave_scale ** o)), max(16, int(w / octave_scale ** o)))
         x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-        x = render(PixelImage(x), activation_energy(vgg, layer), steps, optimizer=adam(lr),
-                   transforms=[jitter(jitter_px)], seed=seed + o).image
-    return x
+        done = len(losses)
+        report = None if progress is None else (lambda s, loss, img, done=done: progress(done + s, loss, img))
+        r = render(PixelImage(x), activation_energy(vgg, layer), steps, optimizer=adam(lr),
+                   transforms=[jitter(jitter_px)], seed=seed + o, progress=report)
+        x, losses = r.image, losses + r.losses
+        if r.stopped_early:
+            return RenderResult(x, len(losses), losses, stopped_early=True)
+    return RenderResult(x, len(losses), losses)
 
 
 def feature_inversion(vgg: VGGFeatures, image: torch.Tensor, layer: str = "relu2_2", steps: int = 100,
-                      lr: float = 4.0, tv_weight: float = 1.0, beta: float = 2.0, seed: int = 0) -> RenderResult:
+                      lr: float = 4.0, tv_weight: float = 1.0, beta: float = 2.0, seed: int = 0,
+                      progress=None) -> RenderResult:
     """Reconstruct an image from one layer's features, regularized by total variation R_V^beta."""
     with torch.no_grad():
         target = vgg(image)[layer]
     g = torch.Generator().manual_seed(seed)
     param = PixelImage(127.5 + 10 * torch.randn(image.shape, generator=g))
     return render(param, feature_match(vgg, layer, target) + tv_weight * total_variation(beta), steps,
-                  optimizer=adam(lr), seed=seed)
+                  optimizer=adam(lr), seed=seed, progress=progress)
 
 
 def texture_synthesis(vgg: VGGFeatures, texture: torch.Tensor, size: int = 128, steps: int = 100, lr: float = 4.0,
@@ -146,7 +155,7 @@ def texture_synthesis(vgg: VGGFeatures, texture: torch.Tensor, size: int = 128, 
 def gatys_transfer(vgg: VGGFeatures, content: torch.Tensor, styles: list[torch.Tensor], weights: list[float],
                    content_weight: float = 4.0, style_weight: float = 1.5, tv_weight: float = 20.0,
                    content_layer: str = "relu2_2", steps: int = 100, lr: float = 4.0,
-                   grams: dict[str, torch.Tensor] | None = None) -> RenderResult:
+                   grams: dict[str, torch.Tensor] | None = None, progress=None) -> RenderResult:
     """Optimization-based style transfer with one or more weighted styles, starting from the content.
     ``grams`` gives precomputed style targets instead of ``styles``."""
     with torch.no_grad():
@@ -157,4 +166,4 @@ def gatys_transfer(vgg: VGGFeatures, content: torch.Tensor, styles: list[torch.T
                 mixed[k] = mixed.get(k, 0) + w / sum(weights) * gram_matrix(v)
     objective = (content_weight * feature_match(vgg, content_layer, target) + style_weight * gram_match(vgg, mixed)
                  + tv_weight * total_variation())
-    return render(PixelImage(content), objective, steps, optimizer=adam(lr))
+    return render(PixelImage(content), objective, steps, optimizer=adam(lr), progress=progress)
