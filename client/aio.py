@@ -7,7 +7,6 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
 
-import grpc
 import numpy as np
 import tritonclient.grpc.aio as aio
 from tritonclient.utils import InferenceServerException
@@ -64,7 +63,7 @@ class AsyncClient:
                 return await fn(*args, headers=self.headers, **kwargs)
             except InferenceServerException as e:
                 err = StylecastError.wrap(e)
-                if err.status != grpc.StatusCode.UNAVAILABLE or attempt == self.retries:
+                if not err.transient or attempt == self.retries:
                     raise err from None
                 await asyncio.sleep(self.backoff * (2 ** attempt))
         raise AssertionError("unreachable")

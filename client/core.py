@@ -37,6 +37,13 @@ class StylecastError(Exception):
         self.message = message
         self.status = status
 
+    @property
+    def transient(self) -> bool:
+        """Worth retrying: UNAVAILABLE (queue full, draining, starting), or a model with no available
+        version, which Triton and the embedded server answer with NOT_FOUND while it (re)loads."""
+        return self.status == grpc.StatusCode.UNAVAILABLE or (
+            self.status == grpc.StatusCode.NOT_FOUND and "has no available versions" in str(self))
+
     @classmethod
     def wrap(cls, e: InferenceServerException) -> StylecastError:
         text = e.status() or ""
@@ -97,13 +104,13 @@ class Client(TechniquesMixin):
         self.close()
 
     def _call(self, fn, *args, **kwargs):
-        """Call a tritonclient method; retry UNAVAILABLE with exponential backoff."""
+        """Call a tritonclient method; retry transient errors (see ``transient``) with exponential backoff."""
         for attempt in range(self.retries + 1):
             try:
                 return fn(*args, headers=self.headers, **kwargs)
             except InferenceServerException as e:
                 err = StylecastError.wrap(e)
-                if err.status != grpc.StatusCode.UNAVAILABLE or attempt == self.retries:
+                if not err.transient or attempt == self.retries:
                     raise err from None
                 delay = self.backoff * (2 ** attempt)
                 log.info("%s unavailable (%s); retry %d in %.2fs", self.url, err.message, attempt + 1, delay)

@@ -95,7 +95,7 @@ class ModelVersion:
             full = ([-1] + dims) if cfg.max_batch_size > 0 else dims
             if len(shape) != len(full) or any(d != -1 and d != s for d, s in zip(full, shape)):
                 raise InvalidArgument(
-                    f"unexpected shape for input '{n}' for model '{name}'. Expected {full}, got {shape}")
+                    f"unexpected shape for input '{n}' for model '{name}'. Expected {_dims(full)}, got {_dims(shape)}")
             if arr.size == 0:
                 raise InvalidArgument(f"input '{n}' for model '{name}' has no elements (shape {shape})")
             if cfg.max_batch_size > 0:
@@ -148,3 +148,7 @@ class ModelVersion:
         self.scheduler.close(timeout)
         self.backend.unload()
 
+
+def _dims(shape: list[int]) -> str:
+    """Shapes written as Triton writes them in its messages: [-1,16]."""
+    return "[" + ",".join(str(d) for d in shape) + "]"

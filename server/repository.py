@@ -14,7 +14,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from .backend import Backend
 from .config import read_config
-from .errors import InvalidArgument, ServerError, Unavailable, unknown_model
+from .errors import InvalidArgument, NotFound, ServerError, Unavailable, unknown_model
 from .model import ModelVersion
 
 log = logging.getLogger(__name__)
@@ -195,7 +195,7 @@ class ModelRepository:
                 raise unknown_model(name)
             if entry.state != State.READY or not entry.versions:
                 reason = f": {entry.reason}" if entry.reason else ""
-                raise Unavailable(f"Request for unknown model: '{name}' has no available versions{reason}")
+                raise NotFound(f"Request for unknown model: '{name}' has no available versions{reason}")
             if not version:
                 return entry.versions[max(entry.versions)]
             if not version.lstrip("-").isdigit():

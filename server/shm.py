@@ -66,7 +66,7 @@ class SharedMemoryManager:
     def _get(self, name: str, offset: int, size: int) -> Region:
         region = self._regions.get(name)
         if region is None:
-            raise InvalidArgument(f"Unable to find shared memory region: '{name}'")
+            raise NotFound(f"Unable to find shared memory region: '{name}'")
         if offset < 0 or offset + size > region.byte_size:
             raise InvalidArgument(
                 f"Invalid offset + byte size for shared memory region: '{name}' "

@@ -96,7 +96,7 @@ def _array(name: str, datatype: str, shape: list[int], data: bytes) -> np.ndarra
     expected = count * dtype.itemsize
     if len(data) != expected:
         raise InvalidArgument(
-            f"unexpected total byte size {len(data)} for input '{name}', expecting {expected}")
+            f"input byte size mismatch for input '{name}'. Expected {expected}, got {len(data)}")
     return np.frombuffer(data, dtype=dtype).reshape(shape)
 
 

@@ -63,7 +63,7 @@ def test_repository_index_reports_failure_reason(triton):
     assert "model.onnx" in index["broken"]["reason"] or "load" in index["broken"]["reason"]
     with pytest.raises(InferenceServerException) as e:
         triton.infer("broken", [grpcclient.InferInput("x", [1], "FP32")])
-    assert e.value.status() == "StatusCode.UNAVAILABLE"
+    assert e.value.status() == "StatusCode.NOT_FOUND"
     assert index["add_sub"]["state"] == "READY"
 
 

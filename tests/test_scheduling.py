@@ -128,7 +128,7 @@ def test_explicit_load_unload_while_requests_are_in_flight(explicit_server, repo
         assert not c.is_model_ready("slow")
         with pytest.raises(InferenceServerException) as e:
             c.infer("slow", [_slow_input()])
-        assert e.value.status() == "StatusCode.UNAVAILABLE"
+        assert e.value.status() == "StatusCode.NOT_FOUND"
         index = {m["name"]: m for m in c.get_model_repository_index(as_json=True)["models"]}
         assert index["slow"]["state"] == "UNAVAILABLE" and index["slow"]["reason"] == "unloaded"
         with pytest.raises(InferenceServerException) as e:
@@ -206,12 +206,12 @@ def test_client_retries_unavailable_until_the_model_is_loaded(explicit_server):
     loader.start()
     try:
         with Client(url, retries=6, backoff=0.1) as c:
-            out = c.infer("add_sub", {"INPUT0": a, "INPUT1": a})  # UNAVAILABLE at first, then served
+            out = c.infer("add_sub", {"INPUT0": a, "INPUT1": a})  # no available version at first, then served
         np.testing.assert_array_equal(out["OUTPUT0"], 2 * a)
         with Client(url, retries=0) as c:
             explicit_server.repository.unload("add_sub")
             with pytest.raises(Exception) as e:
                 c.infer("add_sub", {"INPUT0": a, "INPUT1": a})
-            assert e.value.status.name == "UNAVAILABLE"
+            assert e.value.status.name == "NOT_FOUND" and "has no available versions" in e.value.message
     finally:
         loader.join()

@@ -117,7 +117,7 @@ class PatchesBackend(GalleryBackend):
         super().load()
         self.vgg = loss_network(LAYERS)
         self._maxima = lru_cache(maxsize=len(LAYERS))(
-            lambda layer: gal.unit_maxima(self.vgg, self.gallery.paths, layer))
+            lambda layer: gal.cached_unit_maxima(self.vgg, self.gallery, layer))
 
     def run(self, inputs, parameters):
         layer = _text(inputs, "layer", LAYERS)

@@ -41,6 +41,7 @@ class Gallery:
     features: np.ndarray  # [N, D], L2-normalized
     thumbs: np.ndarray  # [N, THUMB, THUMB, 3] uint8
     paths: list[Path] = field(default_factory=list)
+    digests: list[str] = field(default_factory=list)  # of each file's bytes: keys for derived caches
 
     def knn(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Indices and cosine distances of the k nearest gallery images."""
@@ -80,9 +81,10 @@ def index_gallery(model: Classifier, paths: list[Path], batch: int = 16) -> Gall
     """Features for each file, read from the cache when the model and the file's bytes are unchanged."""
     root = cache_dir() / "gallery" / model.name
     root.mkdir(parents=True, exist_ok=True)
-    names, feats, thumbs, todo = [], [], [], []
+    names, feats, thumbs, todo, digests = [], [], [], [], []
     for p in paths:
         digest = hashlib.sha256(p.read_bytes()).hexdigest()[:32]
+        digests.append(digest)
         cached = root / f"{digest}.npz"
         names.append(p.name)
         if cached.exists():
@@ -105,7 +107,7 @@ def index_gallery(model: Classifier, paths: list[Path], batch: int = 16) -> Gall
              root)
     f = np.stack(feats).astype(np.float32)
     f /= np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
-    return Gallery(names, f, np.stack(thumbs), list(paths))
+    return Gallery(names, f, np.stack(thumbs), list(paths), digests)
 
 
 @lru_cache(maxsize=4)
@@ -173,8 +175,22 @@ class UnitMaxima:
     cols: np.ndarray  # [N, C]
 
 
+def cached_unit_maxima(vgg, gallery: Gallery, layer: str, side: int = 224) -> UnitMaxima:
+    """``unit_maxima`` of the gallery, stored on disk keyed by the weights, the layer and the files' bytes."""
+    key = hashlib.sha256("".join(gallery.digests).encode()).hexdigest()[:24]
+    path = cache_dir() / "units" / f"vgg16-{vgg.weights_kind}-{layer}-{side}-{key}.npz"
+    if path.exists():
+        z = np.load(path)
+        return UnitMaxima(z["values"], z["rows"], z["cols"])
+    m = unit_maxima(vgg, gallery.paths, layer, side)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, values=m.values, rows=m.rows, cols=m.cols)
+    return m
+
+
 def unit_maxima(vgg, paths: list[Path], layer: str, side: int = 224, batch: int = 8) -> UnitMaxima:
     """One pass over the gallery answers every channel of the layer."""
+    log.info("max-activating patches: scanning %d gallery images at %s", len(paths), layer)
     values, rows, cols = [], [], []
     for k in range(0, len(paths), batch):
         x = torch.cat([_prepare(Image.open(p), side) for p in paths[k:k + batch]])
