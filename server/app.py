@@ -52,11 +52,10 @@ class Server:
     def start(self) -> int:
         o = self.options
         if o.sidecar:
-            from .sidecar import activations, backend, iterative
+            from .sidecar import catalog, iterative
 
             iterative.SLOTS.configure(o.max_optimizations)
-            names = (backend.register(self.repository) + activations.register(self.repository)
-                     + iterative.register(self.repository))
+            names = catalog.register(self.repository)
             log.info("sidecar techniques: %s", ", ".join(names))
         self.repository.start()
         limit = o.max_message_mb * 1024 * 1024

@@ -194,6 +194,22 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_export)
 
 
+def _cmd_sidecar_repository(a: argparse.Namespace) -> int:
+    from stylecast.server.sidecar.triton_python import write_repository
+
+    names = write_repository(a.out, a.only.split(",") if a.only else None)
+    print(f"wrote {len(names)} Triton python-backend models to {a.out}: {', '.join(names)}")
+    return 0
+
+
+def _add_sidecar_repository(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sidecar-repository",
+                       help="write the techniques as Triton python-backend models, so Triton can serve them too")
+    p.add_argument("out", help="model repository folder to write into (e.g. model_repository)")
+    p.add_argument("--only", help="comma-separated techniques (default: all)")
+    p.set_defaults(func=_cmd_sidecar_repository)
+
+
 def _add_serve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="serve a model repository over Triton's gRPC protocol")
     p.add_argument("--model-repository", default="model_repository", help="'' serves the sidecar alone")
@@ -364,7 +380,8 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 
 REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_serve, _add_stylize, _add_video, _add_explain, _add_demo, _add_train, _add_data, _add_export]
+    _add_serve, _add_stylize, _add_video, _add_explain, _add_demo, _add_train, _add_data, _add_export,
+    _add_sidecar_repository]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -60,6 +60,13 @@ def triton(url):
         yield c
 
 
+@pytest.fixture(scope="session")
+def cat_on_grey():
+    from tests.images import cat_on_grey
+
+    return cat_on_grey()
+
+
 @pytest.fixture()
 def explicit_server(repo_dir):
     srv = Server(ServerOptions(model_repository=repo_dir, port=0, metrics_port=None,

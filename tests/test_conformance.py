@@ -1,5 +1,5 @@
 """Conformance: the same client checks against stylecast's embedded server and genuine NVIDIA Triton
-(tritonserver 2.51 from the nvidia-pytriton wheel, see tests/triton/), both serving one repository that
+(tritonserver 2.51 from the nvidia-pytriton wheel, see tests/genuine_triton/), both serving one repository that
 holds the shipped starter model unmodified. Both run in explicit model-control mode with the models
 loaded at start-up, so load/unload can be checked too."""
 
@@ -14,9 +14,9 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
+from tests.genuine_triton import server as triton_server
 from tests.models import ADD_SUB_CONFIG, add_sub, add_sub_inputs, identity_image
 from tests.test_errors import BAD
-from tests.triton import server as triton_server
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVERS = ("embedded", "triton")

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from stylecast.client import Client, StylecastError
 
-BOX = (120, 40, 280, 200)  # left, top, right, bottom of the pasted photo on a 320x320 grey canvas
+from tests.images import mass_inside
 
 
 @pytest.fixture(scope="module")
@@ -27,24 +27,6 @@ def sidecar_url(tmp_path_factory):
     port = srv.start()
     yield f"127.0.0.1:{port}"
     srv.stop()
-
-
-@pytest.fixture(scope="module")
-def cat_on_grey() -> np.ndarray:
-    from stylecast.training.data import bundled_photos
-
-    cat = Image.open(dict(bundled_photos())["skimage_chelsea"]).convert("RGB")
-    s = min(cat.size)
-    cat = cat.crop(((cat.width - s) // 2, 0, (cat.width + s) // 2, s)).resize((BOX[2] - BOX[0], BOX[3] - BOX[1]))
-    canvas = Image.new("RGB", (320, 320), (128, 128, 128))
-    canvas.paste(cat, BOX[:2])
-    return np.asarray(canvas)
-
-
-def mass_inside(amap: np.ndarray) -> float:
-    m = np.clip(amap, 0, None)
-    left, top, right, bottom = BOX
-    return float(m[top:bottom, left:right].sum() / m.sum())
 
 
 @pytest.mark.parametrize("technique", ["saliency", "guided_backprop", "gradcam", "occlusion"])

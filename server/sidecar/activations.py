@@ -11,7 +11,6 @@ from PIL import Image
 from tritonclient.grpc import model_config_pb2 as mc
 
 from ..errors import InvalidArgument
-from ..model import ModelVersion
 from . import gallery as gal
 from .backend import Param, SidecarBackend, describe
 from .iterative import LAYERS
@@ -159,13 +158,3 @@ class FiltersBackend(GalleryBackend):
 
 
 BACKENDS = (NeighboursBackend, EmbeddingBackend, PatchesBackend, FiltersBackend)
-
-
-def register(repository) -> list[str]:
-    for cls in BACKENDS:
-        def factory(cls=cls) -> list[ModelVersion]:
-            backend = cls()
-            backend.load()
-            return [ModelVersion(backend, 1)]
-        repository.add_virtual(cls.NAME, factory)
-    return [cls.NAME for cls in BACKENDS]

@@ -15,7 +15,6 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from ..backend import Backend
 from ..errors import InvalidArgument
-from ..model import ModelVersion
 from .attribution import GradCAM, GuidedBackprop, Occlusion, Saliency, SmoothGrad
 from .imaging import heat_overlay
 from .networks import Classifier, load_classifier
@@ -166,15 +165,3 @@ class TechniqueBackend(SidecarBackend):
             "probability": np.array([float(probs[target])], np.float32),
         }
         return {k: result[k] for k in outputs}
-
-
-def register(repository, classifier: Callable[[], Classifier] = load_classifier) -> list[str]:
-    """Add every technique to a ModelRepository as a virtual model."""
-    for t in TECHNIQUES:
-        def factory(t: Technique = t) -> list[ModelVersion]:
-            backend = TechniqueBackend(t, classifier)
-            backend.load()
-            return [ModelVersion(backend, 1)]
-        repository.add_virtual(t.name, factory)
-
-    return [t.name for t in TECHNIQUES]

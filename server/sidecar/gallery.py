@@ -110,14 +110,17 @@ def index_gallery(model: Classifier, paths: list[Path], batch: int = 16) -> Gall
     return Gallery(names, f, np.stack(thumbs), list(paths), digests)
 
 
-@lru_cache(maxsize=4)
 def default_gallery(folder: str | None = None) -> Gallery:
     """``folder`` (or $STYLECAST_GALLERY), else the natural photos bundled in installed packages."""
+    return _gallery(folder or os.environ.get("STYLECAST_GALLERY"))
+
+
+@lru_cache(maxsize=4)
+def _gallery(folder: str | None) -> Gallery:
     from stylecast.training.data import bundled_photos, list_images
 
     from .networks import load_classifier
 
-    folder = folder or os.environ.get("STYLECAST_GALLERY")
     paths = list_images(folder) if folder else [p for _, p in bundled_photos()]
     return index_gallery(load_classifier(), paths)
 

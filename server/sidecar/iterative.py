@@ -16,7 +16,6 @@ from torch.nn import functional as F
 from tritonclient.grpc import model_config_pb2 as mc
 
 from ..errors import DeadlineExceeded, InvalidArgument
-from ..model import ModelVersion
 from ..scheduler import time_left
 from . import optimize
 from .backend import Param, SidecarBackend, choice, describe
@@ -223,9 +222,3 @@ class IterativeBackend(SidecarBackend):
         finally:
             sem.release()
         return {k: v for k, v in result.items() if k in outputs}
-
-
-def register(repository) -> list[str]:
-    for t in TECHNIQUES:
-        repository.add_virtual(t.name, lambda t=t: [ModelVersion(IterativeBackend(t), 1)])
-    return [t.name for t in TECHNIQUES]

@@ -34,9 +34,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def backend_directory(folder: Path) -> tuple[Path, dict[str, str]]:
+def backend_directory(folder: Path, with_stylecast: bool = False) -> tuple[Path, dict[str, str]]:
     """Triton's python backend from the wheel (with the stub for this Python) plus the onnxruntime shim;
-    returns the folder and the environment the server and its stubs need."""
+    returns the binary and the environment the server and its stubs need. ``with_stylecast`` also lets
+    the stubs import stylecast and torch from the running environment (after Triton's own numpy)."""
     site = Path(_query("import pytriton, os; print(os.path.dirname(os.path.dirname(pytriton.__file__)))"))
     libdir = _query("import sysconfig; print(sysconfig.get_config_var('LIBDIR'))")
     version = _query("import sys; print(f'{sys.version_info[0]}.{sys.version_info[1]}')")
@@ -54,21 +55,40 @@ def backend_directory(folder: Path) -> tuple[Path, dict[str, str]]:
                                               env.get("LD_LIBRARY_PATH", "")])
     env["PATH"] = os.pathsep.join([str(VENV / "bin"), env.get("PATH", "")])
     env["PYTHONPATH"] = str(site)
+    if with_stylecast:
+        # The stub's Python takes its packages from the virtual environment first on PATH (PYTHONPATH is
+        # not read). The python backend needs numpy<2, so a throw-away environment lists Triton's packages
+        # first and then adds the running environment as a site dir (its .pth files make the editable
+        # stylecast importable; torch and the rest come from there).
+        import sysconfig
+
+        stub_env = folder / "stub-env"
+        if not (stub_env / "bin" / "python").exists():
+            subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(stub_env)], check=True)
+        stub_site = Path(subprocess.check_output(
+            [str(stub_env / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            text=True).strip())
+        (stub_site / "stylecast-test.pth").write_text(
+            f"{site}\nimport site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n")
+        env["PATH"] = os.pathsep.join([str(stub_env / "bin"), env["PATH"]])
     return server / "bin" / "tritonserver", env
 
 
 class Triton:
     """``with Triton(repository, workdir) as t: Client(t.url)``; stops the process on exit."""
 
-    def __init__(self, repository: Path, workdir: Path, explicit: bool = False, models: tuple[str, ...] = ()):
+    def __init__(self, repository: Path, workdir: Path, explicit: bool = False, models: tuple[str, ...] = (),
+                 with_stylecast: bool = False, extra_env: dict[str, str] | None = None):
         self.repository, self.workdir, self.explicit, self.models = Path(repository), Path(workdir), explicit, models
+        self.with_stylecast, self.extra_env = with_stylecast, extra_env or {}
         self.port = _free_port()
         self.url = f"127.0.0.1:{self.port}"
         self.log = self.workdir / "tritonserver.log"
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> Triton:
-        binary, env = backend_directory(self.workdir / "backends")
+        binary, env = backend_directory(self.workdir / "backends", self.with_stylecast)
+        env.update(self.extra_env)
         cmd = [str(binary), f"--model-repository={self.repository}", f"--backend-directory={self.workdir / 'backends'}",
                "--grpc-address=127.0.0.1", f"--grpc-port={self.port}", "--allow-http=false",
                "--http-address=127.0.0.1", f"--http-port={_free_port()}",
@@ -77,11 +97,12 @@ class Triton:
                "--strict-readiness=true", "--exit-on-error=false", "--log-verbose=0"]
         if self.explicit:
             cmd += ["--model-control-mode=explicit"] + [f"--load-model={m}" for m in self.models]
-        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(cmd, env=env, cwd=self.workdir, stdout=self.log.open("w"),
+                                     stderr=subprocess.STDOUT)
         self._wait_ready()
         return self
 
-    def _wait_ready(self, timeout: float = 120.0) -> None:
+    def _wait_ready(self, timeout: float = 300.0) -> None:
         import tritonclient.grpc as tc
 
         end = time.monotonic() + timeout
@@ -91,13 +112,24 @@ class Triton:
                     tail = self.log.read_text()[-4000:]
                     raise RuntimeError(f"tritonserver exited with {self.proc.returncode}:\n{tail}")
                 try:
-                    if c.is_server_live() and (self.explicit or c.is_server_ready()):
+                    if c.is_server_live() and (self.explicit or c.is_server_ready() or self._settled(c)):
                         return
                 except Exception:  # noqa: BLE001 - not listening yet
                     pass
                 time.sleep(0.5)
         self.__exit__(None, None, None)
         raise TimeoutError(f"tritonserver not ready after {timeout} s:\n{self.log.read_text()[-4000:]}")
+
+    @staticmethod
+    def _settled(c) -> bool:
+        """Every model has reached READY or UNAVAILABLE (a model that fails to load keeps strict readiness
+        false for good; the tests look at each model's state themselves)."""
+        models = c.get_model_repository_index(as_json=True).get("models", [])
+        return bool(models) and all(m.get("state") in ("READY", "UNAVAILABLE") for m in models)
+
+    def errors(self) -> list[str]:
+        """Error lines of the server log."""
+        return [line for line in self.log.read_text().splitlines() if line.startswith("E")]
 
     def __exit__(self, *exc) -> None:
         if self.proc and self.proc.poll() is None:
@@ -109,7 +141,7 @@ class Triton:
                 self.proc.wait()
 
 
-if __name__ == "__main__":  # python -m tests.triton.server [REPOSITORY]: serve until Ctrl-C
+if __name__ == "__main__":  # python -m tests.genuine_triton.server [REPOSITORY]: serve until Ctrl-C
     import tempfile
 
     repo = Path(sys.argv[1] if len(sys.argv) > 1 else ROOT / "model_repository").resolve()
