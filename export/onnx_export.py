@@ -111,7 +111,8 @@ def model_config(name: str, styles: list[str], multi: bool, max_batch_size: int 
 
 
 def export_to_repository(checkpoint: str | Path, name: str, repository: str | Path,
-                         max_batch_size: int = DEFAULT_MAX_BATCH_SIZE) -> tuple[Path, list[Parity]]:
+                         max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+                         deploy=None) -> tuple[Path, list[Parity]]:
     """Export, check and write ``<repository>/<name>/{config.pbtxt, N/model.onnx}``; a re-export adds N+1."""
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2 as mc
@@ -128,7 +129,12 @@ def export_to_repository(checkpoint: str | Path, name: str, repository: str | Pa
         onnx_path.unlink()
         onnx_path.parent.rmdir()
         raise
-    text = text_format.MessageToString(model_config(name, styles, net.n_styles > 1, max_batch_size))
+    cfg = model_config(name, styles, net.n_styles > 1, max_batch_size)
+    if deploy is not None:  # export.deploy_config.DeployOptions: GPU instances, TensorRT, warm-up
+        from .deploy_config import apply
+
+        apply(cfg, deploy, net.n_styles)
+    text = text_format.MessageToString(cfg)
     text_format.Parse(text, mc.ModelConfig())  # the written text must parse back as Triton's ModelConfig
     (model_dir / "config.pbtxt").write_text(text)
     log.info("exported %s version %d (%d styles) to %s", name, version, len(styles), model_dir)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import queue
+from pathlib import Path
 
 import numpy as np
 from tritonclient.grpc import model_config_pb2 as mc
 
 from .backend import Backend
-from .config import TensorSpec, autocomplete, check_against_graph
+from .config import TensorSpec, autocomplete, check_against_graph, datatype_of
 from .errors import ServerError, Status
 
 log = logging.getLogger(__name__)
@@ -28,13 +29,66 @@ def _spec(arg) -> TensorSpec:
     return TensorSpec(arg.name, _ORT_TYPES.get(arg.type, arg.type), shape)
 
 
-def _providers() -> list[str]:
+def _tensorrt_options(config: mc.ModelConfig) -> dict | None:
+    """The ONNX Runtime TensorRT provider options of the config's ``tensorrt`` accelerator, if any."""
+    for acc in config.optimization.execution_accelerators.gpu_execution_accelerator:
+        if acc.name == "tensorrt":
+            opts: dict = {}
+            for k, v in acc.parameters.items():
+                if k == "precision_mode":
+                    opts["trt_fp16_enable"] = v.upper() == "FP16"
+                elif k == "max_workspace_size_bytes":
+                    opts["trt_max_workspace_size"] = int(v)
+                else:
+                    opts[k] = {"true": True, "false": False}.get(v.lower(), v)
+            return opts
+    return None
+
+
+def _providers(config: mc.ModelConfig) -> list:
+    """Execution providers as Triton's onnxruntime backend would choose them: KIND_CPU stays on the CPU,
+    KIND_GPU needs a GPU, KIND_AUTO takes CUDA when present; the TensorRT accelerator comes first when
+    onnxruntime-gpu has it."""
     import onnxruntime as ort
 
     available = ort.get_available_providers()
-    if "CUDAExecutionProvider" in available and os.environ.get("STYLECAST_DISABLE_CUDA") != "1":
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
+    kinds = {g.kind for g in config.instance_group}
+    gpu = "CUDAExecutionProvider" in available and os.environ.get("STYLECAST_DISABLE_CUDA") != "1"
+    if mc.ModelInstanceGroup.KIND_GPU in kinds and not gpu:
+        raise ServerError(f"instance_group of model '{config.name}' asks for KIND_GPU but no GPU is available "
+                          "(install onnxruntime-gpu on a GPU machine, or use KIND_CPU / KIND_AUTO)",
+                          Status.UNAVAILABLE)
+    if not gpu or kinds == {mc.ModelInstanceGroup.KIND_CPU}:
+        return ["CPUExecutionProvider"]
+    providers: list = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    trt = _tensorrt_options(config)
+    if trt is not None and "TensorrtExecutionProvider" in available:
+        providers.insert(0, ("TensorrtExecutionProvider", trt))
+    elif trt is not None:
+        log.warning("model '%s' asks for TensorRT, which this onnxruntime lacks: using CUDA", config.name)
+    return providers
+
+
+def warmup_feeds(config: mc.ModelConfig, sample, warmup_dir: Path) -> dict[str, np.ndarray]:
+    """The inputs of one ``model_warmup`` sample (random, zero or file data, with the batch dimension);
+    files are read from the model's ``warmup/`` folder, as Triton does."""
+    from tritonclient.utils import triton_to_np_dtype
+
+    rng = np.random.default_rng(0)
+    feeds = {}
+    for name, spec in sample.inputs.items():
+        dtype = np.dtype(triton_to_np_dtype(datatype_of(spec.data_type)))
+        shape = ([max(1, sample.batch_size)] if config.max_batch_size > 0 else []) + list(spec.dims)
+        if spec.HasField("input_data_file"):
+            raw = (warmup_dir / spec.input_data_file).read_bytes()
+            feeds[name] = np.frombuffer(raw, dtype).reshape(shape)
+        elif spec.random_data and dtype.kind in "iu":
+            feeds[name] = rng.integers(0, 256 if dtype.itemsize == 1 else 100, shape).astype(dtype)
+        elif spec.random_data:
+            feeds[name] = rng.random(shape).astype(dtype)
+        else:
+            feeds[name] = np.zeros(shape, dtype)
+    return feeds
 
 
 class OnnxRuntimeBackend(Backend):
@@ -49,7 +103,7 @@ class OnnxRuntimeBackend(Backend):
         path = self.version_dir / (self.config.default_model_filename or self.model_file)
         if not path.exists():
             raise ServerError(f"unable to find '{path}' for model '{self.config.name}'", Status.NOT_FOUND)
-        providers = _providers()
+        providers = _providers(self.config)
         count = sum(g.count or 1 for g in self.config.instance_group) or 1
         opts = ort.SessionOptions()
         threads = os.environ.get("STYLECAST_ORT_THREADS")
@@ -67,9 +121,17 @@ class OnnxRuntimeBackend(Backend):
         check_against_graph(self.config, ins, outs)
         self._pool: queue.Queue = queue.Queue()
         for sess in sessions:
+            self._warm_up(sess)
             self._pool.put(sess)
         log.info("loaded %s (%s) with %d instance(s) on %s", self.config.name, path, count,
                  s.get_providers()[0])
+
+    def _warm_up(self, session) -> None:
+        for sample in self.config.model_warmup:
+            feeds = warmup_feeds(self.config, sample, self.version_dir.parent / "warmup")
+            for _ in range(max(1, sample.count)):
+                session.run(None, feeds)
+            log.info("model '%s' warm-up '%s' done", self.config.name, sample.name)
 
     def infer(self, inputs: dict[str, np.ndarray], outputs: list[str], parameters: dict,
               emit=None) -> dict[str, np.ndarray]:

@@ -175,10 +175,50 @@ def _cmd_demo(a: argparse.Namespace) -> int:
     return 0
 
 
+def _deploy_options(a: argparse.Namespace):
+    from stylecast.export.deploy_config import DeployOptions, parse_shape
+
+    profile = tuple(parse_shape(s) for s in a.trt_shapes.split(",")) if a.trt_shapes else None
+    if profile is not None and len(profile) != 3:
+        raise SystemExit("--trt-shapes takes MIN,OPT,MAX, e.g. 1x256x256,8x512x512,32x1080x1920")
+    warmup = [parse_shape(s)[1:] for s in a.warmup or []]
+    return DeployOptions(kind=a.instance_kind, instances=a.instances, tensorrt=a.tensorrt, precision=a.trt_precision,
+                         profile=profile, engine_cache=a.trt_cache, warmup=warmup,
+                         max_batch_size=getattr(a, "max_batch_size", None))
+
+
+def _add_deploy_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("deployment (Triton config.pbtxt)")
+    g.add_argument("--instance-kind", default="auto", choices=["auto", "cpu", "gpu"], help="instance_group kind")
+    g.add_argument("--instances", type=int, default=1, help="instances per device")
+    g.add_argument("--tensorrt", action="store_true", help="ONNX Runtime's TensorRT accelerator (GPU)")
+    g.add_argument("--trt-precision", default="fp16", choices=["fp16", "fp32"])
+    g.add_argument("--trt-shapes",
+                   help="optimization profile MIN,OPT,MAX as BxHxW, e.g. 1x256x256,8x512x512,32x1080x1920")
+    g.add_argument("--trt-cache", default="/tmp/stylecast-trt-cache", help="TensorRT engine cache folder")
+    g.add_argument("--warmup", action="append", help="warm-up sample HxW (repeat), e.g. --warmup 512x512")
+
+
+def _cmd_configure(a: argparse.Namespace) -> int:
+    from stylecast.export.deploy_config import configure
+
+    print(configure(a.model_dir, _deploy_options(a)))
+    return 0
+
+
+def _add_configure(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("configure", help="rewrite an exported style model's config.pbtxt for production (GPU, "
+                                         "TensorRT fp16, warm-up)")
+    p.add_argument("model_dir", help="e.g. model_repository/starter8")
+    p.add_argument("--max-batch-size", type=int, help="new max_batch_size (default: keep)")
+    _add_deploy_args(p)
+    p.set_defaults(func=_cmd_configure)
+
+
 def _cmd_export(a: argparse.Namespace) -> int:
     from stylecast.export.onnx_export import export_to_repository
 
-    path, report = export_to_repository(a.checkpoint, a.name, a.repository, a.max_batch_size)
+    path, report = export_to_repository(a.checkpoint, a.name, a.repository, a.max_batch_size, _deploy_options(a))
     for r in report:
         print(f"parity {r.size}: max {r.max_abs} levels, mean {r.mean_abs:.4f}")
     print(f"wrote {path}")
@@ -191,6 +231,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", required=True, help="model name in the repository")
     p.add_argument("--repository", default="model_repository")
     p.add_argument("--max-batch-size", type=int, default=8)
+    _add_deploy_args(p)
     p.set_defaults(func=_cmd_export)
 
 
@@ -381,7 +422,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_serve, _add_stylize, _add_video, _add_explain, _add_demo, _add_train, _add_data, _add_export,
-    _add_sidecar_repository]
+    _add_configure, _add_sidecar_repository]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,7 +20,7 @@ from tests.test_errors import BAD
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVERS = ("embedded", "triton")
-MODELS = ("add_sub", "identity", "starter8", "tiny_style", "broken")
+MODELS = ("add_sub", "identity", "starter8", "tiny_style", "broken", "starter8_trt", "starter8_gpu")
 # Rows of the bad-request table that apply to this repository (the others need models only the embedded
 # server's own tests build, such as the batching and version fixtures).
 TABLE = [row for row in BAD if row[1] in ("nope", "add_sub", "tiny_style", "broken")]
@@ -65,10 +65,25 @@ def repository(tmp_path_factory, tiny_style_checkpoint) -> Path:
         'input [ { name: "image" data_type: TYPE_UINT8 dims: [ -1, -1, 3 ] } ]\n'
         'output [ { name: "stylized" data_type: TYPE_UINT8 dims: [ -1, -1, 3 ] } ]\n')
     export_to_repository(tiny_style_checkpoint, "tiny_style", root)
+    production_configs(root)
     (root / "broken" / "1").mkdir(parents=True)
     (root / "broken" / "1" / "model.onnx").write_bytes(b"this is not an onnx file")
     (root / "broken" / "config.pbtxt").write_text('name: "broken"\nplatform: "onnxruntime_onnx"\n')
     return root
+
+
+def production_configs(root: Path) -> None:
+    """The shipped model with `stylecast configure` production settings: TensorRT fp16 with a pinned
+    profile and warm-up (loads on a CPU machine, the accelerator applies on GPUs), and KIND_GPU (which a
+    machine without a GPU must refuse)."""
+    from stylecast.cli import main
+
+    for name, extra in (("starter8_trt", ["--instance-kind", "auto"]), ("starter8_gpu", ["--instance-kind", "gpu"])):
+        shutil.copytree(root / "starter8", root / name)
+        cfg = root / name / "config.pbtxt"
+        cfg.write_text(cfg.read_text().replace('name: "starter8"', f'name: "{name}"'))
+        assert main(["configure", str(root / name), "--tensorrt", "--max-batch-size", "8", "--trt-shapes",
+                     "1x64x64,4x512x512,8x1080x1920", "--warmup", "64x64", "--warmup", "96x80", *extra]) == 0
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +109,23 @@ def client(request, urls):
 
 def test_shipped_repository_loads_unmodified(client):
     index = {m["name"]: m.get("state") for m in client.get_model_repository_index(as_json=True)["models"]}
-    assert all(index[m] == "READY" for m in ("add_sub", "identity", "starter8", "tiny_style")), index
+    assert all(index[m] == "READY" for m in ("add_sub", "identity", "starter8", "tiny_style", "starter8_trt")), index
     assert index["broken"] == "UNAVAILABLE" and not client.is_model_ready("broken")
+    assert index["starter8_gpu"] == "UNAVAILABLE"  # KIND_GPU on a machine without a GPU
+
+
+def test_production_config_serves_the_same_images(client):
+    x = np.random.default_rng(1).integers(0, 256, (1, 40, 56, 3), dtype=np.uint8)
+    w = np.zeros((1, 8), np.float32)
+    w[0, 2] = 1
+    outs = []
+    for model in ("starter8", "starter8_trt"):
+        ins = [grpcclient.InferInput("image", list(x.shape), "UINT8"),
+               grpcclient.InferInput("style_weights", [1, 8], "FP32")]
+        ins[0].set_data_from_numpy(x)
+        ins[1].set_data_from_numpy(w)
+        outs.append(client.infer(model, ins).as_numpy("stylized"))
+    np.testing.assert_array_equal(outs[0], outs[1])
 
 
 def test_metadata_and_config_agree(urls):

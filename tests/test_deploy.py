@@ -5,11 +5,13 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+import pytest
 import yaml
 
 from stylecast.cli import build_parser
 
-DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
 
 
 def _docs() -> dict[str, list[dict]]:
@@ -59,3 +61,31 @@ def test_sidecar_commands_are_valid_stylecast_commands():
     ports = {p["containerPort"] for p in docs["sidecar.yaml"][0]["spec"]["template"]["spec"]["containers"][0]["ports"]}
     assert {int(args[args.index("--port") + 1]), int(args[args.index("--metrics-port") + 1])} == ports
     assert shlex.join(args)
+
+
+def test_production_config_options(tmp_path):
+    """`stylecast configure` writes a config that parses as Triton's ModelConfig, with the TensorRT accelerator,
+    pinned profiles, GPU instances and warm-up; a profile beyond max_batch_size is refused."""
+    import shutil
+
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    from stylecast.cli import main
+
+    model = tmp_path / "starter8"
+    shutil.copytree(ROOT / "model_repository" / "starter8", model)
+    assert main(["configure", str(model), "--instance-kind", "gpu", "--instances", "2", "--tensorrt",
+                 "--max-batch-size", "32", "--trt-shapes", "1x256x256,8x512x512,32x1080x1920",
+                 "--warmup", "512x512"]) == 0
+    cfg = text_format.Parse((model / "config.pbtxt").read_text(), mc.ModelConfig())
+    assert cfg.max_batch_size == 32 and cfg.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
+    assert cfg.instance_group[0].count == 2
+    trt = cfg.optimization.execution_accelerators.gpu_execution_accelerator[0]
+    assert trt.name == "tensorrt" and trt.parameters["precision_mode"] == "FP16"
+    assert trt.parameters["trt_layer_norm_fp32_fallback"] == "true"
+    assert trt.parameters["trt_profile_max_shapes"] == "image:32x1080x1920x3,style_weights:32x8"
+    warm = cfg.model_warmup[0]
+    assert list(warm.inputs["image"].dims) == [512, 512, 3] and list(warm.inputs["style_weights"].dims) == [8]
+    with pytest.raises(ValueError, match="exceeds max_batch_size 32"):
+        main(["configure", str(model), "--tensorrt", "--trt-shapes", "1x64x64,8x64x64,64x64x64"])
