@@ -91,6 +91,35 @@ def warmup_feeds(config: mc.ModelConfig, sample, warmup_dir: Path) -> dict[str, 
     return feeds
 
 
+RUNTIME_PARAMETER = "stylecast_runtime"  # per model: "onnxruntime" (the reference) or "openvino"
+
+
+class OpenVinoSession:
+    """The ``run(outputs, feeds)`` of an ONNX Runtime session, computed by the OpenVINO runtime (CPU, fp32)
+    on the same ONNX file. Dynamic shapes stay dynamic: a new image size does not recompile the model."""
+
+    def __init__(self, path: Path) -> None:
+        import openvino as ov
+
+        self._compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32",
+                                                                    "PERFORMANCE_HINT": "LATENCY"})
+        self._request = self._compiled.create_infer_request()
+
+    def run(self, outputs: list[str] | None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        result = self._request.infer(feeds)
+        ports = [self._compiled.output(n) for n in outputs] if outputs else list(self._compiled.outputs)
+        return [np.asarray(result[p]) for p in ports]
+
+
+def _runtime(config: mc.ModelConfig) -> str:
+    value = config.parameters[RUNTIME_PARAMETER].string_value if RUNTIME_PARAMETER in config.parameters else ""
+    value = value or os.environ.get("STYLECAST_RUNTIME", "onnxruntime")
+    if value not in ("onnxruntime", "openvino"):
+        raise ServerError(f"model '{config.name}': parameter '{RUNTIME_PARAMETER}' must be 'onnxruntime' or "
+                          f"'openvino', got {value!r}", Status.INVALID_ARGUMENT)
+    return value
+
+
 class OnnxRuntimeBackend(Backend):
     """One ONNX Runtime session per instance in ``instance_group``; requests take a free one."""
 
@@ -115,6 +144,13 @@ class OnnxRuntimeBackend(Backend):
             raise ServerError(f"failed to load '{path}': {e}", Status.INVALID_ARGUMENT) from e
         s = sessions[0]
         ins, outs = [_spec(a) for a in s.get_inputs()], [_spec(a) for a in s.get_outputs()]
+        runtime = _runtime(self.config)
+        if runtime == "openvino" and providers == ["CPUExecutionProvider"]:
+            try:
+                sessions = [OpenVinoSession(path) for _ in range(count)]
+            except ImportError as e:
+                raise ServerError(f"model '{self.config.name}' asks for the OpenVINO runtime: pip install openvino",
+                                  Status.UNAVAILABLE) from e
         autocomplete(self.config, ins, outs)
         if not self.config.instance_group:
             self.config.instance_group.add(count=1, kind=mc.ModelInstanceGroup.KIND_CPU)
@@ -124,7 +160,7 @@ class OnnxRuntimeBackend(Backend):
             self._warm_up(sess)
             self._pool.put(sess)
         log.info("loaded %s (%s) with %d instance(s) on %s", self.config.name, path, count,
-                 s.get_providers()[0])
+                 "OpenVINO CPU" if isinstance(sessions[0], OpenVinoSession) else s.get_providers()[0])
 
     def _warm_up(self, session) -> None:
         for sample in self.config.model_warmup:

@@ -10,7 +10,7 @@ from stylecast.server.sidecar import optimize
 from stylecast.server.sidecar.networks import efficientnet_lite0
 from stylecast.server.sidecar.render import Objective, State
 from stylecast.training.data import bundled_photos, load_rgb, to_tensor
-from stylecast.training.losses import energy, gram_matrix, relative_mse
+from stylecast.training.losses import content_loss, energy, gram_matrix, relative_mse, style_loss
 from stylecast.training.vgg import VGGFeatures
 from torch.nn import functional as F
 
@@ -78,6 +78,11 @@ def test_feature_inversion_and_gatys_and_deepdream(vgg):
     style = photo("skimage_coffee", 64)
     g = optimize.gatys_transfer(vgg, x, [style], [1.0], steps=30)
     assert g.losses[-1] < 0.7 * g.losses[0]
+    with torch.no_grad():  # the style loss falls by half while the content stays close to the photo
+        grams = {k: gram_matrix(v) for k, v in vgg(style).items()}
+        start_style, end_style = style_loss(vgg(x), grams), style_loss(vgg(g.image), grams)
+        content = content_loss(vgg(g.image)["relu2_2"], vgg(x)["relu2_2"])
+    assert float(end_style) < 0.5 * float(start_style) and float(content) < 0.5
     dream = optimize.deepdream(vgg, x, "relu3_3", steps=10, octaves=2).image
     with torch.no_grad():
         before, after = vgg(x)["relu3_3"].pow(2).mean(), vgg(dream)["relu3_3"].pow(2).mean()

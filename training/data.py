@@ -132,6 +132,17 @@ def bundled_photos() -> list[tuple[str, Path]]:
     return found
 
 
+def _held_out(i: int, n: int, holdout: int) -> bool:
+    step = max(1, n // max(1, holdout))
+    return bool(holdout) and i % step == step // 2 and i // step < holdout
+
+
+def heldout_photos(holdout: int = 12) -> list[tuple[str, Path]]:
+    """The bundled photos ``stylecast data starter`` holds out for evaluation (never trained on)."""
+    photos = bundled_photos()
+    return [p for i, p in enumerate(photos) if _held_out(i, len(photos), holdout)]
+
+
 def gather_starter(dest: str | Path, holdout: int = 12) -> tuple[Path, Path]:
     """Copy bundled photos into dest/train and dest/eval (every k-th photo held out)."""
     dest = Path(dest)
@@ -141,9 +152,8 @@ def gather_starter(dest: str | Path, holdout: int = 12) -> tuple[Path, Path]:
     train, evald = dest / "train", dest / "eval"
     train.mkdir(parents=True, exist_ok=True)
     evald.mkdir(parents=True, exist_ok=True)
-    step = max(1, len(photos) // max(1, holdout))
     for i, (name, path) in enumerate(photos):
-        target = evald if (holdout and i % step == step // 2 and i // step < holdout) else train
+        target = evald if _held_out(i, len(photos), holdout) else train
         shutil.copyfile(path, target / f"{name}{path.suffix.lower()}")
     log.info("starter set: %d train, %d eval photos in %s",
              len(list_images(train)), len(list_images(evald)), dest)
