@@ -29,7 +29,8 @@ def photo(name: str, side: int) -> np.ndarray:
     return np.asarray(img)
 
 
-def cases(c, cat: np.ndarray, astronaut: np.ndarray, starry: np.ndarray, wave: np.ndarray) -> dict:
+def cases(c, cat: np.ndarray, astronaut: np.ndarray, starry: np.ndarray, wave: np.ndarray,
+          gatys_steps: int = 300) -> dict:
     """name -> (settings shown in the table, a call returning the picture to save)."""
     return {
         "saliency": ("cat 451x300", lambda: c.explain("saliency", cat).overlay),
@@ -44,8 +45,9 @@ def cases(c, cat: np.ndarray, astronaut: np.ndarray, starry: np.ndarray, wave: n
                       lambda: c.deepdream(astronaut, "relu4_3", octaves=3, steps=10, lr=6.0).image),
         "feature_inversion": ("relu3_3, 128 px, 200 steps",
                               lambda: c.invert(astronaut, "relu3_3", steps=200, size=128).image),
-        "gatys": ("256 px, 2 styles 0.7/0.3, style weight 20, 300 steps",
-                  lambda: c.gatys(astronaut, [starry, wave], [0.7, 0.3], steps=300, size=256, style_weight=20.0).image),
+        "gatys": (f"256 px, 2 styles 0.7/0.3, style weight 20, {gatys_steps} steps",
+                  lambda: c.gatys(astronaut, [starry, wave], [0.7, 0.3], steps=gatys_steps, size=256,
+                                  style_weight=20.0).image),
         "knn": ("k=8 over the gallery", lambda: c.neighbours(cat, 8).picture),
         "embedding_pca": ("gallery", lambda: c.embedding("pca").picture),
         "embedding_tsne": ("gallery (cached after the first call)", lambda: c.embedding("tsne").picture),
@@ -76,6 +78,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="runs per technique (the first is a warm-up)")
     ap.add_argument("--only", help="comma-separated techniques")
     ap.add_argument("--figures", help="folder for one PNG per technique")
+    ap.add_argument("--gatys-steps", type=int, default=300)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sidecar.json"))
     a = ap.parse_args()
 
@@ -91,7 +94,7 @@ def main() -> None:
     rows = []
     try:
         with Client(f"127.0.0.1:{port}", timeout=600) as c:
-            todo = cases(c, cat, astronaut, starry, wave)
+            todo = cases(c, cat, astronaut, starry, wave, a.gatys_steps)
             for name in a.only.split(",") if a.only else todo:
                 settings, call = todo[name]
                 times = []
