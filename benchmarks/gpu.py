@@ -1,0 +1,151 @@
+"""The style network on a GPU: images/s at 512x512 for batch 1, 8 and 32, in each precision and mode,
+with the output difference against fp32 (grey levels on the uint8 output).
+
+    python benchmarks/gpu.py [--checkpoint checkpoints/starter8.pt] [--size 512] [--batches 1,8,32]
+
+Modes: PyTorch eager fp32 (the reference), fp16 and bf16 autocast, each with channels_last, and with a
+captured CUDA graph (static shapes, so one graph per batch size); ONNX Runtime's CUDA provider when
+onnxruntime-gpu is installed. Needs only torch (CUDA build) and this repository; `--device cpu` runs the
+same code on small sizes to check it. Prints a table and writes benchmarks/results/gpu.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from report import print_table, save
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def timer(device: str):
+    import torch
+
+    def sync() -> None:
+        if device == "cuda":
+            torch.cuda.synchronize()
+    return sync
+
+
+def torch_modes(net, device: str, dtype_names: list[str]):
+    """name -> function(x uint8 NHWC on device, w) -> uint8 NHWC; every mode uses the served graph."""
+    import torch
+    from stylecast.export.graph import ServingModel
+
+    model = ServingModel(net).to(device).eval()
+    modes = {}
+    for name in dtype_names:
+        dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
+        m = model.to(memory_format=torch.channels_last)
+
+        def run(x, w, m=m, dtype=dtype):
+            with torch.inference_mode(), torch.autocast(device, dtype=dtype or torch.float32,
+                                                        enabled=dtype is not None):
+                return m(x, w)
+        modes[f"torch {name} channels_last"] = run
+    return modes
+
+
+def cuda_graph(fn, x, w):
+    """Capture ``fn`` for these static inputs; replaying copies new data into the same buffers."""
+    import torch
+
+    static_x, static_w = x.clone(), w.clone()
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(3):
+            fn(static_x, static_w)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_out = fn(static_x, static_w)
+
+    def replay(x, w):
+        static_x.copy_(x)
+        static_w.copy_(w)
+        graph.replay()
+        return static_out
+    return replay
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "starter8.pt"))
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--batches", default="1,8,32")
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "gpu.json"))
+    a = ap.parse_args()
+
+    import torch
+    from stylecast.training.trainer import load_network
+
+    net, styles = load_network(a.checkpoint)
+    sync = timer(a.device)
+    precisions = ["fp32", "fp16", "bf16"] if a.device == "cuda" else ["fp32", "bf16"]
+    modes = torch_modes(net, a.device, precisions)
+    rows = []
+    for b in (int(s) for s in a.batches.split(",")):
+        g = torch.Generator().manual_seed(b)
+        x = torch.randint(0, 256, (b, a.size, a.size, 3), generator=g, dtype=torch.uint8).to(a.device)
+        w = torch.nn.functional.one_hot(torch.arange(b) % len(styles), len(styles)).float().to(a.device)
+        runs = dict(modes)
+        if a.device == "cuda":
+            for name in list(modes):
+                runs[name + " + CUDA graph"] = cuda_graph(modes[name], x, w)
+        reference = modes["torch fp32 channels_last"](x, w).cpu().numpy().astype(np.int16)
+        for name, fn in runs.items():
+            fn(x, w)
+            sync()
+            times = []
+            for _ in range(a.repeats):
+                t0 = time.perf_counter()
+                out = fn(x, w)
+                sync()
+                times.append(time.perf_counter() - t0)
+            diff = np.abs(out.cpu().numpy().astype(np.int16) - reference)
+            t = statistics.median(times)
+            rows.append({"batch": b, "mode": name, "ms": t * 1e3, "images_per_s": b / t,
+                         "max_diff": int(diff.max()), "mean_diff": float(diff.mean())})
+            print(f"batch {b} {name}: {b / t:.1f} images/s", flush=True)
+        rows += onnxruntime_cuda(b, x.cpu().numpy(), w.cpu().numpy(), reference, a.repeats)
+    print_table(rows, [("batch", "batch", "d"), ("mode", "mode", "<40"), ("ms", "ms", ".2f"),
+                       ("images_per_s", "images/s", ".1f"), ("max_diff", "max diff", "d"),
+                       ("mean_diff", "mean diff", ".4f")])
+    info = {"size": a.size, "device": torch.cuda.get_device_name() if a.device == "cuda" else "cpu"}
+    save(a.out, {**info, "rows": rows})
+
+
+def onnxruntime_cuda(b: int, x: np.ndarray, w: np.ndarray, reference: np.ndarray, repeats: int) -> list[dict]:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return []
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return []
+    repo = ROOT / "model_repository" / "starter8"
+    path = repo / str(max(int(p.name) for p in repo.iterdir() if p.name.isdigit())) / "model.onnx"
+    sess = ort.InferenceSession(str(path), providers=["CUDAExecutionProvider"])
+    feeds = {"image": x, "style_weights": w}
+    sess.run(None, feeds)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = sess.run(None, feeds)[0]
+        times.append(time.perf_counter() - t0)
+    t = statistics.median(times)
+    diff = np.abs(out.astype(np.int16) - reference)
+    return [{"batch": b, "mode": "onnxruntime CUDA fp32 (host copies)", "ms": t * 1e3, "images_per_s": b / t,
+             "max_diff": int(diff.max()), "mean_diff": float(diff.mean())}]
+
+
+if __name__ == "__main__":
+    main()
