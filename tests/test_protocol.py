@@ -179,3 +179,32 @@ def test_config_that_contradicts_the_graph_is_reported(triton):
     index = {m["name"]: m for m in triton.get_model_repository_index(as_json=True)["models"]}
     assert index["mismatch"]["state"] == "UNAVAILABLE"
     assert "TYPE_INT32 for input 'INPUT0', model provides FP32" in index["mismatch"]["reason"]
+
+
+def test_openvino_runtime_per_model(tmp_path, tiny_style_checkpoint):
+    """A model's config can choose the OpenVINO runtime; it serves the same pixels as ONNX Runtime within one
+    grey level, and an unknown runtime leaves the model UNAVAILABLE with the reason."""
+    import shutil
+
+    from stylecast.export.onnx_export import export_to_repository
+    from stylecast.server.app import Server, ServerOptions
+
+    export_to_repository(tiny_style_checkpoint, "ort", tmp_path)
+    for name, runtime in (("ov", "openvino"), ("bad", "tensorflow")):
+        shutil.copytree(tmp_path / "ort", tmp_path / name)
+        cfg = tmp_path / name / "config.pbtxt"
+        cfg.write_text(cfg.read_text().replace('name: "ort"', f'name: "{name}"') +
+                       f'parameters {{ key: "stylecast_runtime" value {{ string_value: "{runtime}" }} }}\n')
+    srv = Server(ServerOptions(model_repository=tmp_path, port=0, metrics_port=None))
+    srv.start()
+    try:
+        x = np.random.default_rng(0).integers(0, 256, (2, 37, 50, 3), dtype=np.uint8)
+        w = np.eye(3, dtype=np.float32)[:2]
+        outs = [srv.repository.get(m, "").backend.infer({"image": x, "style_weights": w}, ["stylized"], {})
+                for m in ("ort", "ov")]
+        diff = np.abs(outs[0]["stylized"].astype(int) - outs[1]["stylized"])
+        assert diff.max() <= 1 and diff.mean() < 0.05
+        index = {row[0]: row for row in srv.repository.index()}
+        assert index["bad"][2] == "UNAVAILABLE" and "stylecast_runtime" in index["bad"][3]
+    finally:
+        srv.stop()
