@@ -100,7 +100,7 @@ class ModelVersion:
                 raise InvalidArgument(f"input '{n}' for model '{name}' has no elements (shape {shape})")
             if cfg.max_batch_size > 0:
                 if batch is not None and shape[0] != batch:
-                    raise InvalidArgument(f"inputs of model '{name}' disagree on the batch size")
+                    raise InvalidArgument(f"input '{n}' batch size does not match other inputs for '{name}'")
                 batch = shape[0]
         if cfg.max_batch_size > 0 and batch is not None and batch > cfg.max_batch_size:
             raise InvalidArgument(

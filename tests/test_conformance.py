@@ -38,6 +38,7 @@ SAME_TEXT = {
                      "required input(s) ['INPUT1']. Please provide all required input(s).",
     "unknown output": "unexpected inference output 'OUTPUT7' for model 'add_sub'",
     "batch above max": "inference request batch-size must be <= 8 for 'add_sub'",
+    "batch sizes disagree": "batch size does not match other inputs for 'add_sub'",
     "image as float": "inference input 'image' data-type is 'FP32', but model 'tiny_style' expects 'UINT8'",
     "image with 4 channels": "Expected [-1,-1,-1,3], got [1,8,8,4]",
     "style weights of wrong length": "unexpected shape for input 'style_weights' for model 'tiny_style'. "

@@ -63,7 +63,7 @@ BAD = [
      "INVALID_ARGUMENT", "has no elements"),
     ("batch sizes disagree", "add_sub",
      lambda: [typed("INPUT0", np.zeros((2, 16), np.float32), "FP32"), good("INPUT1")], {}, "INVALID_ARGUMENT",
-     "disagree on the batch size"),
+     "batch size does not match other inputs for 'add_sub'"),
     ("image as float", "tiny_style", lambda: [typed("image", np.zeros((1, 8, 8, 3), np.float32), "FP32"),
                                               typed("style_weights", np.ones((1, 3), np.float32), "FP32")], {},
      "INVALID_ARGUMENT", "inference input 'image' data-type is 'FP32', but model 'tiny_style' expects 'UINT8'"),
