@@ -59,7 +59,12 @@ def apply(cfg, options: DeployOptions, n_styles: int):
                          f"max_batch_size {cfg.max_batch_size}; raise --max-batch-size")
     del cfg.instance_group[:]
     cfg.instance_group.add(count=options.instances, kind=getattr(mc.ModelInstanceGroup, KINDS[options.kind]))
-    del cfg.optimization.execution_accelerators.gpu_execution_accelerator[:]
+    if cfg.HasField("optimization"):  # drop an earlier accelerator; touching it would add an empty message
+        del cfg.optimization.execution_accelerators.gpu_execution_accelerator[:]
+        if not cfg.optimization.execution_accelerators.ListFields():
+            cfg.optimization.ClearField("execution_accelerators")
+        if not cfg.optimization.ListFields():
+            cfg.ClearField("optimization")
     if options.tensorrt:
         trt = cfg.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
         params = {"precision_mode": options.precision.upper(),
