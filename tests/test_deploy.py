@@ -89,3 +89,5 @@ def test_production_config_options(tmp_path):
     assert list(warm.inputs["image"].dims) == [512, 512, 3] and list(warm.inputs["style_weights"].dims) == [8]
     with pytest.raises(ValueError, match="exceeds max_batch_size 32"):
         main(["configure", str(model), "--tensorrt", "--trt-shapes", "1x64x64,8x64x64,64x64x64"])
+    assert main(["configure", str(model)]) == 0  # back to plain: no accelerator block left behind
+    assert "optimization" not in (model / "config.pbtxt").read_text()
