@@ -77,6 +77,11 @@ def _pixels(x: torch.Tensor) -> np.ndarray:
     return x[0].detach().clamp(0, 255).round().byte().permute(1, 2, 0).numpy()
 
 
+def _result(r) -> dict:
+    """The outputs every optimization returns: the image and the steps it ran."""
+    return {"image": _pixels(r.image), "steps": np.array([r.steps], np.int32)}
+
+
 def _run_fooling(inputs: dict, p: dict, progress) -> dict:
     model = load_classifier()
     x = _image(inputs["image"], 224)
@@ -94,27 +99,27 @@ def _run_class_viz(inputs: dict, p: dict, progress) -> dict:
         raise InvalidArgument(f"input 'class_index' must be an ImageNet class in [0, 999], got {target}")
     r = optimize.class_visualization(load_classifier(), target, p["size"], p["steps"], p["lr"], p["l2"],
                                      seed=p["seed"], progress=progress)
-    return {"image": _pixels(r.image), "steps": np.array([r.steps], np.int32)}
+    return _result(r)
 
 
 def _run_texture(inputs: dict, p: dict, progress) -> dict:
     r = optimize.texture_synthesis(loss_network(), _image(inputs["image"], 256), p["size"], p["steps"], p["lr"],
                                    p["seed"], progress=progress)
-    return {"image": _pixels(r.image), "steps": np.array([r.steps], np.int32)}
+    return _result(r)
 
 
 def _run_deepdream(inputs: dict, p: dict, progress) -> dict:
     vgg = loss_network(LAYERS)
     r = optimize.deepdream(vgg, _image(inputs["image"]), p["layer"], p["steps"], p["lr"], p["octaves"],
                            p["octave_scale"], p["jitter"], p["seed"], progress=progress)
-    return {"image": _pixels(r.image), "steps": np.array([r.steps], np.int32)}
+    return _result(r)
 
 
 def _run_inversion(inputs: dict, p: dict, progress) -> dict:
     vgg = loss_network(LAYERS)
     r = optimize.feature_inversion(vgg, _image(inputs["image"], p["size"]), p["layer"], p["steps"], p["lr"],
                                    p["tv_weight"], p["beta"], p["seed"], progress=progress)
-    return {"image": _pixels(r.image), "steps": np.array([r.steps], np.int32)}
+    return _result(r)
 
 
 def _run_gatys(inputs: dict, p: dict, progress) -> dict:
@@ -128,12 +133,12 @@ def _run_gatys(inputs: dict, p: dict, progress) -> dict:
     r = optimize.gatys_transfer(loss_network(), content, [_image(s, p["style_size"]) for s in styles], weights,
                                 p["content_weight"], p["style_weight"], p["tv_weight"], steps=p["steps"], lr=p["lr"],
                                 progress=progress)
-    return {"image": _pixels(r.image), "steps": np.array([r.steps], np.int32)}
+    return _result(r)
 
 
 IMAGE_IN = (("image", mc.TYPE_UINT8, [-1, -1, 3]),)
 TECHNIQUES = [
-    Iterative("fooling", (("image", mc.TYPE_UINT8, [-1, -1, 3]),),
+    Iterative("fooling", IMAGE_IN,
               (Param("target", int, 1, 0, 999, "class the classifier must say"),
                Param("epsilon", float, 2.0, 0.1, 32.0, "L-inf budget in grey levels"),
                Param("lr", float, 0.25, 0.001, 10.0, "Adam step size (grey levels)"), *COMMON), _run_fooling,
@@ -142,7 +147,7 @@ TECHNIQUES = [
               (Param("size", int, 128, 32, 384, "image side"), Param("lr", float, 8.0, 0.01, 100.0, "step size"),
                Param("l2", float, 1.0, 0.0, 100.0, "L2 regularizer weight"), *COMMON), _run_class_viz,
               "gradient ascent on a class score with L2, blur and jitter regularizers"),
-    Iterative("texture_synthesis", (("image", mc.TYPE_UINT8, [-1, -1, 3]),),
+    Iterative("texture_synthesis", IMAGE_IN,
               (Param("size", int, 128, 32, 384, "output side"), Param("lr", float, 4.0, 0.01, 100.0, "step size"),
                *COMMON), _run_texture, "a new image matching the Gram matrices of the input texture (VGG16)"),
     Iterative("deepdream", IMAGE_IN,
