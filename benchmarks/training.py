@@ -26,6 +26,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--precisions", default="fp32,bf16")
     ap.add_argument("--max-seconds", type=float, default=120)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "training.json"))
     a = ap.parse_args()
 
@@ -37,16 +38,23 @@ def main() -> None:
 
 
     torch.manual_seed(0)
-    net = TransformerNet(a.styles)
-    vgg = VGGFeatures()
+    device = torch.device(a.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as the trainer does
+    net = TransformerNet(a.styles).to(device)
+    vgg = VGGFeatures().to(device)
     opt = torch.optim.Adam(net.parameters(), 1e-3)
-    device = torch.device("cpu")
     with torch.no_grad():
-        grams = {k: gram_matrix(v) for k, v in vgg(torch.rand(1, 3, 64, 64) * 255).items()}
+        grams = {k: gram_matrix(v) for k, v in vgg(torch.rand(1, 3, 64, 64, device=device) * 255).items()}
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
 
     def step(precision: str, size: int = a.size, batch: int = a.batch) -> float:
-        x = torch.rand(batch, 3, size, size) * 255
-        w = one_hot(torch.arange(batch) % a.styles, a.styles)
+        x = torch.rand(batch, 3, size, size, device=device) * 255
+        w = one_hot(torch.arange(batch) % a.styles, a.styles).to(device)
+        sync()
         t0 = time.perf_counter()
         opt.zero_grad()
         with autocast(device, precision):
@@ -57,6 +65,7 @@ def main() -> None:
         loss = content_loss(fy[CONTENT_LAYER], fx[CONTENT_LAYER]) + style_loss(fy, grams)
         loss.backward()
         opt.step()
+        sync()
         return time.perf_counter() - t0
 
     # A cheap probe first: on CPUs without AMX, bf16 convolutions can be tens of times slower than fp32,
@@ -70,7 +79,7 @@ def main() -> None:
             rows.append({"precision": precision, "size": a.size, "batch": a.batch, "step_s": None,
                          "images_per_s": None, "skipped": f"64x64 probe {probe[precision] / fastest:.1f}x slower"})
             continue
-        warm = step(precision)
+        warm = max(step(precision) for _ in range(3 if device.type == "cuda" else 1))  # cuDNN autotuning
         times = [warm]
         if warm < a.max_seconds:
             times = []
@@ -78,7 +87,7 @@ def main() -> None:
             while len(times) < a.steps and time.perf_counter() - start < a.max_seconds:
                 times.append(step(precision))
         med = statistics.median(times)
-        rows.append({"precision": precision, "size": a.size, "batch": a.batch, "step_s": med,
+        rows.append({"device": str(device), "precision": precision, "size": a.size, "batch": a.batch, "step_s": med,
                      "images_per_s": a.batch / med, "timed_steps": len(times)})
     base = rows[0]["images_per_s"] or 1.0
     for r in rows:
@@ -87,7 +96,7 @@ def main() -> None:
     print_table(rows, [("precision", "precision", "s"), ("step_s", "step s", ".2f"),
                        ("images_per_s", "images/s", ".3f"), ("vs_first", f"vs {rows[0]['precision']}", ".2f"),
                        ("skipped", "note", "s")])
-    save(a.out, {"amx": cpu_has_amx(), "probe_64px_step_s": probe, "results": rows})
+    save(a.out, {"device": str(device), "amx": cpu_has_amx(), "probe_64px_step_s": probe, "results": rows})
 
 
 if __name__ == "__main__":

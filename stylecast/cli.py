@@ -20,7 +20,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
         lr=a.lr, style_lr_scale=a.style_lr_scale, seed=a.seed, device=a.device, precision=a.precision,
         compile=a.compile,
         width=a.width, checkpoint_every=a.checkpoint_every, sample_every=a.sample_every,
-        vgg_weights=a.vgg_weights,
+        vgg_weights=a.vgg_weights, time_limit=a.time_limit,
     )
     trainer = Trainer(cfg)
     if a.resume:
@@ -61,6 +61,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--width", type=float, default=1.0, help="channel width multiplier (1.0, 0.5, ...)")
     p.add_argument("--checkpoint-every", type=int, default=200)
     p.add_argument("--sample-every", type=int, default=500)
+    p.add_argument("--time-limit", type=float, default=None,
+                   help="seconds of training after which the run saves and stops (resume continues it)")
     p.add_argument("--vgg-weights", help="VGG16 weights file (default: torch hub cache, else bundled)")
     p.add_argument("--resume", help="checkpoint.pt (exact) or weights.pt (warm start) to continue from")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -55,6 +55,19 @@ def test_resume_continues_exactly(photos, tmp_path):
     assert [h["total"] for h in resumed.history] == [h["total"] for h in straight.history]
 
 
+def test_time_limit_saves_and_a_second_fit_continues_the_same_stream(photos, tmp_path):
+    """--time-limit stops cleanly with a checkpoint; fit() again sees the batches a straight run sees."""
+    straight = Trainer(_cfg(photos, tmp_path / "a", 6))
+    straight.fit(progress=False)
+    limited = Trainer(_cfg(photos, tmp_path / "b", 6, time_limit=1e-9))
+    limited.fit(progress=False)
+    assert limited.step == 1
+    assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["step"] == 1
+    limited.cfg.time_limit = None
+    limited.fit(progress=False)  # the prefetch thread had drawn batches ahead; they must not be skipped
+    assert [h["total"] for h in limited.history] == [h["total"] for h in straight.history]
+
+
 def test_export_parity_and_serving(photos, tmp_path):
     from stylecast.client import Client
     from stylecast.export.onnx_export import export_to_repository

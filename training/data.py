@@ -5,12 +5,15 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
+import queue
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 log = logging.getLogger(__name__)
@@ -61,12 +64,13 @@ class ImageFolder:
     def __len__(self) -> int:
         return len(self.images)
 
+    def tensors(self, device: torch.device | str = "cpu") -> list[torch.Tensor]:
+        """The images as [3, H, W] uint8 tensors on ``device``."""
+        return [to_tensor(img).to(torch.uint8).to(device) for img in self.images]
 
-def random_resized_crop(
-    img: Image.Image, size: int, gen: torch.Generator, scale: tuple[float, float] = (0.25, 1.0)
-) -> Image.Image:
-    """Crop a random square-ish region covering ``scale`` of the area, resize to size x size."""
-    w, h = img.size
+
+def crop_box(w: int, h: int, gen: torch.Generator, scale: tuple[float, float] = (0.25, 1.0)) -> tuple[int, ...]:
+    """A random (x0, y0, width, height) covering ``scale`` of the area at an aspect ratio in [3/4, 4/3]."""
     area = w * h
     for _ in range(10):
         target = area * float(torch.empty(1).uniform_(*scale, generator=gen))
@@ -75,23 +79,74 @@ def random_resized_crop(
         if 0 < cw <= w and 0 < ch <= h:
             x0 = int(torch.randint(0, w - cw + 1, (1,), generator=gen))
             y0 = int(torch.randint(0, h - ch + 1, (1,), generator=gen))
-            return img.resize((size, size), Image.Resampling.BILINEAR, box=(x0, y0, x0 + cw, y0 + ch))
+            return x0, y0, cw, ch
     s = min(w, h)
-    return img.resize((size, size), Image.Resampling.BILINEAR, box=((w - s) // 2, (h - s) // 2,
-                                                                    (w + s) // 2, (h + s) // 2))
+    return (w - s) // 2, (h - s) // 2, s, s
 
 
-def batches(data: ImageFolder, batch_size: int, size: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
-    """Endless [B, 3, size, size] batches of random crops with random horizontal flips."""
+def random_resized_crop(img: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
+    """[3, H, W] uint8 -> [3, size, size] float 0..255: a random crop, resized with antialiasing."""
+    x0, y0, cw, ch = crop_box(img.shape[2], img.shape[1], gen)
+    crop = img[None, :, y0:y0 + ch, x0:x0 + cw].float()
+    return F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
+
+
+def batches(data: ImageFolder, batch_size: int, size: int, gen: torch.Generator,
+            device: torch.device | str = "cpu") -> Iterator[torch.Tensor]:
+    """Endless [B, 3, size, size] batches of random crops with random horizontal flips, built on
+    ``device`` from images kept there (on a GPU no per-sample work is left to the CPU)."""
+    images = data.tensors(device)
     while True:
         out = []
         for _ in range(batch_size):
             i = int(torch.randint(0, len(data), (1,), generator=gen))
-            t = to_tensor(random_resized_crop(data.images[i], size, gen))
+            t = random_resized_crop(images[i], size, gen)
             if bool(torch.rand(1, generator=gen) < 0.5):
                 t = t.flip(2)
             out.append(t)
         yield torch.stack(out)
+
+
+class Prefetcher:
+    """Random-crop batches built on a background thread, a few ahead of the training step.
+
+    The crops overlap the previous step's compute instead of holding it up. Every batch comes with
+    the generator state just after it was drawn: a checkpoint saves the state of the last batch
+    consumed, so a resumed run sees exactly the batches it would have.
+    """
+
+    def __init__(self, data: ImageFolder, batch_size: int, size: int, gen: torch.Generator,
+                 device: torch.device | str = "cpu", depth: int = 4) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._fill, args=(batches(data, batch_size, size, gen, device), gen),
+                                        daemon=True)
+        self._thread.start()
+
+    def _fill(self, stream: Iterator[torch.Tensor], gen: torch.Generator) -> None:
+        try:
+            for batch in stream:
+                item = (batch, gen.get_state())
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self._stop.is_set():
+                    return
+        except BaseException as e:  # surfaced to the consumer, never lost in the thread
+            self._queue.put(e)
+
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 # --- starter content set: natural photos bundled in installed packages -------------------------

@@ -47,26 +47,28 @@ def losses_of(vgg: VGGFeatures, img: torch.Tensor, photo_feats: dict, grams: dic
 
 
 def measure(checkpoint: str | Path, styles: list[str | Path], photos: str | Path, size: int = 256,
-            gatys_steps: int = 200, max_photos: int = 4) -> list[QualityRow]:
+            gatys_steps: int = 200, max_photos: int = 4, device: str = "cpu") -> list[QualityRow]:
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     cfg = state.get("config", {})
     cw, sw, tw = cfg.get("content_weight", 4.0), cfg.get("style_weight", 1.5), cfg.get("tv_weight", 20.0)
+    dev = torch.device(device)
     net, names = load_network(checkpoint)
+    net = net.to(dev)
     if len(styles) != len(names):
         raise ValueError(f"{len(styles)} style images for a network with {len(names)} styles")
-    vgg = VGGFeatures(STYLE_LAYERS)
-    all_grams = style_grams(vgg, [str(s) for s in styles], cfg.get("style_size", 384), torch.device("cpu"))
+    vgg = VGGFeatures(STYLE_LAYERS).to(dev)
+    all_grams = style_grams(vgg, [str(s) for s in styles], cfg.get("style_size", 384), dev)
     rows = []
     for path in list_images(photos)[:max_photos]:
         img = load_rgb(path, size)
         w, h = (d // STRIDE * STRIDE for d in img.size)
-        x = to_tensor(img.crop((0, 0, w, h)))[None]
+        x = to_tensor(img.crop((0, 0, w, h)))[None].to(dev)
         with torch.no_grad():
             photo_feats = vgg(x)
         for i, name in enumerate(names):
             grams = {k: v[i:i + 1] for k, v in all_grams.items()}
             with torch.no_grad():
-                wts = one_hot(torch.tensor([i]), len(names)) if len(names) > 1 else None
+                wts = one_hot(torch.tensor([i]), len(names)).to(dev) if len(names) > 1 else None
                 y = net(x, wts).clamp(0, 255).round()
                 s_photo, _ = losses_of(vgg, x, photo_feats, grams)
                 s_ff, c_ff = losses_of(vgg, y, photo_feats, grams)

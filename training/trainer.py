@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .data import ImageFolder, batches, load_rgb, to_tensor
+from .data import ImageFolder, Prefetcher, load_rgb, to_tensor
 from .losses import content_loss, gram_matrix, style_loss, tv_loss
 from .networks import STRIDE, TransformerNet, one_hot
 from .vgg import CONTENT_LAYER, STYLE_LAYERS, VGGFeatures
@@ -46,6 +46,7 @@ class TrainConfig:
     checkpoint_every: int = 200
     sample_every: int = 500
     log_every: int = 10
+    time_limit: float | None = None  # seconds of training after which fit() saves and stops
     vgg_weights: str | None = None
 
     def names(self) -> list[str]:
@@ -106,6 +107,8 @@ class Trainer:
         self.precision = resolve_precision(cfg.precision, self.device)
         log.info("training on %s with %s", self.device, self.precision)
         torch.manual_seed(cfg.seed)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed crop size: pick the fastest conv kernels once
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
         self.n_styles = len(cfg.styles)
@@ -117,7 +120,9 @@ class Trainer:
         self.vgg = VGGFeatures(STYLE_LAYERS, cfg.vgg_weights).to(self.device)
         self.grams = style_grams(self.vgg, cfg.styles, cfg.style_size, self.device)
         self.data = ImageFolder(cfg.data, max_side=max(2 * cfg.image_size, 512))
-        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.gen = torch.Generator().manual_seed(cfg.seed)  # style choice per sample
+        self.data_gen = torch.Generator().manual_seed(cfg.seed + 1)  # crops and flips (prefetch thread)
+        self._data_state = self.data_gen.get_state()  # after the last batch consumed
         self.step = 0
         self.history: list[dict] = []
         self.out = Path(cfg.out)
@@ -129,7 +134,7 @@ class Trainer:
 
     def state(self, with_optimizer: bool = True) -> dict:
         s = {
-            "model": self.net.state_dict(),
+            "model": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},  # portable to CPU hosts
             "step": self.step,
             "config": asdict(self.cfg),
             "style_names": self.cfg.names(),
@@ -137,7 +142,7 @@ class Trainer:
             "width": self.cfg.width,
         }
         if with_optimizer:
-            s.update(optimizer=self.opt.state_dict(), gen=self.gen.get_state(),
+            s.update(optimizer=self.opt.state_dict(), gen=self.gen.get_state(), data_gen=self._data_state,
                      torch_rng=torch.get_rng_state(), history=self.history)
         return s
 
@@ -154,18 +159,23 @@ class Trainer:
 
     def resume(self, path: str | Path) -> None:
         """Continue exactly from a full checkpoint, or warm-start from a weights-only file."""
-        s = torch.load(path, map_location=self.device, weights_only=False)
+        # On the CPU: RNG states must stay CPU tensors; weights and Adam moments move on load.
+        s = torch.load(path, map_location="cpu", weights_only=False)
         self.net.load_state_dict(s["model"])
         self.step = int(s["step"])
         if "optimizer" in s:
             self.opt.load_state_dict(s["optimizer"])
             self.gen.set_state(s["gen"])
+            if "data_gen" in s:
+                self.data_gen.set_state(s["data_gen"])
             torch.set_rng_state(s["torch_rng"])
             self.history = list(s.get("history", []))
             log.info("resumed from %s at step %d", path, self.step)
         else:
             self.gen.manual_seed(self.cfg.seed + self.step)
+            self.data_gen.manual_seed(self.cfg.seed + self.step + 1)
             log.info("warm start from weights %s at step %d (fresh optimizer)", path, self.step)
+        self._data_state = self.data_gen.get_state()
 
     # --- one step ------------------------------------------------------------------------------
 
@@ -212,13 +222,24 @@ class Trainer:
 
         cfg = self.cfg
         end = cfg.steps if steps is None else steps
-        it = batches(self.data, cfg.batch_size, cfg.image_size, self.gen)
+        self.data_gen.set_state(self._data_state)  # rewind past batches a previous fit() drew but never used
+        stream = Prefetcher(self.data, cfg.batch_size, cfg.image_size, self.data_gen, self.device)
         self.net.train()
         bar = tqdm(total=end, initial=self.step, disable=not progress, dynamic_ncols=True)
-        running: dict[str, float] = {}
         t0 = time.perf_counter()
+        try:
+            self._loop(stream, end, bar, t0)
+        finally:
+            stream.close()
+            bar.close()
+        return self.history
+
+    def _loop(self, stream: Prefetcher, end: int, bar, t0: float) -> None:
+        cfg = self.cfg
+        running: dict[str, float] = {}
         while self.step < end:
-            vals = self.train_step(next(it))
+            x, self._data_state = next(stream)
+            vals = self.train_step(x)
             running = {k: 0.9 * running.get(k, v) + 0.1 * v for k, v in vals.items()}
             bar.update(1)
             bar.set_postfix({k: f"{v:.3g}" for k, v in running.items()})
@@ -228,8 +249,10 @@ class Trainer:
                 self.save()
             if cfg.sample_every and self.step % cfg.sample_every == 0:
                 self.sample()
-        bar.close()
-        return self.history
+            if cfg.time_limit and time.perf_counter() - t0 > cfg.time_limit:
+                log.info("time limit of %.0f s reached at step %d", cfg.time_limit, self.step)
+                self.save()
+                break
 
 
 def load_network(path: str | Path, map_location: str = "cpu") -> tuple[TransformerNet, list[str]]:

@@ -88,6 +88,7 @@ def _torch_hub_file() -> Path | None:
 
 
 def _load_hed_h5(path: Path, features: nn.Sequential) -> None:
+    """Copy the HED file's VGG convs into ``features`` (which may be truncated: only its convs are read)."""
     import h5py
 
     convs = [i for i, m in enumerate(features) if isinstance(m, nn.Conv2d)]
@@ -96,6 +97,8 @@ def _load_hed_h5(path: Path, features: nn.Sequential) -> None:
         k = 0
         for b, n in enumerate(per_block, start=1):
             for j in range(n):
+                if k == len(convs):
+                    return
                 key = f"block{b}/layers/conv2d{'' if j == 0 else '_' + str(j)}/vars"
                 conv = features[convs[k]]
                 w = torch.from_numpy(f[f"{key}/0"][()]).permute(3, 2, 0, 1).contiguous()
@@ -142,7 +145,7 @@ class VGGFeatures(nn.Module):
         else:
             if any(name.startswith(("conv5", "relu5", "pool5", "pool4")) for name in layers):
                 raise ValueError("the bundled edge-tuned VGG16 must not be used past relu4_3")
-            _load_hed_h5(path, features)
+            _load_hed_h5(path, features[: last + 1])
             conv = CAFFE_CONVENTION
         log.info("VGG16 loss network: %s weights from %s", kind, path)
         self.weights_kind, self.weights_path = kind, str(path)
