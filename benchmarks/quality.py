@@ -25,6 +25,7 @@ def main() -> None:
     ap.add_argument("--gatys-steps", type=int, default=200)
     ap.add_argument("--max-photos", type=int, default=2)
     ap.add_argument("--device", default="cpu", help="cpu or cuda: Gatys runs many times faster on a GPU")
+    ap.add_argument("--style-size", type=int, default=None, help="style image size (default: the checkpoint's)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "quality.json"))
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -38,7 +39,7 @@ def main() -> None:
         gather_starter(Path(a.photos).parent)
     names = torch.load(a.checkpoint, map_location="cpu", weights_only=False)["style_names"]
     styles = [ROOT / "styles" / f"{n}.jpg" for n in names]
-    rows = measure(a.checkpoint, styles, a.photos, a.size, a.gatys_steps, a.max_photos, a.device)
+    rows = measure(a.checkpoint, styles, a.photos, a.size, a.gatys_steps, a.max_photos, a.device, a.style_size)
     table = summarize(rows)
     print(f"{'style':>18} | {'photo':>7} | {'feed-fwd':>8} | {'Gatys':>7} | {'ratio':>5} | content ff / Gatys")
     for r in table:
@@ -47,7 +48,7 @@ def main() -> None:
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"checkpoint": a.checkpoint, "size": a.size, "gatys_steps": a.gatys_steps,
-                               "device": a.device,
+                               "device": a.device, "style_size": a.style_size,
                                "per_style": table, "rows": rows_as_dicts(rows)}, indent=2))
     print(f"wrote {out}")
 

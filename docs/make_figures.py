@@ -18,6 +18,16 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _phase_starts(history: list[dict]) -> list[tuple[int, str]]:
+    """(first step, label) of each recipe phase recorded in a merged history (records with a 'phase')."""
+    starts, last = [], None
+    for r in history:
+        if r.get("phase") and r["phase"] != last:
+            starts.append((r["step"], r["phase"]))
+            last = r["phase"]
+    return starts
+
+
 def loss_curves(losses_json: Path, out: Path) -> None:
     import matplotlib
 
@@ -32,6 +42,13 @@ def loss_curves(losses_json: Path, out: Path) -> None:
         ax.plot(steps, vals, alpha=0.3, lw=0.8)
         k = max(1, len(vals) // 30)
         ax.plot(steps[k - 1:], np.convolve(vals, np.ones(k) / k, mode="valid"), lw=2)
+        for i, (step, phase) in enumerate(_phase_starts(h)):
+            if i:
+                ax.axvline(step, color="grey", ls="--", lw=1)
+            if key == "content":
+                top = ax.get_ylim()[1]
+                label = f" {phase}" + (f" from step {step}" if i else "")
+                ax.text(step, top * (1 - 0.08 * i), label, va="top", fontsize=7)
         ax.set_title(f"{key} loss (unweighted)")
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
@@ -79,8 +96,9 @@ def main() -> None:
     ap.add_argument("--model", default="starter8")
     ap.add_argument("--photos", default=str(ROOT / "data" / "starter" / "eval"))
     ap.add_argument("--count", type=int, default=4)
+    ap.add_argument("--losses", help="losses JSON to plot (default: RUN/losses.json)")
     a = ap.parse_args()
-    losses = Path(a.run) / "losses.json"
+    losses = Path(a.losses) if a.losses else Path(a.run) / "losses.json"
     if losses.exists():
         loss_curves(losses, ROOT / "docs" / f"{a.model}_losses.png")
     from stylecast.training.data import list_images

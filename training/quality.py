@@ -47,7 +47,9 @@ def losses_of(vgg: VGGFeatures, img: torch.Tensor, photo_feats: dict, grams: dic
 
 
 def measure(checkpoint: str | Path, styles: list[str | Path], photos: str | Path, size: int = 256,
-            gatys_steps: int = 200, max_photos: int = 4, device: str = "cpu") -> list[QualityRow]:
+            gatys_steps: int = 200, max_photos: int = 4, device: str = "cpu",
+            style_size: int | None = None) -> list[QualityRow]:
+    """``style_size`` overrides the checkpoint's style-image size, to compare checkpoints on equal targets."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     cfg = state.get("config", {})
     cw, sw, tw = cfg.get("content_weight", 4.0), cfg.get("style_weight", 1.5), cfg.get("tv_weight", 20.0)
@@ -57,7 +59,7 @@ def measure(checkpoint: str | Path, styles: list[str | Path], photos: str | Path
     if len(styles) != len(names):
         raise ValueError(f"{len(styles)} style images for a network with {len(names)} styles")
     vgg = VGGFeatures(STYLE_LAYERS).to(dev)
-    all_grams = style_grams(vgg, [str(s) for s in styles], cfg.get("style_size", 384), dev)
+    all_grams = style_grams(vgg, [str(s) for s in styles], style_size or cfg.get("style_size", 384), dev)
     rows = []
     for path in list_images(photos)[:max_photos]:
         img = load_rgb(path, size)
