@@ -159,7 +159,7 @@ class Trainer:
 
     def resume(self, path: str | Path) -> None:
         """Continue exactly from a full checkpoint, or warm-start from a weights-only file."""
-        # On the CPU: RNG states must stay CPU tensors; weights and Adam moments move on load.
+        # Loaded onto the CPU: RNG states must stay CPU tensors; weights and Adam moments move on load.
         s = torch.load(path, map_location="cpu", weights_only=False)
         self.net.load_state_dict(s["model"])
         self.step = int(s["step"])
@@ -226,7 +226,7 @@ class Trainer:
         stream = Prefetcher(self.data, cfg.batch_size, cfg.image_size, self.data_gen, self.device)
         self.net.train()
         bar = tqdm(total=end, initial=self.step, disable=not progress, dynamic_ncols=True)
-        t0 = time.perf_counter()
+        t0 = time.perf_counter() - (self.history[-1]["time"] if self.history else 0.0)  # cumulative over resumes
         try:
             self._loop(stream, end, bar, t0)
         finally:
