@@ -226,16 +226,17 @@ class Trainer:
         stream = Prefetcher(self.data, cfg.batch_size, cfg.image_size, self.data_gen, self.device)
         self.net.train()
         bar = tqdm(total=end, initial=self.step, disable=not progress, dynamic_ncols=True)
-        t0 = time.perf_counter() - (self.history[-1]["time"] if self.history else 0.0)  # cumulative over resumes
         try:
-            self._loop(stream, end, bar, t0)
+            self._loop(stream, end, bar)
         finally:
             stream.close()
             bar.close()
         return self.history
 
-    def _loop(self, stream: Prefetcher, end: int, bar, t0: float) -> None:
+    def _loop(self, stream: Prefetcher, end: int, bar) -> None:
         cfg = self.cfg
+        start = time.perf_counter()
+        t0 = start - (self.history[-1]["time"] if self.history else 0.0)  # logged time adds up over resumes
         running: dict[str, float] = {}
         while self.step < end:
             x, self._data_state = next(stream)
@@ -249,7 +250,7 @@ class Trainer:
                 self.save()
             if cfg.sample_every and self.step % cfg.sample_every == 0:
                 self.sample()
-            if cfg.time_limit and time.perf_counter() - t0 > cfg.time_limit:
+            if cfg.time_limit and time.perf_counter() - start > cfg.time_limit:
                 log.info("time limit of %.0f s reached at step %d", cfg.time_limit, self.step)
                 self.save()
                 break
