@@ -31,7 +31,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     import torch
-    from stylecast.training.quality import measure, rows_as_dicts, summarize
+    from stylecast.training.quality import layer_ratios, measure, rows_as_dicts, summarize
 
     if not Path(a.photos).exists():
         from stylecast.training.data import gather_starter
@@ -45,11 +45,16 @@ def main() -> None:
     for r in table:
         print(f"{r['style']:>18} | {r['style_photo']:7.3f} | {r['style_feedforward']:8.3f} | {r['style_gatys']:7.3f} | "
               f"{r['ratio']:5.2f} | {r['content_feedforward']:.3f} / {r['content_gatys']:.3f}")
+    layers = layer_ratios(rows)
+    print("style loss by VGG layer, mean over rows (feed-forward / Gatys = ratio):")
+    for name, v in layers.items():
+        print(f"{name:>18} | {v['feedforward']:.3f} / {v['gatys']:.3f} = {v['ratio']:.2f}")
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"checkpoint": a.checkpoint, "size": a.size, "gatys_steps": a.gatys_steps,
                                "device": a.device, "style_size": a.style_size,
-                               "per_style": table, "rows": rows_as_dicts(rows)}, indent=2))
+                               "per_style": table, "per_layer": layers,
+                               "rows": rows_as_dicts(rows)}, indent=2))
     print(f"wrote {out}")
 
 

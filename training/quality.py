@@ -35,6 +35,8 @@ class QualityRow:
     style_gatys: float
     content_feedforward: float
     content_gatys: float
+    layers_feedforward: dict[str, float]  # the style loss split by VGG layer
+    layers_gatys: dict[str, float]
 
     @property
     def ratio(self) -> float:
@@ -44,6 +46,12 @@ class QualityRow:
 def losses_of(vgg: VGGFeatures, img: torch.Tensor, photo_feats: dict, grams: dict) -> tuple[float, float]:
     f = vgg(img)
     return float(style_loss(f, grams)), float(content_loss(f[CONTENT_LAYER], photo_feats[CONTENT_LAYER]))
+
+
+def style_by_layer(vgg: VGGFeatures, img: torch.Tensor, grams: dict) -> dict[str, float]:
+    """The style loss of each layer alone (they sum to the style loss): shows which scale is missed."""
+    f = vgg(img)
+    return {name: float(style_loss({name: f[name]}, {name: g})) for name, g in grams.items()}
 
 
 def measure(checkpoint: str | Path, styles: list[str | Path], photos: str | Path, size: int = 256,
@@ -77,7 +85,8 @@ def measure(checkpoint: str | Path, styles: list[str | Path], photos: str | Path
             g = gatys_transfer(vgg, x, [], [], cw, sw, tw, steps=gatys_steps, grams=grams).image
             with torch.no_grad():
                 s_g, c_g = losses_of(vgg, g.round(), photo_feats, grams)
-            row = QualityRow(path.name, name, s_photo, s_ff, s_g, c_ff, c_g)
+                layers_ff, layers_g = style_by_layer(vgg, y, grams), style_by_layer(vgg, g.round(), grams)
+            row = QualityRow(path.name, name, s_photo, s_ff, s_g, c_ff, c_g, layers_ff, layers_g)
             log.info("%s / %s: style photo %.3f, feed-forward %.3f, Gatys %.3f (ratio %.2f)", path.name, name,
                      s_photo, s_ff, s_g, row.ratio)
             rows.append(row)
@@ -94,6 +103,16 @@ def summarize(rows: list[QualityRow]) -> list[dict]:
         means = {k: sum(getattr(r, k) for r in rs) / len(rs) for k in keys}
         ratio = means["style_feedforward"] / max(means["style_gatys"], 1e-12)
         out.append({"style": style, "photos": len(rs), **means, "ratio": ratio})
+    return out
+
+
+def layer_ratios(rows: list[QualityRow]) -> dict[str, dict[str, float]]:
+    """Per VGG layer, over all rows: mean style loss of the feed-forward output and of Gatys, and their ratio."""
+    out = {}
+    for name in rows[0].layers_feedforward:
+        ff = sum(r.layers_feedforward[name] for r in rows) / len(rows)
+        g = sum(r.layers_gatys[name] for r in rows) / len(rows)
+        out[name] = {"feedforward": ff, "gatys": g, "ratio": ff / max(g, 1e-12)}
     return out
 
 
