@@ -20,8 +20,11 @@ def _cmd_train(a: argparse.Namespace) -> int:
         lr=a.lr, style_lr_scale=a.style_lr_scale, seed=a.seed, device=a.device, precision=a.precision,
         compile=a.compile,
         width=a.width, checkpoint_every=a.checkpoint_every, sample_every=a.sample_every,
-        vgg_weights=a.vgg_weights, time_limit=a.time_limit,
+        vgg_weights=a.vgg_weights, time_limit=a.time_limit, teacher=a.teacher,
     )
+    if not a.style and not a.teacher:
+        log.error("give at least one --style image (or --teacher to distill a trained network)")
+        return 2
     trainer = Trainer(cfg)
     if a.resume:
         trainer.resume(a.resume)
@@ -40,7 +43,8 @@ def _cmd_data(a: argparse.Namespace) -> int:
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a feed-forward style network (several --style: one CIN network)")
-    p.add_argument("--style", action="append", required=True, help="style image; repeat for a multi-style model")
+    p.add_argument("--style", action="append", default=[],
+                   help="style image; repeat for a multi-style model (not needed with --teacher)")
     p.add_argument("--name", action="append", help="style name (default: file stem); repeat in order")
     p.add_argument("--data", required=True, help="folder of content images (recursive)")
     p.add_argument("--out", default="runs/style", help="run folder: checkpoint.pt, weights.pt, samples/, losses.json")
@@ -61,6 +65,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--width", type=float, default=1.0, help="channel width multiplier (1.0, 0.5, ...)")
     p.add_argument("--checkpoint-every", type=int, default=200)
     p.add_argument("--sample-every", type=int, default=500)
+    p.add_argument("--teacher", help="trained checkpoint to distill: learn its outputs (e.g. at --width 0.5)")
     p.add_argument("--time-limit", type=float, default=None,
                    help="seconds of training after which the run saves and stops (resume continues it)")
     p.add_argument("--vgg-weights", help="VGG16 weights file (default: torch hub cache, else bundled)")

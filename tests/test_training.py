@@ -151,3 +151,24 @@ def test_bundled_vgg_recognises_structure():
         gs2 = gram_matrix(v(starry.flip(3))["relu3_3"])
         gw = gram_matrix(v(wave)["relu3_3"])
     assert relative_mse(gs, gw, energy(gw)).item() > 10 * relative_mse(gs, gs2, energy(gs2)).item()
+
+
+def test_distillation_learns_the_teachers_outputs(photos, tmp_path):
+    """--teacher: a quarter-width student moves toward the shipped model's pixels, with no VGG at all."""
+    from stylecast.training.trainer import load_network
+
+    teacher_path = Path(__file__).resolve().parent.parent / "checkpoints" / "starter8.pt"
+    t = Trainer(_cfg(photos, tmp_path, 40, styles=[], teacher=str(teacher_path), batch_size=4))
+    assert t.vgg is None and t.n_styles == 8 and t.cfg.names()[0] == "starry_night"
+    hist = t.fit(progress=False)
+    first = np.mean([h["distill"] for h in hist[:5]])
+    last = np.mean([h["distill"] for h in hist[-5:]])
+    assert last < 0.7 * first, (first, last)
+    _, names = load_network(tmp_path / "weights.pt")
+    assert names == load_network(teacher_path)[1]
+
+
+def test_teacher_with_a_different_style_count_is_refused(photos, tmp_path):
+    teacher_path = Path(__file__).resolve().parent.parent / "checkpoints" / "starter8.pt"
+    with pytest.raises(ValueError, match="8 styles"):
+        Trainer(_cfg(photos, tmp_path, 1, teacher=str(teacher_path)))

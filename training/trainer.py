@@ -48,6 +48,9 @@ class TrainConfig:
     log_every: int = 10
     time_limit: float | None = None  # seconds of training after which fit() saves and stops
     vgg_weights: str | None = None
+    # Distillation: train this network to reproduce a trained one (same styles), e.g. a half-width copy
+    # for CPU hosts. The loss is the pixel MSE to the teacher's output; no VGG is needed.
+    teacher: str | None = None
 
     def names(self) -> list[str]:
         return self.style_names or [Path(s).stem for s in self.styles]
@@ -97,13 +100,15 @@ def style_grams(vgg: VGGFeatures, styles: list[str], size: int, device: torch.de
 
 
 class Trainer:
-    """Trains one TransformerNet on one style (instance norm) or several (conditional instance norm)."""
+    """Trains one TransformerNet on one style (instance norm) or several (conditional instance norm),
+    with perceptual losses, or by distillation from a trained network (``cfg.teacher``)."""
 
     def __init__(self, cfg: TrainConfig) -> None:
         if cfg.image_size % STRIDE:
             raise ValueError(f"image size must be a multiple of {STRIDE}")
         self.cfg = cfg
         self.device = pick_device(cfg.device)
+        self.teacher = self._load_teacher(cfg) if cfg.teacher else None
         self.precision = resolve_precision(cfg.precision, self.device)
         log.info("training on %s with %s", self.device, self.precision)
         torch.manual_seed(cfg.seed)
@@ -117,8 +122,8 @@ class Trainer:
         rest = [p for n, p in self.net.named_parameters() if ".cin." not in n]
         groups = [{"params": rest}] + ([{"params": cin, "lr": cfg.lr * cfg.style_lr_scale}] if cin else [])
         self.opt = torch.optim.Adam(groups, lr=cfg.lr)
-        self.vgg = VGGFeatures(STYLE_LAYERS, cfg.vgg_weights).to(self.device)
-        self.grams = style_grams(self.vgg, cfg.styles, cfg.style_size, self.device)
+        self.vgg = None if self.teacher else VGGFeatures(STYLE_LAYERS, cfg.vgg_weights).to(self.device)
+        self.grams = style_grams(self.vgg, cfg.styles, cfg.style_size, self.device) if self.vgg else {}
         self.data = ImageFolder(cfg.data, max_side=max(2 * cfg.image_size, 512))
         self.gen = torch.Generator().manual_seed(cfg.seed)  # style choice per sample
         self.data_gen = torch.Generator().manual_seed(cfg.seed + 1)  # crops and flips (prefetch thread)
@@ -128,7 +133,16 @@ class Trainer:
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self._net_fwd = torch.compile(self.net) if cfg.compile else self.net
-        self._vgg_fwd = torch.compile(self.vgg) if cfg.compile else self.vgg
+        self._vgg_fwd = torch.compile(self.vgg) if cfg.compile and self.vgg else self.vgg
+
+    def _load_teacher(self, cfg: TrainConfig) -> torch.nn.Module:
+        teacher, names = load_network(cfg.teacher)
+        if cfg.styles and len(cfg.styles) != len(names):
+            raise ValueError(f"the teacher holds {len(names)} styles, not {len(cfg.styles)}")
+        cfg.styles = cfg.styles or names
+        cfg.style_names = cfg.style_names or names
+        log.info("distilling from %s (%d styles)", cfg.teacher, len(names))
+        return teacher.to(self.device).requires_grad_(False)
 
     # --- checkpoints ---------------------------------------------------------------------------
 
@@ -182,6 +196,8 @@ class Trainer:
     def losses(self, x: torch.Tensor, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         w = one_hot(idx, self.n_styles).to(self.device) if self.n_styles > 1 else None
+        if self.teacher is not None:
+            return self.distill_losses(x, w)
         with autocast(self.device, self.precision):
             y = self._net_fwd(x, w)
             fy = self._vgg_fwd(y)
@@ -193,6 +209,15 @@ class Trainer:
         tv = tv_loss(y)
         total = cfg.content_weight * c + cfg.style_weight * s + cfg.tv_weight * tv
         return {"total": total, "content": c, "style": s, "tv": tv}
+
+    def distill_losses(self, x: torch.Tensor, w: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """Mean squared difference to the teacher's output, on the 0..1 scale."""
+        with autocast(self.device, self.precision):
+            y = self._net_fwd(x, w)
+            with torch.no_grad():
+                target = self.teacher(x, w)
+        d = ((y.float() - target.float()) / 255.0).pow(2).mean()
+        return {"total": d, "distill": d}
 
     def train_step(self, x: torch.Tensor) -> dict[str, float]:
         idx = torch.randint(0, self.n_styles, (x.shape[0],), generator=self.gen)
