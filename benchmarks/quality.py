@@ -26,12 +26,13 @@ def main() -> None:
     ap.add_argument("--max-photos", type=int, default=2)
     ap.add_argument("--device", default="cpu", help="cpu or cuda: Gatys runs many times faster on a GPU")
     ap.add_argument("--style-size", type=int, default=None, help="style image size (default: the checkpoint's)")
+    ap.add_argument("--reference", help="also: PSNR of --checkpoint's outputs against this network's (its teacher)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "quality.json"))
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     import torch
-    from stylecast.training.quality import layer_ratios, measure, rows_as_dicts, summarize
+    from stylecast.training.quality import fidelity, layer_ratios, measure, rows_as_dicts, summarize
 
     if not Path(a.photos).exists():
         from stylecast.training.data import gather_starter
@@ -49,11 +50,16 @@ def main() -> None:
     print("style loss by VGG layer, mean over rows (feed-forward / Gatys = ratio):")
     for name, v in layers.items():
         print(f"{name:>18} | {v['feedforward']:.3f} / {v['gatys']:.3f} = {v['ratio']:.2f}")
+    agreement = fidelity(a.checkpoint, a.reference, a.photos, a.size, a.max_photos) if a.reference else None
+    for r in agreement or []:
+        print(f"{r['style']:>18} | against {Path(a.reference).name}: {r['psnr_db']:.1f} dB PSNR, "
+              f"{r['mean_abs_levels']:.2f} levels mean difference")
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"checkpoint": a.checkpoint, "size": a.size, "gatys_steps": a.gatys_steps,
                                "device": a.device, "style_size": a.style_size,
                                "per_style": table, "per_layer": layers,
+                               "reference": a.reference, "against_reference": agreement,
                                "rows": rows_as_dicts(rows)}, indent=2))
     print(f"wrote {out}")
 

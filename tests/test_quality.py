@@ -40,3 +40,21 @@ def test_layers_add_up_to_the_style_loss_and_summaries_agree(rows):
     layers = layer_ratios(rows)
     assert set(layers) == {"relu1_2", "relu2_2", "relu3_3", "relu4_3"}
     assert all(v["ratio"] > 0 for v in layers.values())
+
+
+def test_fidelity_of_a_network_to_itself_is_exact_and_to_a_perturbed_copy_is_not(tmp_path):
+    import torch
+    from stylecast.training.quality import fidelity
+
+    d = tmp_path / "photo"
+    d.mkdir()
+    name, path = heldout_photos()[0]
+    (d / f"{name}{path.suffix}").write_bytes(path.read_bytes())
+    same = fidelity(CHECKPOINT, CHECKPOINT, d, size=64, max_photos=1)
+    assert all(r["mean_abs_levels"] == 0 and r["psnr_db"] > 100 for r in same)
+    state = torch.load(CHECKPOINT, map_location="cpu", weights_only=False)
+    state["model"] = {k: v + 0.05 * torch.randn_like(v) if v.is_floating_point() else v
+                      for k, v in state["model"].items()}
+    torch.save(state, tmp_path / "noisy.pt")
+    noisy = fidelity(tmp_path / "noisy.pt", CHECKPOINT, d, size=64, max_photos=1)
+    assert all(r["mean_abs_levels"] > 0.5 and r["psnr_db"] < 60 for r in noisy)
