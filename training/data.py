@@ -37,23 +37,29 @@ def load_rgb(path: str | Path, max_side: int | None = None) -> Image.Image:
     return img
 
 
+def to_uint8_tensor(img: Image.Image) -> torch.Tensor:
+    """PIL RGB -> [3, H, W] uint8."""
+    return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
+
+
 def to_tensor(img: Image.Image) -> torch.Tensor:
     """PIL RGB -> [3, H, W] float 0..255."""
-    return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float()
+    return to_uint8_tensor(img).float()
 
 
 class ImageFolder:
-    """All readable images under a folder, decoded once into memory at a bounded size.
+    """All readable images under a folder, decoded once into memory at a bounded size, as [3, H, W]
+    uint8 tensors (at most max_side**2 * 3 bytes each: the data set must fit in memory).
 
     Unreadable files are skipped with a warning, so a bad file never stops a training run.
     """
 
     def __init__(self, root: str | Path, max_side: int = 512) -> None:
-        self.images: list[Image.Image] = []
+        self.images: list[torch.Tensor] = []
         self.paths: list[Path] = []
         for p in list_images(root):
             try:
-                self.images.append(load_rgb(p, max_side))
+                self.images.append(to_uint8_tensor(load_rgb(p, max_side)))
                 self.paths.append(p)
             except (OSError, UnidentifiedImageError, ValueError) as e:
                 log.warning("skipping unreadable image %s: %s", p, e)
@@ -65,8 +71,8 @@ class ImageFolder:
         return len(self.images)
 
     def tensors(self, device: torch.device | str = "cpu") -> list[torch.Tensor]:
-        """The images as [3, H, W] uint8 tensors on ``device``."""
-        return [to_tensor(img).to(torch.uint8).to(device) for img in self.images]
+        """The images on ``device`` (the same tensors on the CPU, copies elsewhere)."""
+        return [img.to(device) for img in self.images]
 
 
 def crop_box(w: int, h: int, gen: torch.Generator, scale: tuple[float, float] = (0.25, 1.0)) -> tuple[int, ...]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from .data import ImageFolder, Prefetcher, load_rgb, to_tensor
@@ -230,9 +231,9 @@ class Trainer:
 
     def sample(self) -> None:
         """Write a grid: a fixed photo crop stylized in every style."""
-        img = self.data.images[0]
         s = self.cfg.image_size
-        x = to_tensor(img.resize((s, s))).unsqueeze(0).to(self.device)
+        x = F.interpolate(self.data.images[0][None].float(), size=(s, s), mode="bilinear", antialias=True,
+                          align_corners=False).to(self.device)
         outs = [x]
         with torch.no_grad():
             for i in range(self.n_styles):
