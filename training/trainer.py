@@ -137,6 +137,7 @@ class Trainer:
         self._vgg_fwd = torch.compile(self.vgg) if cfg.compile and self.vgg else self.vgg
 
     def _load_teacher(self, cfg: TrainConfig) -> torch.nn.Module:
+        """The frozen network to imitate; the student takes its style list, so CIN row i means the same style."""
         teacher, names = load_network(cfg.teacher)
         if cfg.styles and len(cfg.styles) != len(names):
             raise ValueError(f"the teacher holds {len(names)} styles, not {len(cfg.styles)}")
