@@ -44,15 +44,23 @@ class QualityRow:
         return self.style_feedforward / max(self.style_gatys, 1e-12)
 
 
-def losses_of(vgg: VGGFeatures, img: torch.Tensor, photo_feats: dict, grams: dict) -> tuple[float, float]:
-    f = vgg(img)
-    return float(style_loss(f, grams)), float(content_loss(f[CONTENT_LAYER], photo_feats[CONTENT_LAYER]))
+def losses_of(feats: dict, photo_feats: dict, grams: dict) -> tuple[dict[str, float], float]:
+    """From VGG features: the style loss of each layer alone (they sum to the style loss, and show which
+    scale is missed) and the content loss against the photo."""
+    layers = {name: float(style_loss({name: feats[name]}, {name: g})) for name, g in grams.items()}
+    return layers, float(content_loss(feats[CONTENT_LAYER], photo_feats[CONTENT_LAYER]))
 
 
-def style_by_layer(vgg: VGGFeatures, img: torch.Tensor, grams: dict) -> dict[str, float]:
-    """The style loss of each layer alone (they sum to the style loss): shows which scale is missed."""
-    f = vgg(img)
-    return {name: float(style_loss({name: f[name]}, {name: g})) for name, g in grams.items()}
+def photo_tensor(path: Path, size: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """A photo at most ``size`` px on its long side, cropped to multiples of the network's stride."""
+    img = load_rgb(path, size)
+    w, h = (d // STRIDE * STRIDE for d in img.size)
+    return to_tensor(img.crop((0, 0, w, h)))[None].to(device)
+
+
+def style_weights(i: int, n: int, device: torch.device | str = "cpu") -> torch.Tensor | None:
+    """The one-hot weights selecting style ``i`` of a CIN network (None for a single-style network)."""
+    return one_hot(torch.tensor([i]), n).to(device) if n > 1 else None
 
 
 def measure(checkpoint: str | Path, styles: list[str | Path], photos: str | Path, size: int = 256,
@@ -71,22 +79,19 @@ def measure(checkpoint: str | Path, styles: list[str | Path], photos: str | Path
     all_grams = style_grams(vgg, [str(s) for s in styles], style_size or cfg.get("style_size", 384), dev)
     rows = []
     for path in list_images(photos)[:max_photos]:
-        img = load_rgb(path, size)
-        w, h = (d // STRIDE * STRIDE for d in img.size)
-        x = to_tensor(img.crop((0, 0, w, h)))[None].to(dev)
+        x = photo_tensor(path, size, dev)
         with torch.no_grad():
             photo_feats = vgg(x)
         for i, name in enumerate(names):
             grams = {k: v[i:i + 1] for k, v in all_grams.items()}
             with torch.no_grad():
-                wts = one_hot(torch.tensor([i]), len(names)).to(dev) if len(names) > 1 else None
-                y = net(x, wts).clamp(0, 255).round()
-                s_photo, _ = losses_of(vgg, x, photo_feats, grams)
-                s_ff, c_ff = losses_of(vgg, y, photo_feats, grams)
+                y = net(x, style_weights(i, len(names), dev)).clamp(0, 255).round()
+                layers_photo, _ = losses_of(photo_feats, photo_feats, grams)
+                layers_ff, c_ff = losses_of(vgg(y), photo_feats, grams)
             g = gatys_transfer(vgg, x, [], [], cw, sw, tw, steps=gatys_steps, grams=grams).image
             with torch.no_grad():
-                s_g, c_g = losses_of(vgg, g.round(), photo_feats, grams)
-                layers_ff, layers_g = style_by_layer(vgg, y, grams), style_by_layer(vgg, g.round(), grams)
+                layers_g, c_g = losses_of(vgg(g.round()), photo_feats, grams)
+            s_photo, s_ff, s_g = (sum(v.values()) for v in (layers_photo, layers_ff, layers_g))
             row = QualityRow(path.name, name, s_photo, s_ff, s_g, c_ff, c_g, layers_ff, layers_g)
             log.info("%s / %s: style photo %.3f, feed-forward %.3f, Gatys %.3f (ratio %.2f)", path.name, name,
                      s_photo, s_ff, s_g, row.ratio)
@@ -105,11 +110,9 @@ def fidelity(checkpoint: str | Path, reference: str | Path, photos: str | Path, 
     sq = {n: [] for n in names}
     ad = {n: [] for n in names}
     for path in list_images(photos)[:max_photos]:
-        img = load_rgb(path, size)
-        w, h = (d // STRIDE * STRIDE for d in img.size)
-        x = to_tensor(img.crop((0, 0, w, h)))[None]
+        x = photo_tensor(path, size)
         for i, name in enumerate(names):
-            wts = one_hot(torch.tensor([i]), len(names)) if len(names) > 1 else None
+            wts = style_weights(i, len(names))
             with torch.no_grad():
                 a, b = (m(x, wts).clamp(0, 255).round() for m in (net, ref))
             sq[name].append(float((a - b).pow(2).mean()))
