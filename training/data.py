@@ -90,11 +90,16 @@ def crop_box(w: int, h: int, gen: torch.Generator, scale: tuple[float, float] = 
     return (w - s) // 2, (h - s) // 2, s, s
 
 
+def resize_square(img: torch.Tensor, size: int) -> torch.Tensor:
+    """[3, H, W] (any dtype) -> [3, size, size] float 0..255, bilinear with antialiasing."""
+    return F.interpolate(img[None].float(), size=(size, size), mode="bilinear", antialias=True,
+                         align_corners=False)[0]
+
+
 def random_resized_crop(img: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
     """[3, H, W] uint8 -> [3, size, size] float 0..255: a random crop, resized with antialiasing."""
     x0, y0, cw, ch = crop_box(img.shape[2], img.shape[1], gen)
-    crop = img[None, :, y0:y0 + ch, x0:x0 + cw].float()
-    return F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
+    return resize_square(img[:, y0:y0 + ch, x0:x0 + cw], size)
 
 
 def batches(data: ImageFolder, batch_size: int, size: int, gen: torch.Generator,

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
-from .data import ImageFolder, Prefetcher, load_rgb, to_tensor
+from .data import ImageFolder, Prefetcher, load_rgb, resize_square, to_tensor
 from .losses import content_loss, gram_matrix, style_loss, tv_loss
 from .networks import STRIDE, TransformerNet, one_hot
 from .vgg import CONTENT_LAYER, STYLE_LAYERS, VGGFeatures
@@ -232,9 +231,7 @@ class Trainer:
 
     def sample(self) -> None:
         """Write a grid: a fixed photo crop stylized in every style."""
-        s = self.cfg.image_size
-        x = F.interpolate(self.data.images[0][None].float(), size=(s, s), mode="bilinear", antialias=True,
-                          align_corners=False).to(self.device)
+        x = resize_square(self.data.images[0], self.cfg.image_size)[None].to(self.device)
         outs = [x]
         with torch.no_grad():
             for i in range(self.n_styles):
