@@ -17,18 +17,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from report import print_table, save
+from report import print_table, save, synchronizer
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def timer(device: str):
-    import torch
-
-    def sync() -> None:
-        if device == "cuda":
-            torch.cuda.synchronize()
-    return sync
 
 
 def torch_modes(net, device: str, dtype_names: list[str]):
@@ -36,13 +27,12 @@ def torch_modes(net, device: str, dtype_names: list[str]):
     import torch
     from stylecast.export.graph import ServingModel
 
-    model = ServingModel(net).to(device).eval()
+    m = ServingModel(net).to(device).eval().to(memory_format=torch.channels_last)
     modes = {}
     for name in dtype_names:
         dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
-        m = model.to(memory_format=torch.channels_last)
 
-        def run(x, w, m=m, dtype=dtype):
+        def run(x, w, dtype=dtype):
             with torch.inference_mode(), torch.autocast(device, dtype=dtype or torch.float32,
                                                         enabled=dtype is not None):
                 return m(x, w)
@@ -87,7 +77,7 @@ def main() -> None:
     from stylecast.training.trainer import load_network
 
     net, styles = load_network(a.checkpoint)
-    sync = timer(a.device)
+    sync = synchronizer(a.device)
     precisions = ["fp32", "fp16", "bf16"] if a.device == "cuda" else ["fp32", "bf16"]
     modes = torch_modes(net, a.device, precisions)
     rows = []

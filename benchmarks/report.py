@@ -18,6 +18,16 @@ def print_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> None:
         print(" | ".join(cells))
 
 
+def synchronizer(device: str):
+    """A function that waits for the device's queued work (CUDA runs asynchronously), so timers are honest."""
+    import torch
+
+    def sync() -> None:
+        if str(device).startswith("cuda"):
+            torch.cuda.synchronize()
+    return sync
+
+
 def save(out: str | Path, payload: dict) -> None:
     from stylecast.sysinfo import machine
 

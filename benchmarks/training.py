@@ -13,7 +13,7 @@ import statistics
 import time
 from pathlib import Path
 
-from report import print_table, save
+from report import print_table, save, synchronizer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,9 +47,7 @@ def main() -> None:
     with torch.no_grad():
         grams = {k: gram_matrix(v) for k, v in vgg(torch.rand(1, 3, 64, 64, device=device) * 255).items()}
 
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+    sync = synchronizer(a.device)
 
     def step(precision: str, size: int = a.size, batch: int = a.batch) -> float:
         x = torch.rand(batch, 3, size, size, device=device) * 255
