@@ -17,7 +17,8 @@ def _cmd_train(a: argparse.Namespace) -> int:
         styles=a.style, data=a.data, out=a.out, style_names=a.name or [],
         content_weight=a.content_weight, style_weight=a.style_weight, tv_weight=a.tv_weight,
         style_size=a.style_size, image_size=a.image_size, batch_size=a.batch_size, steps=a.steps,
-        lr=a.lr, style_lr_scale=a.style_lr_scale, seed=a.seed, device=a.device, precision=a.precision,
+        lr=a.lr, style_lr_scale=a.style_lr_scale, lr_schedule=a.lr_schedule,
+        lr_decay_start=a.lr_decay_start, lr_final=a.lr_final, seed=a.seed, device=a.device, precision=a.precision,
         compile=a.compile,
         width=a.width, checkpoint_every=a.checkpoint_every, sample_every=a.sample_every,
         vgg_weights=a.vgg_weights, time_limit=a.time_limit, teacher=a.teacher,
@@ -58,6 +59,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--style-lr-scale", type=float, default=10.0,
                    help="learning-rate multiplier for the per-style CIN tables")
+    p.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"],
+                   help="cosine: decay from --lr at --lr-decay-start to --lr x --lr-final at --steps")
+    p.add_argument("--lr-decay-start", type=int, default=0, help="step where the cosine decay begins")
+    p.add_argument("--lr-final", type=float, default=0.05, help="final learning rate as a fraction of --lr")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])

@@ -46,11 +46,17 @@ def test_loss_decreases_and_corrupt_files_are_skipped(photos, tmp_path):
 
 
 def test_resume_continues_exactly(photos, tmp_path):
-    straight = Trainer(_cfg(photos, tmp_path / "a", 8))
+    """Weights, losses and the cosine learning-rate decay continue as in a straight run."""
+    sched = dict(lr_schedule="cosine", lr_decay_start=2, lr_final=0.1)
+    straight = Trainer(_cfg(photos, tmp_path / "a", 8, **sched))
     straight.fit(progress=False)
-    first = Trainer(_cfg(photos, tmp_path / "b", 4))
-    first.fit(progress=False)
-    resumed = Trainer(_cfg(photos, tmp_path / "c", 8))
+    lrs = [h["lr"] for h in straight.history]
+    assert lrs[:3] == [1e-2] * 3 and all(a > b for a, b in zip(lrs[2:], lrs[3:])), lrs
+    assert lrs[-1] == pytest.approx(1e-2 * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * 5 / 6))))
+    assert straight.opt.param_groups[1]["lr"] == pytest.approx(10 * lrs[-1])  # the CIN tables keep their scale
+    first = Trainer(_cfg(photos, tmp_path / "b", 8, **sched))
+    first.fit(steps=4, progress=False)  # stopped halfway, e.g. by the end of a session
+    resumed = Trainer(_cfg(photos, tmp_path / "c", 8, **sched))
     resumed.resume(tmp_path / "b" / "checkpoint.pt")
     assert resumed.step == 4
     resumed.fit(progress=False)

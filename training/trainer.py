@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import time
 from contextlib import nullcontext
@@ -38,6 +39,11 @@ class TrainConfig:
     lr: float = 1e-3
     # Each style's CIN row only sees 1/N of the samples; a larger step lets styles separate sooner.
     style_lr_scale: float = 10.0
+    # Learning-rate schedule: constant, or a cosine from lr at lr_decay_start down to lr * lr_final at `steps`.
+    # A function of the step alone, so resume stays exact and a fine-tune can start its decay at its first step.
+    lr_schedule: str = "constant"
+    lr_decay_start: int = 0
+    lr_final: float = 0.05
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"  # auto | fp32 | bf16 (auto: bf16 on CUDA or AMX CPUs, else fp32)
@@ -54,6 +60,16 @@ class TrainConfig:
 
     def names(self) -> list[str]:
         return self.style_names or [Path(s).stem for s in self.styles]
+
+
+def lr_factor(cfg: TrainConfig, step: int) -> float:
+    """Multiplier of the base learning rates for the step taken after `step` completed steps."""
+    if cfg.lr_schedule == "constant" or step < cfg.lr_decay_start:
+        return 1.0
+    if cfg.lr_schedule != "cosine":
+        raise ValueError(f"unknown lr schedule {cfg.lr_schedule!r}: use constant or cosine")
+    t = min(1.0, (step - cfg.lr_decay_start) / max(1, cfg.steps - cfg.lr_decay_start))
+    return cfg.lr_final + (1.0 - cfg.lr_final) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
 def pick_device(name: str) -> torch.device:
@@ -122,6 +138,7 @@ class Trainer:
         rest = [p for n, p in self.net.named_parameters() if ".cin." not in n]
         groups = [{"params": rest}] + ([{"params": cin, "lr": cfg.lr * cfg.style_lr_scale}] if cin else [])
         self.opt = torch.optim.Adam(groups, lr=cfg.lr)
+        lr_factor(cfg, cfg.lr_decay_start)  # reject an unknown schedule before any work
         self.vgg = None if self.teacher else VGGFeatures(STYLE_LAYERS, cfg.vgg_weights).to(self.device)
         self.grams = style_grams(self.vgg, cfg.styles, cfg.style_size, self.device) if self.vgg else {}
         self.data = ImageFolder(cfg.data, max_side=max(2 * cfg.image_size, 512))
@@ -220,14 +237,22 @@ class Trainer:
         d = ((y.float() - target.float()) / 255.0).pow(2).mean()
         return {"total": d, "distill": d}
 
+    def set_lr(self) -> float:
+        """Learning rates from the config and step (not from a loaded optimizer: a resumed run may change --lr)."""
+        lr = self.cfg.lr * lr_factor(self.cfg, self.step)
+        for group, scale in zip(self.opt.param_groups, (1.0, self.cfg.style_lr_scale), strict=False):
+            group["lr"] = lr * scale
+        return lr
+
     def train_step(self, x: torch.Tensor) -> dict[str, float]:
         idx = torch.randint(0, self.n_styles, (x.shape[0],), generator=self.gen)
+        lr = self.set_lr()
         self.opt.zero_grad(set_to_none=True)
         loss = self.losses(x.to(self.device), idx.to(self.device))
         loss["total"].backward()
         self.opt.step()
         self.step += 1
-        return {k: float(v.detach()) for k, v in loss.items()}
+        return {**{k: float(v.detach()) for k, v in loss.items()}, "lr": lr}
 
     def sample(self) -> None:
         """Write a grid: a fixed photo crop stylized in every style."""
