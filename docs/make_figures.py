@@ -36,23 +36,25 @@ def loss_curves(losses_json: Path, out: Path) -> None:
 
     h = json.loads(losses_json.read_text())
     steps = [r["step"] for r in h]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    phases = _phase_starts(h)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.9))
     for ax, key in zip(axes, ("content", "style", "tv"), strict=True):
         vals = np.array([r[key] for r in h])
         ax.plot(steps, vals, alpha=0.3, lw=0.8)
         k = max(1, len(vals) // 30)
         ax.plot(steps[k - 1:], np.convolve(vals, np.ones(k) / k, mode="valid"), lw=2)
-        for i, (step, phase) in enumerate(_phase_starts(h)):
+        for i, (step, _) in enumerate(phases):
             if i:
                 ax.axvline(step, color="grey", ls="--", lw=1)
-            if key == "content":
-                top = ax.get_ylim()[1]
-                label = f" {phase}" + (f" from step {step}" if i else "")
-                ax.text(step, top * (1 - 0.08 * i), label, va="top", fontsize=7)
+            ax.text(step, ax.get_ylim()[1], f" {i + 1}", va="top", fontsize=8)
         ax.set_title(f"{key} loss (unweighted)")
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-    fig.tight_layout()
+    # The phases are numbered on the axes and described below them: long labels would squeeze the plots.
+    caption = "   ".join(f"{i + 1}: {phase}" + (f" (from step {step})" if i else "")
+                         for i, (step, phase) in enumerate(phases))
+    fig.text(0.01, 0.02, caption, fontsize=8)
+    fig.tight_layout(rect=(0, 0.07 if phases else 0, 1, 1))
     fig.savefig(out, dpi=90)
     print(f"wrote {out}")
 
