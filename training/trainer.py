@@ -62,12 +62,13 @@ class TrainConfig:
         return self.style_names or [Path(s).stem for s in self.styles]
 
 
+LR_SCHEDULES = ("constant", "cosine")
+
+
 def lr_factor(cfg: TrainConfig, step: int) -> float:
     """Multiplier of the base learning rates for the step taken after `step` completed steps."""
     if cfg.lr_schedule == "constant" or step < cfg.lr_decay_start:
         return 1.0
-    if cfg.lr_schedule != "cosine":
-        raise ValueError(f"unknown lr schedule {cfg.lr_schedule!r}: use constant or cosine")
     t = min(1.0, (step - cfg.lr_decay_start) / max(1, cfg.steps - cfg.lr_decay_start))
     return cfg.lr_final + (1.0 - cfg.lr_final) * 0.5 * (1.0 + math.cos(math.pi * t))
 
@@ -122,6 +123,8 @@ class Trainer:
     def __init__(self, cfg: TrainConfig) -> None:
         if cfg.image_size % STRIDE:
             raise ValueError(f"image size must be a multiple of {STRIDE}")
+        if cfg.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"unknown lr schedule {cfg.lr_schedule!r}: use one of {', '.join(LR_SCHEDULES)}")
         self.cfg = cfg
         self.device = pick_device(cfg.device)
         self.teacher = self._load_teacher(cfg) if cfg.teacher else None
@@ -136,9 +139,8 @@ class Trainer:
         self.net = TransformerNet(self.n_styles, cfg.width).to(self.device)
         cin = [p for n, p in self.net.named_parameters() if ".cin." in n]
         rest = [p for n, p in self.net.named_parameters() if ".cin." not in n]
-        groups = [{"params": rest}] + ([{"params": cin, "lr": cfg.lr * cfg.style_lr_scale}] if cin else [])
-        self.opt = torch.optim.Adam(groups, lr=cfg.lr)
-        lr_factor(cfg, cfg.lr_decay_start)  # reject an unknown schedule before any work
+        # Group 0: the shared weights; group 1: the CIN tables. set_lr() gives each its rate on every step.
+        self.opt = torch.optim.Adam([{"params": rest}] + ([{"params": cin}] if cin else []), lr=cfg.lr)
         self.vgg = None if self.teacher else VGGFeatures(STYLE_LAYERS, cfg.vgg_weights).to(self.device)
         self.grams = style_grams(self.vgg, cfg.styles, cfg.style_size, self.device) if self.vgg else {}
         self.data = ImageFolder(cfg.data, max_side=max(2 * cfg.image_size, 512))
