@@ -21,7 +21,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
         lr_decay_start=a.lr_decay_start, lr_final=a.lr_final, seed=a.seed, device=a.device, precision=a.precision,
         compile=a.compile,
         width=a.width, checkpoint_every=a.checkpoint_every, sample_every=a.sample_every,
-        vgg_weights=a.vgg_weights, time_limit=a.time_limit, teacher=a.teacher,
+        loss_network=a.loss_network, vgg_weights=a.vgg_weights, time_limit=a.time_limit, teacher=a.teacher,
     )
     if not a.style and not a.teacher:
         log.error("give at least one --style image (or --teacher to distill a trained network)")
@@ -49,8 +49,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", action="append", help="style name (default: file stem); repeat in order")
     p.add_argument("--data", required=True, help="folder of content images (recursive)")
     p.add_argument("--out", default="runs/style", help="run folder: checkpoint.pt, weights.pt, samples/, losses.json")
+    p.add_argument("--loss-network", default="efficientnet-lite0", choices=("efficientnet-lite0", "vgg16", "vgg19"),
+                   help="perceptual loss network (EfficientNet-Lite0 paints strokes; VGG16 from HED gives pastel)")
     p.add_argument("--content-weight", type=float, default=4.0)
-    p.add_argument("--style-weight", type=float, default=1.5)
+    p.add_argument("--style-weight", type=float, default=6.0,
+                   help="6 suits efficientnet-lite0; the VGG16 starter used 1.5")
     p.add_argument("--tv-weight", type=float, default=20.0)
     p.add_argument("--style-size", type=int, default=384, help="long side of the style image")
     p.add_argument("--image-size", type=int, default=256, help="training crop size")
@@ -73,7 +76,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--teacher", help="trained checkpoint to distill: learn its outputs (e.g. at --width 0.5)")
     p.add_argument("--time-limit", type=float, default=None,
                    help="seconds of training after which the run saves and stops (resume continues it)")
-    p.add_argument("--vgg-weights", help="VGG16 weights file (default: torch hub cache, else bundled)")
+    p.add_argument("--vgg-weights", help="weights file of a VGG loss network (default: torch hub cache, else bundled)")
     p.add_argument("--resume", help="checkpoint.pt (exact) or weights.pt (warm start) to continue from")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)

@@ -18,7 +18,7 @@ from PIL import Image
 from .data import ImageFolder, Prefetcher, load_rgb, resize_square, to_tensor
 from .losses import content_loss, gram_matrix, style_loss, tv_loss
 from .networks import STRIDE, TransformerNet, one_hot
-from .vgg import CONTENT_LAYER, STYLE_LAYERS, VGGFeatures
+from .perceptual import DEFAULT_LOSS_NETWORK, LossNetwork, loss_network, training_layers
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +30,9 @@ class TrainConfig:
     out: str = "runs/style"
     style_names: list[str] = field(default_factory=list)
     content_weight: float = 4.0
-    style_weight: float = 1.5
+    style_weight: float = 6.0
     tv_weight: float = 20.0
-    style_size: int = 384
+    style_size: int = 384  # the painting's long side; about 1.5x the crop size
     image_size: int = 256
     batch_size: int = 4
     steps: int = 20000
@@ -53,7 +53,8 @@ class TrainConfig:
     sample_every: int = 500
     log_every: int = 10
     time_limit: float | None = None  # seconds of training after which fit() saves and stops
-    vgg_weights: str | None = None
+    loss_network: str = DEFAULT_LOSS_NETWORK  # see stylecast.training.perceptual
+    vgg_weights: str | None = None  # weights file of a VGG loss network
     # Distillation: train this network to reproduce a trained one (same styles), e.g. a half-width copy
     # for CPU hosts. The loss is the pixel MSE to the teacher's output; no VGG is needed.
     teacher: str | None = None
@@ -104,14 +105,16 @@ def autocast(device: torch.device, precision: str):
     return nullcontext()
 
 
-def style_grams(vgg: VGGFeatures, styles: list[str], size: int, device: torch.device) -> dict[str, torch.Tensor]:
-    """Per-layer Gram targets stacked over styles: {layer: [N, C, C]} (fp32)."""
-    grams: dict[str, list[torch.Tensor]] = {name: [] for name in STYLE_LAYERS}
+def style_grams(net: LossNetwork, styles: list[str], size: int, device: torch.device,
+                layers: tuple[str, ...] | None = None) -> dict[str, torch.Tensor]:
+    """Per-layer Gram targets stacked over styles: {layer: [N, C, C]} (fp32), at ``net``'s style layers."""
+    layers = layers or net.style_layers
+    grams: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
     with torch.no_grad():
         for path in styles:
             x = to_tensor(load_rgb(path, size)).unsqueeze(0).to(device)
-            feats = vgg(x)
-            for name in STYLE_LAYERS:
+            feats = net(x)
+            for name in layers:
                 grams[name].append(gram_matrix(feats[name])[0])
     return {k: torch.stack(v) for k, v in grams.items()}
 
@@ -141,8 +144,8 @@ class Trainer:
         rest = [p for n, p in self.net.named_parameters() if ".cin." not in n]
         # Group 0: the shared weights; group 1: the CIN tables. set_lr() gives each its rate on every step.
         self.opt = torch.optim.Adam([{"params": rest}] + ([{"params": cin}] if cin else []), lr=cfg.lr)
-        self.vgg = None if self.teacher else VGGFeatures(STYLE_LAYERS, cfg.vgg_weights).to(self.device)
-        self.grams = style_grams(self.vgg, cfg.styles, cfg.style_size, self.device) if self.vgg else {}
+        self.loss_net = None if self.teacher else self._loss_network(cfg)
+        self.grams = style_grams(self.loss_net, cfg.styles, cfg.style_size, self.device) if self.loss_net else {}
         self.data = ImageFolder(cfg.data, max_side=max(2 * cfg.image_size, 512))
         self.gen = torch.Generator().manual_seed(cfg.seed)  # style choice per sample
         self.data_gen = torch.Generator().manual_seed(cfg.seed + 1)  # crops and flips (prefetch thread)
@@ -152,7 +155,14 @@ class Trainer:
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self._net_fwd = torch.compile(self.net) if cfg.compile else self.net
-        self._vgg_fwd = torch.compile(self.vgg) if cfg.compile and self.vgg else self.vgg
+        self._loss_fwd = torch.compile(self.loss_net) if cfg.compile and self.loss_net else self.loss_net
+
+    def _loss_network(self, cfg: TrainConfig) -> torch.nn.Module:
+        weights = cfg.vgg_weights if cfg.loss_network.startswith("vgg") else None
+        net = loss_network(cfg.loss_network, training_layers(cfg.loss_network), weights).to(self.device)
+        log.info("perceptual losses in %s (%s weights, %s): style %s, content %s", net.name, net.weights_kind,
+                 net.weights_path, ", ".join(net.style_layers), net.content_layer)
+        return net
 
     def _load_teacher(self, cfg: TrainConfig) -> torch.nn.Module:
         """The frozen network to imitate; the student takes its style list, so CIN row i means the same style."""
@@ -174,6 +184,8 @@ class Trainer:
             "style_names": self.cfg.names(),
             "n_styles": self.n_styles,
             "width": self.cfg.width,
+            "loss_network": None if self.loss_net is None else {
+                "name": self.loss_net.name, "weights": self.loss_net.weights_kind, "path": self.loss_net.weights_path},
         }
         if with_optimizer:
             s.update(optimizer=self.opt.state_dict(), gen=self.gen.get_state(), data_gen=self._data_state,
@@ -220,11 +232,11 @@ class Trainer:
             return self.distill_losses(x, w)
         with autocast(self.device, self.precision):
             y = self._net_fwd(x, w)
-            fy = self._vgg_fwd(y)
+            fy = self._loss_fwd(y)
             with torch.no_grad():
-                fx = self._vgg_fwd(x)
+                fx = self._loss_fwd(x)
         targets = {k: v[idx] for k, v in self.grams.items()}
-        c = content_loss(fy[CONTENT_LAYER], fx[CONTENT_LAYER])
+        c = content_loss(fy[self.loss_net.content_layer], fx[self.loss_net.content_layer])
         s = style_loss(fy, targets)
         tv = tv_loss(y)
         total = cfg.content_weight * c + cfg.style_weight * s + cfg.tv_weight * tv

