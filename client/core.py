@@ -381,7 +381,8 @@ def style_vector(style: Style, names: list[str]) -> np.ndarray:
         w = np.asarray(style, np.float32)
         if w.shape != (n,):
             raise StylecastError(f"expected {n} style weights, got shape {w.shape}", grpc.StatusCode.INVALID_ARGUMENT)
-    if (w < 0).any() or w.sum() <= 0:
-        raise StylecastError("style weights must be non-negative with a positive sum",
+    # Checked before normalizing: any finite non-negative blend is fine, its sum becomes 1.
+    if not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+        raise StylecastError(f"style weights must be finite and non-negative with a positive sum, got {w.tolist()}",
                              grpc.StatusCode.INVALID_ARGUMENT)
     return w / w.sum()

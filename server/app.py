@@ -43,7 +43,7 @@ class Server:
         self.options = options
         self.repository = repository or ModelRepository(
             options.model_repository, options.model_control_mode, options.load_models)
-        self.plane = DataPlane(self.repository)
+        self.plane = DataPlane(self.repository, options.max_message_mb * 1024 * 1024)
         self.health = health.HealthServicer()
         self.metrics: MetricsServer | None = None
         self.port: int | None = None

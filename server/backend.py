@@ -36,5 +36,9 @@ class Backend(ABC):
         """
         return {}
 
+    def response_bytes(self, inputs: dict[str, np.ndarray], outputs: list[str]) -> int | None:
+        """The answer's size in bytes when it can be told before any work (None: unknown, or bounded)."""
+        return None
+
     def unload(self) -> None:  # noqa: B027 - optional hook
         """Release what ``load`` acquired."""

@@ -15,7 +15,7 @@ from tritonclient.grpc import service_pb2 as pb
 from stylecast import __version__
 
 from .config import datatype_of
-from .errors import DeadlineExceeded, ServerError
+from .errors import DeadlineExceeded, InvalidArgument, ServerError
 from .repository import ModelRepository
 from .shm import SharedMemoryManager
 from .tensors import InferRequest, InferResult, RequestedOutput, decode_request, encode_response
@@ -28,9 +28,10 @@ EXTENSIONS = ["classification", "model_repository", "model_repository(unload_dep
 
 
 class DataPlane:
-    def __init__(self, repository: ModelRepository) -> None:
+    def __init__(self, repository: ModelRepository, max_message_bytes: int | None = None) -> None:
         self.repository = repository
         self.shm = SharedMemoryManager()
+        self.max_message_bytes = max_message_bytes  # the transport's limit on one answer
 
     # --- health and metadata -------------------------------------------------------------------
 
@@ -67,14 +68,17 @@ class DataPlane:
 
     # --- inference -----------------------------------------------------------------------------
 
-    def infer(self, request: pb.ModelInferRequest, timeout: float | None = None) -> pb.ModelInferResponse:
-        """Decode, validate, queue, wait (within the caller's deadline) and encode one request."""
+    def infer(self, request: pb.ModelInferRequest, timeout: float | None = None,
+              cancelled: threading.Event | None = None) -> pb.ModelInferResponse:
+        """Decode, validate, queue, wait (within the caller's deadline) and encode one request.
+        ``cancelled`` is set by the transport when the caller goes away: the work then stops."""
         try:
-            return self.infer_async(request, timeout).result(timeout=timeout)
+            return self.infer_async(request, timeout, cancelled=cancelled).result(timeout=timeout)
         except FutureTimeout as e:
             raise DeadlineExceeded("Deadline Exceeded") from e
 
-    def infer_async(self, request: pb.ModelInferRequest, timeout: float | None = None, emit=None) -> Future:
+    def infer_async(self, request: pb.ModelInferRequest, timeout: float | None = None, emit=None,
+                    cancelled: threading.Event | None = None) -> Future:
         """Queue one request; bad requests raise here, execution errors arrive through the future.
         ``emit(partial_response)`` receives the progress responses of a decoupled model."""
         t0 = time.monotonic()
@@ -82,6 +86,8 @@ class DataPlane:
         try:
             req = decode_request(request, self.shm)
             req.deadline = None if timeout is None else t0 + timeout
+            req.cancelled = cancelled
+            self._check_answer_size(mv, req)
             partial = None
             if emit is not None and mv.decoupled:
                 def partial(outputs: dict) -> bool:
@@ -103,6 +109,19 @@ class DataPlane:
 
         inner.add_done_callback(done)
         return outer
+
+    def _check_answer_size(self, mv, req: InferRequest) -> None:
+        """Refuse, before any work, an answer that could not be sent (the transport's message limit)."""
+        if self.max_message_bytes is None:
+            return
+        wire = [o.name for o in req.outputs if o.shm is None] if req.outputs else [t.name for t in mv.config.output]
+        size = mv.backend.response_bytes(req.inputs, wire)
+        if size is not None and size > self.max_message_bytes:
+            mb = 1024 * 1024
+            raise InvalidArgument(
+                f"the answer of '{mv.name}' would be about {size / mb:.0f} MiB, more than the server's message "
+                f"limit of {self.max_message_bytes / mb:.0f} MiB: send a smaller image, ask for fewer outputs, "
+                "or receive them in shared memory")
 
     # --- statistics and repository -------------------------------------------------------------
 
@@ -159,11 +178,14 @@ class DataPlane:
         self.shm.close()
 
 
-def stream_responses(plane: DataPlane, requests, timeout_fn, max_in_flight: int = 64):
+def stream_responses(plane: DataPlane, requests, timeout_fn, max_in_flight: int = 64,
+                     cancelled: threading.Event | None = None):
     """ModelStreamInfer: requests are queued as they arrive (so stream frames pipeline and can share
     dynamic batches); responses go back in request order; an error answers that request only; a
     decoupled model's progress responses come before its final one; at most ``max_in_flight`` requests
-    of one stream are outstanding. When the client goes away, running decoupled work is told to stop."""
+    of one stream are outstanding. When the client goes away (``cancelled`` is set, or the stream ends
+    before its answers are read), its queued and running work stops."""
+    cancelled = cancelled or threading.Event()
     pending: queue.Queue = queue.Queue()
     slots = threading.Semaphore(max_in_flight)
     done = object()
@@ -181,7 +203,7 @@ def stream_responses(plane: DataPlane, requests, timeout_fn, max_in_flight: int 
                     return open_.is_set()
 
                 try:
-                    future = plane.infer_async(request, timeout_fn(), emit)
+                    future = plane.infer_async(request, timeout_fn(), emit, cancelled)
                 except Exception as e:  # noqa: BLE001 - answered in order, the stream goes on
                     future = Future()
                     future.set_exception(e)
@@ -209,3 +231,4 @@ def stream_responses(plane: DataPlane, requests, timeout_fn, max_in_flight: int 
                 slots.release()
     finally:
         open_.clear()
+        cancelled.set()

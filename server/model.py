@@ -6,7 +6,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 from tritonclient.grpc import model_config_pb2 as mc
+
+from stylecast.contract import KIND_PARAMETER, STYLE_MODEL_KIND, STYLE_WEIGHTS_INPUT, style_weights_problem
 
 from .backend import Backend
 from .config import datatype_of
@@ -66,6 +69,8 @@ class ModelVersion:
                                    max_queue, self._record)
         self._inputs = {t.name: t for t in cfg.input}
         self._outputs = {t.name: t for t in cfg.output}
+        self._style_model = cfg.parameters[KIND_PARAMETER].string_value == STYLE_MODEL_KIND \
+            if KIND_PARAMETER in cfg.parameters else False
 
     @property
     def name(self) -> str:
@@ -98,6 +103,7 @@ class ModelVersion:
                     f"unexpected shape for input '{n}' for model '{name}'. Expected {_dims(full)}, got {_dims(shape)}")
             if arr.size == 0:
                 raise InvalidArgument(f"input '{n}' for model '{name}' has no elements (shape {shape})")
+            self._check_values(n, arr)
             if cfg.max_batch_size > 0:
                 if batch is not None and shape[0] != batch:
                     raise InvalidArgument(f"input '{n}' batch size does not match other inputs for '{name}'")
@@ -110,6 +116,15 @@ class ModelVersion:
                 raise InvalidArgument(f"unexpected inference output '{o.name}' for model '{name}'")
         return batch or 1
 
+    def _check_values(self, n: str, arr: np.ndarray) -> None:
+        """Values no model can use: non-finite floats anywhere, and style weights outside the contract."""
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            raise InvalidArgument(f"input '{n}' for model '{self.name}' holds NaN or infinite values")
+        if self._style_model and n == STYLE_WEIGHTS_INPUT:
+            problem = style_weights_problem(arr)
+            if problem:
+                raise InvalidArgument(f"{problem} for model '{self.name}'")
+
     @property
     def decoupled(self) -> bool:
         """Sends several responses per request (progress, then the result) over ModelStreamInfer."""
@@ -119,7 +134,7 @@ class ModelVersion:
         rows = self.validate(req)
         outputs = [o.name for o in req.outputs] or list(self._outputs)
         params = self.backend.check_parameters(req.parameters)
-        return self.scheduler.submit(req.inputs, outputs, rows, req.deadline, params, emit)
+        return self.scheduler.submit(req.inputs, outputs, rows, req.deadline, params, emit, req.cancelled)
 
     def _record(self, jobs: list[Job], err: BaseException | None) -> None:
         now_ms = int(time.time() * 1000)

@@ -50,6 +50,7 @@ class ModelEntry:
     versions: dict[int, ModelVersion] = field(default_factory=dict)
     config: mc.ModelConfig | None = None
     fingerprint: tuple = ()
+    failed_fingerprint: tuple = ()  # files that failed to load (poll mode does not retry them until they change)
 
 
 def _fingerprint(model_dir: Path) -> tuple:
@@ -140,6 +141,7 @@ class ModelRepository:
             old = dict(entry.versions)
             entry.state = State.LOADING if not old else entry.state
         dirs = self.model_dirs()
+        fp: tuple = ()
         try:
             fp = _fingerprint(dirs[name]) if name in dirs else ()
             cfg, versions = self._build(name)
@@ -147,8 +149,12 @@ class ModelRepository:
             msg = e.message if isinstance(e, ServerError) else f"{type(e).__name__}: {e}"
             log.error("failed to load model '%s': %s", name, msg)
             with self._lock:
+                entry.failed_fingerprint = fp
                 if not old:
                     entry.state, entry.reason = State.UNAVAILABLE, msg
+                else:  # the versions loaded before keep serving; the index says why the new files did not load
+                    entry.reason = (f"failed to load the changed model files, still serving versions "
+                                    f"{sorted(old)} loaded before: {msg}")
             if isinstance(e, ServerError) and e.status.name == "NOT_FOUND" and name not in dirs:
                 with self._lock:
                     self._models.pop(name, None)
@@ -156,7 +162,7 @@ class ModelRepository:
             raise InvalidArgument(f"failed to load '{name}': {msg}") from e
         with self._lock:
             entry.versions, entry.config, entry.fingerprint = versions, cfg, fp
-            entry.state, entry.reason = State.READY, ""
+            entry.state, entry.reason, entry.failed_fingerprint = State.READY, "", ()
         for mv in old.values():
             mv.close()
         log.info("model '%s' ready (versions %s)", name, sorted(versions))
@@ -241,7 +247,8 @@ class ModelRepository:
         dirs = self.model_dirs()
         for name, d in dirs.items():
             e = self._models.get(name)
-            if e is None or e.fingerprint != _fingerprint(d):
+            fp = _fingerprint(d)
+            if e is None or (e.fingerprint != fp and e.failed_fingerprint != fp):
                 try:
                     self._load(name)
                 except ServerError:

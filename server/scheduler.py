@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import DeadlineExceeded, Unavailable
+from .errors import Cancelled, DeadlineExceeded, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +31,22 @@ _current = threading.local()
 
 
 def time_left() -> float | None:
-    """Seconds until the deadline of the request this worker thread is executing (None: no deadline).
-    Long-running backends poll it so a passed deadline stops the work instead of holding the worker."""
+    """Seconds until the deadline of the request this worker thread is executing (None: no deadline)."""
     deadline = getattr(_current, "deadline", None)
     return None if deadline is None else deadline - time.monotonic()
+
+
+def check_stop(where: str = "") -> None:
+    """Raise DeadlineExceeded or Cancelled when the request this worker thread executes has passed its
+    deadline or every caller of its batch has gone. Long-running backends call it between units of work
+    (each optimization step, each occlusion batch), so abandoned work stops instead of holding the worker."""
+    suffix = f" ({where})" if where else ""
+    left = time_left()
+    if left is not None and left <= 0:
+        raise DeadlineExceeded(f"Deadline Exceeded: the request's deadline passed while it ran{suffix}")
+    events = getattr(_current, "cancelled", None)
+    if events and all(e.is_set() for e in events):
+        raise Cancelled(f"Cancelled: the caller went away{suffix}")
 
 
 @dataclass(eq=False)  # identity, not array comparison, when removed from the queue
@@ -45,6 +57,7 @@ class Job:
     deadline: float | None
     parameters: dict = field(default_factory=dict)
     emit: Emit | None = None
+    cancelled: threading.Event | None = None  # set when the caller cancels or goes away
     future: Future = field(default_factory=Future)
     enqueued: float = field(default_factory=time.monotonic)
     signature: tuple = ()
@@ -86,10 +99,11 @@ class Scheduler:
             t.start()
 
     def submit(self, inputs: dict[str, np.ndarray], outputs: list[str], rows: int,
-               deadline: float | None, parameters: dict | None = None, emit: Emit | None = None) -> Future:
+               deadline: float | None, parameters: dict | None = None, emit: Emit | None = None,
+               cancelled: threading.Event | None = None) -> Future:
         params = dict(parameters or {})
         sig = signature(inputs, params) + ((id(emit),) if emit is not None else ())  # streams never batch
-        job = Job(inputs, outputs, rows, deadline, params, emit, signature=sig)
+        job = Job(inputs, outputs, rows, deadline, params, emit, cancelled, signature=sig)
         with self._cv:
             if self._closing:
                 raise Unavailable(f"Request for unknown model: '{self.name}' is being unloaded")
@@ -142,8 +156,12 @@ class Scheduler:
         live = []
         for j in batch:
             j.queue_ns = int((now - j.enqueued) * 1e9)
+            err: Exception | None = None
             if j.deadline is not None and now > j.deadline:
                 err = DeadlineExceeded("Deadline Exceeded: request timed out while queued")
+            elif j.cancelled is not None and j.cancelled.is_set():
+                err = Cancelled("Cancelled: the caller went away while the request was queued")
+            if err is not None:
                 j.future.set_exception(err)
                 self._on_done([j], err)
             else:
@@ -156,6 +174,8 @@ class Scheduler:
         t0 = time.perf_counter_ns()
         deadlines = [j.deadline for j in live if j.deadline is not None]
         _current.deadline = max(deadlines) if len(deadlines) == len(live) else None
+        events = [j.cancelled for j in live]
+        _current.cancelled = events if all(e is not None for e in events) else None
         try:
             result = self._run(inputs, outputs, live[0].parameters, live[0].emit)
         except BaseException as e:  # noqa: BLE001 - every caller must hear of it
@@ -164,7 +184,7 @@ class Scheduler:
             self._on_done(live, e)
             return
         finally:
-            _current.deadline = None
+            _current.deadline = _current.cancelled = None
         compute = time.perf_counter_ns() - t0
         start = 0
         for j in live:

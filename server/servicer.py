@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 
 import grpc
 from tritonclient.grpc import service_pb2 as pb
@@ -19,6 +20,14 @@ def remaining(context: grpc.ServicerContext) -> float | None:
     """Seconds left before the caller's deadline; None when the caller set none."""
     t = context.time_remaining()
     return None if t is None or t > 1e7 else max(0.0, t)
+
+
+def cancel_event(context: grpc.ServicerContext) -> threading.Event:
+    """An event set when the RPC ends for any reason (the caller's cancel included): work polls it."""
+    event = threading.Event()
+    if not context.add_callback(event.set):
+        event.set()  # the RPC has already ended
+    return event
 
 
 def _rpc(method):
@@ -67,10 +76,11 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
 
     @_rpc
     def ModelInfer(self, request, context):  # noqa: N802
-        return self.plane.infer(request, remaining(context))
+        return self.plane.infer(request, remaining(context), cancel_event(context))
 
     def ModelStreamInfer(self, request_iterator, context):  # noqa: N802
-        yield from stream_responses(self.plane, request_iterator, lambda: remaining(context))
+        yield from stream_responses(self.plane, request_iterator, lambda: remaining(context),
+                                    cancelled=cancel_event(context))
 
     @_rpc
     def ModelStatistics(self, request, context):  # noqa: N802

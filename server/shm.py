@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import stat
 import threading
 from dataclasses import dataclass
 
@@ -19,25 +20,62 @@ class Region:
     mm: mmap.mmap
 
 
+SHM_DIR = "/dev/shm"
+MAX_KEY_LENGTH = 255  # NAME_MAX
+
+
+def shm_name(key: str) -> str:
+    """The file name inside /dev/shm of a POSIX shared memory key: one optional leading '/', no other '/',
+    no NUL, not '.' or '..'. Anything else is refused before the file system is touched."""
+    name = key[1:] if key.startswith("/") else key
+    if not name or len(name) > MAX_KEY_LENGTH or "/" in name or "\0" in name or name in (".", ".."):
+        raise InvalidArgument(
+            f"invalid shared memory key {key!r}: a POSIX shared memory name is '/' followed by up to "
+            f"{MAX_KEY_LENGTH} characters without '/' (as shm_open takes it)")
+    return name
+
+
+def open_shm(key: str, shm_dir: str = SHM_DIR) -> int:
+    """Open a shared memory object for reading and writing, inside ``shm_dir`` only: no path, no symlink
+    (O_NOFOLLOW), regular files only. Every refusal reads the same, so it reveals nothing else."""
+    name = shm_name(key)
+    refused = InvalidArgument(f"Unable to open shared memory region: '{key}': no such shared memory object "
+                              "(create it with shm_open, or tritonclient's create_shared_memory_region)")
+    try:
+        dir_fd = os.open(shm_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as e:
+        raise refused from e
+    try:
+        fd = os.open(name, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dir_fd)
+    except OSError as e:
+        raise refused from e
+    finally:
+        os.close(dir_fd)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise refused
+    return fd
+
+
 class SharedMemoryManager:
     """Maps POSIX shared memory objects (``/dev/shm/<key>``) that clients register by name."""
 
-    def __init__(self) -> None:
+    def __init__(self, shm_dir: str = SHM_DIR) -> None:
         self._regions: dict[str, Region] = {}
         self._lock = threading.Lock()
+        self._dir = shm_dir
 
     def register(self, name: str, key: str, offset: int, byte_size: int) -> None:
         with self._lock:
             if name in self._regions:
                 raise AlreadyExists(f"shared memory region '{name}' already in manager")
-            path = os.path.join("/dev/shm", key.lstrip("/"))
-            try:
-                fd = os.open(path, os.O_RDWR)
-            except OSError as e:
-                raise InvalidArgument(f"Unable to open shared memory region: '{key}': {e.strerror}") from e
+            if offset < 0 or byte_size <= 0:
+                raise InvalidArgument(f"failed to register shared memory region '{name}': offset ({offset}) must "
+                                      f"be non-negative and byte size ({byte_size}) positive")
+            fd = open_shm(key, self._dir)
             try:
                 total = os.fstat(fd).st_size
-                if offset < 0 or byte_size <= 0 or offset + byte_size > total:
+                if offset + byte_size > total:
                     raise InvalidArgument(
                         f"failed to register shared memory region '{name}': invalid args: offset {offset} and "
                         f"byte size {byte_size} exceed the object's size {total}")
@@ -67,7 +105,7 @@ class SharedMemoryManager:
         region = self._regions.get(name)
         if region is None:
             raise NotFound(f"Unable to find shared memory region: '{name}'")
-        if offset < 0 or offset + size > region.byte_size:
+        if offset < 0 or size < 0 or offset + size > region.byte_size:
             raise InvalidArgument(
                 f"Invalid offset + byte size for shared memory region: '{name}' "
                 f"({offset} + {size} > {region.byte_size})")

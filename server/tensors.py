@@ -6,6 +6,8 @@ system shared memory regions named in tensor parameters.
 
 from __future__ import annotations
 
+import math
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -59,6 +61,7 @@ class InferRequest:
     outputs: list[RequestedOutput]
     parameters: dict = field(default_factory=dict)
     deadline: float | None = None  # time.monotonic() deadline, from the client's timeout
+    cancelled: threading.Event | None = None  # set by the transport when the caller cancels or goes away
 
 
 @dataclass
@@ -67,22 +70,36 @@ class InferResult:
     model_version: str
 
 
+def _int_param(params: dict, key: str, what: str, name: str, default: int | None = None) -> int:
+    value = params.get(key, default)
+    if value is None:
+        raise InvalidArgument(f"'{key}' is missing for {what} '{name}'")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidArgument(f"'{key}' for {what} '{name}' must be a non-negative integer, got {value!r}")
+    return value
+
+
 def _shm_ref(name: str, params: dict, what: str) -> tuple[str, int, int] | None:
     region = params.get("shared_memory_region")
     if region is None:
         return None
-    size = params.get("shared_memory_byte_size")
-    if size is None:
-        raise InvalidArgument(f"'shared_memory_byte_size' is missing for {what} '{name}'")
-    return str(region), int(size), int(params.get("shared_memory_offset", 0))
+    if not isinstance(region, str) or not region:
+        raise InvalidArgument(f"'shared_memory_region' for {what} '{name}' must be a region name, got {region!r}")
+    size = _int_param(params, "shared_memory_byte_size", what, name)
+    return region, size, _int_param(params, "shared_memory_offset", what, name, 0)
+
+
+def element_count(name: str, shape: list[int]) -> int:
+    """Elements of ``shape``, in Python integers (no int64 overflow); negative dims are refused."""
+    if any(d < 0 for d in shape):
+        raise InvalidArgument(f"invalid shape {shape} for input '{name}': dimensions must be non-negative")
+    return math.prod(shape)
 
 
 def _array(name: str, datatype: str, shape: list[int], data: bytes) -> np.ndarray:
     if datatype not in DATATYPES:
         raise InvalidArgument(f"invalid datatype '{datatype}' for input '{name}'")
-    if any(d < 0 for d in shape):
-        raise InvalidArgument(f"invalid shape {shape} for input '{name}'")
-    count = int(np.prod(shape)) if shape else 1
+    count = element_count(name, shape)
     if datatype == "BYTES":
         try:
             arr = deserialize_bytes_tensor(data)
@@ -135,14 +152,21 @@ def decode_request(req: pb.ModelInferRequest, shm: SharedMemoryManager) -> Infer
 def _from_contents(t: pb.ModelInferRequest.InferInputTensor, shape: list[int]) -> np.ndarray:
     if t.datatype not in _CONTENT_FIELD:
         raise InvalidArgument(f"datatype '{t.datatype}' of input '{t.name}' cannot be sent in typed contents")
-    values = list(getattr(t.contents, _CONTENT_FIELD[t.datatype]))
-    count = int(np.prod(shape)) if shape else 1
+    values = getattr(t.contents, _CONTENT_FIELD[t.datatype])
+    count = element_count(t.name, shape)
     if len(values) != count:
         raise InvalidArgument(
             f"unexpected number of elements {len(values)} for inference input '{t.name}', expecting {count}")
     if t.datatype == "BYTES":
-        return np.array(values, dtype=np.object_).reshape(shape)
-    return np.array(values, dtype=triton_to_np_dtype(t.datatype)).reshape(shape)
+        return np.array(list(values), dtype=np.object_).reshape(shape)
+    dtype = np.dtype(triton_to_np_dtype(t.datatype))
+    if dtype.kind in "iu" and len(values):
+        info = np.iinfo(dtype)
+        lo, hi = min(values), max(values)
+        if lo < info.min or hi > info.max:
+            raise InvalidArgument(f"input '{t.name}' holds values outside {t.datatype}'s range "
+                                  f"[{info.min}, {info.max}] (got {lo}..{hi})")
+    return np.array(list(values), dtype=dtype).reshape(shape)
 
 
 def np_to_datatype(arr: np.ndarray) -> str:

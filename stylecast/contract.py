@@ -7,6 +7,8 @@ names, in order, are the config parameter ``styles`` (comma-separated).
 
 from __future__ import annotations
 
+import numpy as np
+
 IMAGE_INPUT = "image"
 STYLE_WEIGHTS_INPUT = "style_weights"
 STYLIZED_OUTPUT = "stylized"
@@ -18,6 +20,24 @@ IMAGE_DATATYPE = "UINT8"
 WEIGHTS_DATATYPE = "FP32"
 IMAGE_DIMS = (-1, -1, 3)
 DEFAULT_MAX_BATCH_SIZE = 8
+# A blend normally sums to 1 (the client normalizes it); larger weights extrapolate the style tables, and
+# past this bound the output saturates to black or white.
+MAX_STYLE_WEIGHT = 10.0
+
+
+def style_weights_problem(weights: np.ndarray) -> str | None:
+    """Why a ``style_weights`` row (or batch of rows) is unusable, or None when it is fine.
+
+    The exported graph blends the style tables linearly with no check of its own: NaN or infinite
+    weights give a black image, huge ones a saturated one. Servers and clients reject them instead."""
+    w = np.asarray(weights, dtype=np.float64)
+    if not np.isfinite(w).all():
+        return f"input '{STYLE_WEIGHTS_INPUT}' holds NaN or infinite values"
+    if (w < 0).any() or (w > MAX_STYLE_WEIGHT).any():
+        return f"input '{STYLE_WEIGHTS_INPUT}' values must lie in [0, {MAX_STYLE_WEIGHT:g}]"
+    if (w.reshape(-1, w.shape[-1]).sum(axis=1) <= 0).any() if w.ndim else w <= 0:
+        return f"input '{STYLE_WEIGHTS_INPUT}' must have a positive sum (one weight per style)"
+    return None
 
 
 def parse_styles(value: str) -> list[str]:

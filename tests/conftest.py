@@ -67,6 +67,32 @@ def cat_on_grey():
     return cat_on_grey()
 
 
+SIDECAR_MESSAGE_MB = 16
+
+
+@pytest.fixture(scope="session")
+def sidecar_server(tmp_path_factory):
+    """The PyTorch sidecar on the real classifier, a gallery of bundled photos and a private cache."""
+    from stylecast.training.data import bundled_photos
+
+    gallery = tmp_path_factory.mktemp("gallery")
+    for name, path in bundled_photos()[:8]:
+        (gallery / f"{name}{path.suffix}").write_bytes(path.read_bytes())
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("STYLECAST_GALLERY", str(gallery))
+        mp.setenv("STYLECAST_CACHE", str(tmp_path_factory.mktemp("cache")))
+        srv = Server(ServerOptions(model_repository=None, port=0, metrics_port=None, sidecar=True,
+                                   max_message_mb=SIDECAR_MESSAGE_MB))
+        srv.start()
+        yield srv
+        srv.stop()
+
+
+@pytest.fixture(scope="session")
+def sidecar_url(sidecar_server) -> str:
+    return f"127.0.0.1:{sidecar_server.port}"
+
+
 @pytest.fixture()
 def explicit_server(repo_dir):
     srv = Server(ServerOptions(model_repository=repo_dir, port=0, metrics_port=None,

@@ -11,24 +11,6 @@ from stylecast.client import Client, StylecastError
 from tests.images import mass_inside
 
 
-@pytest.fixture(scope="module")
-def sidecar_url(tmp_path_factory):
-    import os
-
-    from stylecast.server.app import Server, ServerOptions
-    from stylecast.training.data import bundled_photos
-
-    gallery = tmp_path_factory.mktemp("gallery")
-    for name, path in bundled_photos()[:8]:
-        (gallery / f"{name}{path.suffix}").write_bytes(path.read_bytes())
-    os.environ["STYLECAST_GALLERY"] = str(gallery)
-    os.environ["STYLECAST_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    srv = Server(ServerOptions(model_repository=None, port=0, metrics_port=None, sidecar=True))
-    port = srv.start()
-    yield f"127.0.0.1:{port}"
-    srv.stop()
-
-
 @pytest.mark.parametrize("technique", ["saliency", "guided_backprop", "gradcam", "occlusion"])
 def test_maps_concentrate_on_the_object(sidecar_url, cat_on_grey, technique):
     with Client(sidecar_url) as c:

@@ -6,7 +6,7 @@ model is never mutated (no lasting eval(), no module swaps).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -82,11 +82,24 @@ class GradCAM:
         return F.interpolate(cam, size=x.shape[2:], mode="bilinear", align_corners=False)[:, 0].detach()
 
 
-class Occlusion:
-    """Drop in the target score when a patch is filled with the mean pixel (Zeiler and Fergus 2014)."""
+def _no_check() -> None:
+    return None
 
-    def __init__(self, model: Classifier, patch: int = 32, stride: int = 16, batch: int = 16) -> None:
-        self.model, self.patch, self.stride, self.batch = model, patch, stride, batch
+
+def occlusion_windows(h: int, w: int, patch: int, stride: int) -> list[tuple[int, int]]:
+    """Top-left corners of the occluding patches: one forward pass each."""
+    return [(i, j) for i in range(0, max(1, h - patch) + 1, stride) for j in range(0, max(1, w - patch) + 1, stride)]
+
+
+class Occlusion:
+    """Drop in the target score when a patch is filled with the mean pixel (Zeiler and Fergus 2014).
+
+    ``check`` is called before each batch of forward passes; it raises to stop the work (a cancelled
+    call or a passed deadline)."""
+
+    def __init__(self, model: Classifier, patch: int = 32, stride: int = 16, batch: int = 16,
+                 check: Callable[[], None] = _no_check) -> None:
+        self.model, self.patch, self.stride, self.batch, self.check = model, patch, stride, batch, check
 
     @torch.no_grad()
     def attribute(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -95,9 +108,9 @@ class Occlusion:
         count = torch.zeros(b, h, w)
         base = self.model(x).gather(1, target.view(-1, 1))[:, 0]
         mean = x.mean(dim=(2, 3), keepdim=True)
-        boxes = [(i, j) for i in range(0, max(1, h - self.patch) + 1, self.stride)
-                 for j in range(0, max(1, w - self.patch) + 1, self.stride)]
+        boxes = occlusion_windows(h, w, self.patch, self.stride)
         for k in range(0, len(boxes), self.batch):
+            self.check()
             chunk = boxes[k:k + self.batch]
             xs = x.repeat_interleave(len(chunk), 0).clone()
             for n, (i, j) in enumerate(chunk):
@@ -113,14 +126,17 @@ class Occlusion:
 class SmoothGrad:
     """A wrapper, not a technique: averages any attribution over noisy copies (Smilkov et al. 2017)."""
 
-    def __init__(self, technique, samples: int = 8, sigma: float = 0.1, seed: int = 0) -> None:
+    def __init__(self, technique, samples: int = 8, sigma: float = 0.1, seed: int = 0,
+                 check: Callable[[], None] = _no_check) -> None:
         self.technique, self.samples, self.sigma, self.seed = technique, samples, sigma, seed
+        self.check = check
 
     def attribute(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         g = torch.Generator().manual_seed(self.seed)
         total = torch.zeros(x.shape[0], *x.shape[2:])
         noise_std = self.sigma * 255.0
         for _ in range(self.samples):
+            self.check()
             noisy = x + torch.randn(x.shape, generator=g) * noise_std
             total += self.technique.attribute(noisy, target)
         return total / self.samples

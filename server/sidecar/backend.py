@@ -15,7 +15,8 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from ..backend import Backend
 from ..errors import InvalidArgument
-from .attribution import GradCAM, GuidedBackprop, Occlusion, Saliency, SmoothGrad
+from ..scheduler import check_stop
+from .attribution import GradCAM, GuidedBackprop, Occlusion, Saliency, SmoothGrad, occlusion_windows
 from .imaging import heat_overlay
 from .networks import Classifier, load_classifier
 
@@ -24,6 +25,8 @@ log = logging.getLogger(__name__)
 # Protocol-level request parameters that are not technique knobs.
 RESERVED = {"sequence_id", "sequence_start", "sequence_end", "priority", "timeout"}
 INPUT_SIZE = 224
+MAX_PIXELS = 4096 * 4096  # attribution maps come back at the input's size: 7 bytes a pixel
+_BYTES_PER_PIXEL = {"map": 4, "overlay": 3}
 
 
 @dataclass(frozen=True)
@@ -69,21 +72,37 @@ SMOOTH = [Param("smooth_samples", int, 0, 0, 64, "SmoothGrad: noisy copies to av
           Param("seed", int, 0, 0, 2**31 - 1, "random seed")]
 
 
+def _no_rule(params: dict) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class Technique:
     name: str
     params: tuple[Param, ...]
     build: Callable[[Classifier, dict], object]
     description: str
+    rule: Callable[[dict], None] = _no_rule  # checks across parameters, before any work
 
 
 def _smoothed(cls):
     def build(model: Classifier, p: dict):
         t = cls(model)
         if p.get("smooth_samples", 0) > 0:
-            return SmoothGrad(t, p["smooth_samples"], p["smooth_sigma"], p["seed"])
+            return SmoothGrad(t, p["smooth_samples"], p["smooth_sigma"], p["seed"], check=check_stop)
         return t
     return build
+
+
+MAX_OCCLUSION_PASSES = 1024  # about 45 s on two CPU cores; each window is one classifier forward pass
+
+
+def _occlusion_budget(p: dict) -> None:
+    n = len(occlusion_windows(INPUT_SIZE, INPUT_SIZE, p["patch"], p["stride"]))
+    if n > MAX_OCCLUSION_PASSES:
+        raise InvalidArgument(
+            f"occlusion with patch {p['patch']} and stride {p['stride']} needs {n} forward passes, more than the "
+            f"{MAX_OCCLUSION_PASSES} allowed: raise 'stride' (or 'patch')")
 
 
 TECHNIQUES = [
@@ -93,7 +112,8 @@ TECHNIQUES = [
     Technique("gradcam", (TARGET, *SMOOTH), _smoothed(GradCAM), "Grad-CAM on the last conv stage"),
     Technique("occlusion", (TARGET, Param("patch", int, 48, 4, 224, "occluding square side (pixels at 224)"),
                             Param("stride", int, 16, 2, 224, "step between patches")),
-              lambda m, p: Occlusion(m, p["patch"], p["stride"]), "score drop when a patch is grey"),
+              lambda m, p: Occlusion(m, p["patch"], p["stride"], check=check_stop), "score drop when a patch is grey",
+              _occlusion_budget),
 ]
 
 
@@ -142,8 +162,22 @@ class TechniqueBackend(SidecarBackend):
         self.technique = technique
         self._classifier = classifier
 
+    def check_parameters(self, parameters: dict) -> dict:
+        params = super().check_parameters(parameters)
+        self.technique.rule(params)
+        return params
+
     def load(self) -> None:
         self.model = self._classifier()
+
+    def response_bytes(self, inputs: dict[str, np.ndarray], outputs: list[str]) -> int | None:
+        if inputs.get("image") is None or inputs["image"].ndim != 3:
+            return None  # validation of the request says what is wrong
+        h, w = inputs["image"].shape[:2]
+        if h * w > MAX_PIXELS:
+            raise InvalidArgument(f"input 'image' of {self.config.name} has {h}x{w} pixels, more than "
+                                  f"{MAX_PIXELS} (4096x4096): send a smaller image")
+        return h * w * sum(_BYTES_PER_PIXEL.get(o, 0) for o in outputs) + 1024
 
     def infer(self, inputs: dict[str, np.ndarray], outputs: list[str], parameters: dict,
               emit=None) -> dict[str, np.ndarray]:

@@ -15,8 +15,8 @@ from stylecast.training.vgg import LAYER_INDEX
 from torch.nn import functional as F
 from tritonclient.grpc import model_config_pb2 as mc
 
-from ..errors import DeadlineExceeded, InvalidArgument
-from ..scheduler import time_left
+from ..errors import InvalidArgument
+from ..scheduler import check_stop
 from . import optimize
 from .backend import Param, SidecarBackend, choice, describe
 from .networks import load_classifier, loss_network
@@ -37,13 +37,10 @@ class Slots:
         self.limit, self._sem = max(1, limit), threading.Semaphore(max(1, limit))
 
     def acquire(self) -> threading.Semaphore:
-        """Wait for a slot; a deadline that passes while waiting ends the request."""
+        """Wait for a slot; a deadline that passes or a caller that goes away while waiting ends the request."""
         sem = self._sem
         while not sem.acquire(timeout=0.1):
-            left = time_left()
-            if left is not None and left <= 0:
-                raise DeadlineExceeded("Deadline Exceeded: waited for an optimization slot "
-                                       f"({self.limit} may run at once)")
+            check_stop(f"waiting for an optimization slot; {self.limit} may run at once")
         return sem
 
 
@@ -210,9 +207,7 @@ class IterativeBackend(SidecarBackend):
         every = parameters["preview_every"]
 
         def progress(step: int, loss: float, image: torch.Tensor) -> bool:
-            left = time_left()
-            if left is not None and left <= 0:
-                raise DeadlineExceeded(f"Deadline Exceeded: {self.technique.name} stopped at step {step}")
+            check_stop(f"{self.technique.name} stopped at step {step}")
             if emit is None:
                 return True
             msg = {"step": np.array([step], np.int32), "loss": np.array([loss], np.float32)}
