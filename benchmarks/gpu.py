@@ -75,7 +75,7 @@ def main() -> None:
     a = ap.parse_args()
 
     import torch
-    from stylecast.training.trainer import load_network
+    from stylecast.training.checkpoint import load_network
 
     net, styles = load_network(a.checkpoint)
     sync = synchronizer(a.device)

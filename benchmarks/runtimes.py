@@ -56,7 +56,7 @@ def openvino_runner(path: Path, precision: str) -> Runner:
 def torch_runner(checkpoint: Path, compiled: bool, bf16: bool) -> Runner:
     import torch
     from stylecast.export.graph import ServingModel
-    from stylecast.training.trainer import load_network
+    from stylecast.training.checkpoint import load_network
 
     net, _ = load_network(checkpoint)
     model = ServingModel(net).eval()

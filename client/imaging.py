@@ -43,3 +43,47 @@ def preserve_color(content: np.ndarray, stylized: np.ndarray) -> np.ndarray:
     cbcr = np.asarray(Image.fromarray(content).convert("YCbCr"))[:, :, 1:]
     ycc = np.concatenate([y[:, :, None], cbcr], axis=2)
     return np.asarray(Image.fromarray(ycc, mode="YCbCr").convert("RGB"))
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow without FreeType sizes
+        return ImageFont.load_default()
+
+
+def caption(image, text: str, size: int = 14) -> Image.Image:
+    """The image with ``text`` on a dark band along its bottom edge (labels on galleries and the demo)."""
+    from PIL import ImageDraw
+
+    img = (image if isinstance(image, Image.Image) else Image.fromarray(to_array(image))).convert("RGB").copy()
+    band = size + 8
+    draw = ImageDraw.Draw(img, "RGBA")
+    draw.rectangle((0, img.height - band, img.width, img.height), fill=(0, 0, 0, 170))
+    draw.text((5, img.height - band + 3), text, fill=(255, 255, 255), font=_font(size))
+    return img
+
+
+def contact_sheet(rows: list[list], column_labels: list[str], row_labels: list[str], tile: int,
+                  size: int = 14) -> Image.Image:
+    """A grid of square tiles (arrays or images; None leaves a blank), column labels above it and each row's
+    label on its first tile."""
+    from PIL import ImageDraw
+
+    head = size + 10
+    cols = max(len(r) for r in rows)
+    sheet = Image.new("RGB", (cols * tile, head + len(rows) * tile), "white")
+    draw = ImageDraw.Draw(sheet)
+    for k, text in enumerate(column_labels):
+        draw.text((k * tile + 4, 4), text, fill=(0, 0, 0), font=_font(size))
+    for r, row in enumerate(rows):
+        for k, im in enumerate(row):
+            if im is None:
+                continue
+            im = im if isinstance(im, Image.Image) else Image.fromarray(im)
+            if k == 0 and r < len(row_labels) and row_labels[r]:
+                im = caption(im, row_labels[r], max(10, size - 3))
+            sheet.paste(im.resize((tile, tile)), (k * tile, head + r * tile))
+    return sheet

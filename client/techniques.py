@@ -83,7 +83,7 @@ class TechniquesMixin:
         """Synthesize a new texture with the Gram matrices of ``texture``."""
         return self._optimized("texture_synthesis", {"image": to_array(texture)}, progress, timeout, params)
 
-    def gatys(self, content, styles: Sequence, weights: Sequence[float] | None = None, *, style_size: int = 256,
+    def gatys(self, content, styles: Sequence, weights: Sequence[float] | None = None, *, style_size: int = 384,
               progress: Progress | None = None, timeout: float | None = None, **params) -> Optimized:
         """Optimization-based style transfer with one or more styles blended by ``weights``."""
         inputs = {"content": to_array(content), "style": common_size(styles, style_size)}

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from stylecast.training.checkpoint import load_network
 from stylecast.training.networks import TransformerNet
-from stylecast.training.trainer import load_network
 
 from stylecast.contract import (
     DEFAULT_MAX_BATCH_SIZE,

@@ -163,6 +163,7 @@ def _cmd_demo(a: argparse.Namespace) -> int:
     from PIL import Image
 
     from stylecast.client import Client
+    from stylecast.client.imaging import caption
     from stylecast.server.app import Server, ServerOptions
     from stylecast.training.data import bundled_photos
 
@@ -176,9 +177,11 @@ def _cmd_demo(a: argparse.Namespace) -> int:
             image.thumbnail((a.size, a.size))
             models = c.style_models()
             model = a.model or next(iter(models))
-            tiles = [image] + [c.stylize(image, s, model=model) for s in models[model]]
+            names = models[model]
+            tiles = [image] + [c.stylize(image, s, model=model) for s in names]
     finally:
         server.stop()
+    tiles = [caption(t, label) for t, label in zip(tiles, ["photo", *names], strict=True)]
     cols = min(3, len(tiles))
     rows = (len(tiles) + cols - 1) // cols
     w, h = image.size

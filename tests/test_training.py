@@ -165,11 +165,11 @@ def test_bundled_vgg_recognises_structure():
 
 def test_distillation_learns_the_teachers_outputs(photos, tmp_path):
     """--teacher: a quarter-width student moves toward the shipped model's pixels, with no VGG at all."""
-    from stylecast.training.trainer import load_network
+    from stylecast.training.checkpoint import load_network
 
     teacher_path = Path(__file__).resolve().parent.parent / "checkpoints" / "starter8.pt"
     t = Trainer(_cfg(photos, tmp_path, 40, styles=[], teacher=str(teacher_path), batch_size=4))
-    assert t.vgg is None and t.n_styles == 8 and t.cfg.names()[0] == "starry_night"
+    assert t.loss_net is None and t.n_styles == 8 and t.cfg.names()[0] == "starry_night"
     hist = t.fit(progress=False)
     first = np.mean([h["distill"] for h in hist[:5]])
     last = np.mean([h["distill"] for h in hist[-5:]])

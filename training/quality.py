@@ -1,54 +1,96 @@
-"""Quality of a feed-forward style network against per-image Gatys optimization with the same losses.
+"""Quality a user would recognise, measured on held-out photos the network never trained on.
 
-For each held-out photo and style: the style and content losses of (a) the photo itself, (b) the
-network's output and (c) an image optimized directly for those losses (Gatys et al.), starting from the
-photo. The headline number is style-loss(feed-forward) / style-loss(Gatys); lower is better, 1.0 means
-the network matches per-image optimization.
+- **Style ratio**: the Gram distance of the stylized photo to its painting divided by the photo's own
+  distance, in ImageNet EfficientNet-Lite0 at ``stem, block2, block4, block7, block10``. The distance is
+  the mean over those layers of ||G(x) - G(s)||^2 / ||G(s)||^2. 1 means no change; 0 means the painting's
+  statistics. The judge is fixed, whatever loss network trained the model, so models compare fairly.
+- **Content kept**: the share of (photo, style) pairs where the classifier's top 5 on the stylized photo
+  holds its top 1 on the photo.
+- **Per-image optimization** (Gatys et al., in the sidecar's render loop, with the judge as loss network
+  and the recipe's weights) on the first photos, as a reference: its style ratio, and the older ratio of
+  the feed-forward distance to the optimized one.
+- A **labelled gallery**: every style on held-out photos, paintings and style names over the columns, and
+  a row of per-image optimizations for reference.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
+from torch.nn import functional as F
 
-# Per-image optimization runs in the sidecar's render loop, the one loop of every iterative technique.
-from stylecast.server.sidecar.optimize import gatys_transfer
-
+from .checkpoint import load_network
 from .data import list_images, load_rgb, to_tensor
-from .losses import content_loss, style_loss
+from .losses import energy, gram_matrix, relative_mse
 from .networks import STRIDE, one_hot
-from .trainer import load_network, style_grams
-from .vgg import CONTENT_LAYER, STYLE_LAYERS, VGGFeatures
+from .perceptual import EFFICIENTNET_CONTENT_LAYER, EFFICIENTNET_STYLE_LAYERS, load_efficientnet_lite0, loss_network
 
 log = logging.getLogger(__name__)
+
+JUDGE_LAYERS = EFFICIENTNET_STYLE_LAYERS
+STYLE_SCALE = 1.5  # the painting is seen at 1.5x the photo's long side, as in training
+GATYS = {"content_weight": 4.0, "style_weight": 6.0, "tv_weight": 20.0, "lr": 4.0}
+
+
+class Judge:
+    """EfficientNet-Lite0 (ImageNet): Gram statistics at five layers and top-k classes."""
+
+    def __init__(self, device: str | torch.device = "cpu") -> None:
+        self.device = torch.device(device)
+        self.features = loss_network("efficientnet-lite0", JUDGE_LAYERS).to(self.device)
+        self.classifier = load_efficientnet_lite0()[0].to(self.device)
+
+    @torch.no_grad()
+    def grams(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {k: gram_matrix(v) for k, v in self.features(x).items()}
+
+    @torch.no_grad()
+    def distances(self, x: torch.Tensor, target: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Per layer: ||G(x) - G(s)||^2 / ||G(s)||^2."""
+        g = self.grams(x)
+        return {k: float(relative_mse(g[k], target[k], energy(target[k])).mean()) for k in JUDGE_LAYERS}
+
+    @torch.no_grad()
+    def top(self, x: torch.Tensor, k: int = 5) -> list[int]:
+        x = F.interpolate(x, size=(224, 224), mode="bilinear", antialias=True, align_corners=False)
+        return self.classifier(x * (2.0 / 255.0) - 1.0)[0].topk(k).indices.tolist()
+
+    def painting(self, path: str | Path, size: int) -> dict[str, torch.Tensor]:
+        return self.grams(to_tensor(load_rgb(path, size))[None].to(self.device))
+
+
+def mean_distance(d: dict[str, float]) -> float:
+    return sum(d.values()) / len(d)
 
 
 @dataclass
 class QualityRow:
     photo: str
     style: str
-    style_photo: float
-    style_feedforward: float
-    style_gatys: float
-    content_feedforward: float
-    content_gatys: float
-    layers_feedforward: dict[str, float]  # the style loss split by VGG layer
-    layers_gatys: dict[str, float]
+    distance_photo: float
+    distance_output: float
+    kept: bool  # the photo's top-1 class is in the output's top 5
+    layers: dict[str, float]  # per-layer ratio output / photo
+    distance_gatys: float | None = None
+    photo_top1: int = -1
+    output_top5: list[int] = field(default_factory=list)
 
     @property
     def ratio(self) -> float:
-        return self.style_feedforward / max(self.style_gatys, 1e-12)
+        return self.distance_output / max(self.distance_photo, 1e-12)
 
+    @property
+    def gatys_ratio(self) -> float | None:
+        return None if self.distance_gatys is None else self.distance_gatys / max(self.distance_photo, 1e-12)
 
-def losses_of(feats: dict, photo_feats: dict, grams: dict) -> tuple[dict[str, float], float]:
-    """From VGG features: the style loss of each layer alone (they sum to the style loss, and show which
-    scale is missed) and the content loss against the photo."""
-    layers = {name: float(style_loss({name: feats[name]}, {name: g})) for name, g in grams.items()}
-    return layers, float(content_loss(feats[CONTENT_LAYER], photo_feats[CONTENT_LAYER]))
+    @property
+    def vs_gatys(self) -> float | None:
+        return None if self.distance_gatys is None else self.distance_output / max(self.distance_gatys, 1e-12)
 
 
 def photo_tensor(path: Path, size: int, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -63,40 +105,73 @@ def style_weights(i: int, n: int, device: torch.device | str = "cpu") -> torch.T
     return one_hot(torch.tensor([i]), n).to(device) if n > 1 else None
 
 
+def optimize_photo(judge: Judge, x: torch.Tensor, grams: dict[str, torch.Tensor], steps: int) -> torch.Tensor:
+    """Per-image style transfer from the photo, in the sidecar's render loop, with the judge as loss network."""
+    from stylecast.server.sidecar.optimize import gatys_transfer
+
+    r = gatys_transfer(judge.features, x, [], [], GATYS["content_weight"], GATYS["style_weight"], GATYS["tv_weight"],
+                       content_layer=EFFICIENTNET_CONTENT_LAYER, steps=steps, lr=GATYS["lr"], grams=grams)
+    return r.image.clamp(0, 255).round()
+
+
 def measure(checkpoint: str | Path, styles: list[str | Path], photos: str | Path, size: int = 256,
-            gatys_steps: int = 200, max_photos: int = 4, device: str = "cpu",
-            style_size: int | None = None) -> list[QualityRow]:
-    """``style_size`` overrides the checkpoint's style-image size, to compare checkpoints on equal targets."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    cfg = state.get("config", {})
-    cw, sw, tw = cfg.get("content_weight", 4.0), cfg.get("style_weight", 1.5), cfg.get("tv_weight", 20.0)
+            max_photos: int = 12, gatys_photos: int = 2, gatys_steps: int = 200,
+            device: str = "cpu") -> list[QualityRow]:
+    """Every style on up to ``max_photos`` held-out photos; per-image optimization on the first ``gatys_photos``."""
     dev = torch.device(device)
     net, names = load_network(checkpoint)
     net = net.to(dev)
     if len(styles) != len(names):
         raise ValueError(f"{len(styles)} style images for a network with {len(names)} styles")
-    vgg = VGGFeatures(STYLE_LAYERS).to(dev)
-    all_grams = style_grams(vgg, [str(s) for s in styles], style_size or cfg.get("style_size", 384), dev)
+    judge = Judge(dev)
+    paintings = [judge.painting(s, round(size * STYLE_SCALE)) for s in styles]
     rows = []
-    for path in list_images(photos)[:max_photos]:
+    for n_photo, path in enumerate(list_images(photos)[:max_photos]):
         x = photo_tensor(path, size, dev)
-        with torch.no_grad():
-            photo_feats = vgg(x)
+        top1 = judge.top(x, 1)[0]
         for i, name in enumerate(names):
-            grams = {k: v[i:i + 1] for k, v in all_grams.items()}
             with torch.no_grad():
                 y = net(x, style_weights(i, len(names), dev)).clamp(0, 255).round()
-                layers_photo, _ = losses_of(photo_feats, photo_feats, grams)
-                layers_ff, c_ff = losses_of(vgg(y), photo_feats, grams)
-            g = gatys_transfer(vgg, x, [], [], cw, sw, tw, steps=gatys_steps, grams=grams).image
-            with torch.no_grad():
-                layers_g, c_g = losses_of(vgg(g.round()), photo_feats, grams)
-            s_photo, s_ff, s_g = (sum(v.values()) for v in (layers_photo, layers_ff, layers_g))
-            row = QualityRow(path.name, name, s_photo, s_ff, s_g, c_ff, c_g, layers_ff, layers_g)
-            log.info("%s / %s: style photo %.3f, feed-forward %.3f, Gatys %.3f (ratio %.2f)", path.name, name,
-                     s_photo, s_ff, s_g, row.ratio)
+            d_photo, d_out = judge.distances(x, paintings[i]), judge.distances(y, paintings[i])
+            top5 = judge.top(y, 5)
+            d_gatys = None
+            if n_photo < gatys_photos and gatys_steps > 0:
+                d_gatys = mean_distance(judge.distances(optimize_photo(judge, x, paintings[i], gatys_steps),
+                                                        paintings[i]))
+            row = QualityRow(path.name, name, mean_distance(d_photo), mean_distance(d_out), top1 in top5,
+                             {k: d_out[k] / max(d_photo[k], 1e-12) for k in JUDGE_LAYERS}, d_gatys, top1, top5)
+            log.info("%s / %s: style ratio %.3f, content kept %s%s", path.name, name, row.ratio, row.kept,
+                     "" if d_gatys is None else f", per-image optimization {row.gatys_ratio:.3f}")
             rows.append(row)
     return rows
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def summarize(rows: list[QualityRow]) -> dict:
+    """Per style: mean style ratio, content kept, the per-image optimization's ratio and ff / Gatys;
+    overall: mean and worst style ratio, content kept."""
+    by_style: dict[str, list[QualityRow]] = {}
+    for r in rows:
+        by_style.setdefault(r.style, []).append(r)
+    per_style = []
+    for style, rs in by_style.items():
+        per_style.append({
+            "style": style, "photos": len(rs), "ratio": _mean([r.ratio for r in rs]),
+            "content_kept": _mean([float(r.kept) for r in rs]),
+            "gatys_ratio": _mean([r.gatys_ratio for r in rs if r.gatys_ratio is not None]),
+            "vs_gatys": _mean([r.vs_gatys for r in rs if r.vs_gatys is not None]),
+            "layers": {k: _mean([r.layers[k] for r in rs]) for k in JUDGE_LAYERS},
+        })
+    ratios = [s["ratio"] for s in per_style]
+    return {"per_style": per_style, "mean_ratio": _mean(ratios), "worst_ratio": max(ratios),
+            "content_kept": _mean([float(r.kept) for r in rows]), "photos": len({r.photo for r in rows})}
+
+
+def rows_as_dicts(rows: list[QualityRow]) -> list[dict]:
+    return [asdict(r) | {"ratio": r.ratio, "gatys_ratio": r.gatys_ratio, "vs_gatys": r.vs_gatys} for r in rows]
 
 
 def fidelity(checkpoint: str | Path, reference: str | Path, photos: str | Path, size: int = 256,
@@ -107,8 +182,8 @@ def fidelity(checkpoint: str | Path, reference: str | Path, photos: str | Path, 
     ref, ref_names = load_network(reference)
     if names != ref_names:
         raise ValueError(f"style lists differ: {names} vs {ref_names}")
-    sq = {n: [] for n in names}
-    ad = {n: [] for n in names}
+    sq: dict[str, list[float]] = {n: [] for n in names}
+    ad: dict[str, list[float]] = {n: [] for n in names}
     for path in list_images(photos)[:max_photos]:
         x = photo_tensor(path, size)
         for i, name in enumerate(names):
@@ -125,28 +200,44 @@ def fidelity(checkpoint: str | Path, reference: str | Path, photos: str | Path, 
     return out
 
 
-def summarize(rows: list[QualityRow]) -> list[dict]:
-    by_style: dict[str, list[QualityRow]] = {}
-    for r in rows:
-        by_style.setdefault(r.style, []).append(r)
-    out = []
-    keys = ("style_photo", "style_feedforward", "style_gatys", "content_feedforward", "content_gatys")
-    for style, rs in by_style.items():
-        means = {k: sum(getattr(r, k) for r in rs) / len(rs) for k in keys}
-        ratio = means["style_feedforward"] / max(means["style_gatys"], 1e-12)
-        out.append({"style": style, "photos": len(rs), **means, "ratio": ratio})
+# --- the labelled gallery ------------------------------------------------------------------------------
+
+
+def _square(x: torch.Tensor, tile: int) -> np.ndarray:
+    """Centre square of an NCHW 0..255 tensor, resized to ``tile`` px, as uint8 HWC."""
+    h, w = x.shape[2:]
+    s = min(h, w)
+    x = x[:, :, (h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+    x = F.interpolate(x.float(), size=(tile, tile), mode="bilinear", antialias=True, align_corners=False)
+    return x[0].clamp(0, 255).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+def gallery(checkpoint: str | Path, styles: list[str | Path], photos: list[Path], out: str | Path,
+            size: int = 256, tile: int = 160, gatys_steps: int = 200, device: str = "cpu") -> Path:
+    """Rows: held-out photos in every style; last row: per-image optimization of the first photo.
+    Columns: the photo, then each style under its painting and name."""
+    from stylecast.client.imaging import contact_sheet
+
+    dev = torch.device(device)
+    net, names = load_network(checkpoint)
+    net = net.to(dev)
+    judge = Judge(dev) if gatys_steps else None
+    header = [None] + [_square(to_tensor(load_rgb(s, tile * 2))[None], tile) for s in styles]
+    rows: list[list[np.ndarray | None]] = [header]
+    labels = ["painting"]
+    for path in photos:
+        x = photo_tensor(path, size, dev)
+        with torch.no_grad():
+            outs = [net(x, style_weights(i, len(names), dev)).clamp(0, 255) for i in range(len(names))]
+        rows.append([_square(x, tile)] + [_square(y, tile) for y in outs])
+        labels.append(path.stem)
+    if judge is not None:
+        x = photo_tensor(photos[0], size, dev)
+        opt = [optimize_photo(judge, x, judge.painting(s, round(size * STYLE_SCALE)), gatys_steps) for s in styles]
+        rows.append([_square(x, tile)] + [_square(y, tile) for y in opt])
+        labels.append(f"per-image optimization, {gatys_steps} steps")
+    sheet = contact_sheet(rows, ["photo"] + names, labels, tile)
+    out = Path(out)
+    sheet.save(out)
+    log.info("wrote %s: %d photos x %d styles", out, len(photos), len(names))
     return out
-
-
-def layer_ratios(rows: list[QualityRow]) -> dict[str, dict[str, float]]:
-    """Per VGG layer, over all rows: mean style loss of the feed-forward output and of Gatys, and their ratio."""
-    out = {}
-    for name in rows[0].layers_feedforward:
-        ff = sum(r.layers_feedforward[name] for r in rows) / len(rows)
-        g = sum(r.layers_gatys[name] for r in rows) / len(rows)
-        out[name] = {"feedforward": ff, "gatys": g, "ratio": ff / max(g, 1e-12)}
-    return out
-
-
-def rows_as_dicts(rows: list[QualityRow]) -> list[dict]:
-    return [asdict(r) | {"ratio": r.ratio} for r in rows]

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .checkpoint import load_network
 from .data import ImageFolder, Prefetcher, load_rgb, resize_square, to_tensor
 from .losses import content_loss, gram_matrix, style_loss, tv_loss
 from .networks import STRIDE, TransformerNet, one_hot
@@ -318,11 +319,3 @@ class Trainer:
                 self.save()
                 break
 
-
-def load_network(path: str | Path, map_location: str = "cpu") -> tuple[TransformerNet, list[str]]:
-    """Build a TransformerNet from a checkpoint or weights file; returns (net in eval mode, names)."""
-    s = torch.load(path, map_location=map_location, weights_only=False)
-    net = TransformerNet(int(s["n_styles"]), float(s["width"]))
-    net.load_state_dict(s["model"])
-    net.eval()
-    return net, list(s["style_names"])

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from stylecast.training.perceptual import LOSS_NETWORKS, default_layers
 from stylecast.training.vgg import LAYER_INDEX
 from torch.nn import functional as F
 from tritonclient.grpc import model_config_pb2 as mc
@@ -24,6 +25,21 @@ from .networks import load_classifier, loss_network
 MAX_SIDE = 512  # larger inputs are resized: a limit on pixels per request
 # VGG16 layers the optimizations may target: every ReLU up to relu4_3 (the bundled weights end there)
 LAYERS = tuple(n for n in LAYER_INDEX if n.startswith("relu") and LAYER_INDEX[n] <= LAYER_INDEX["relu4_3"])
+# EfficientNet-Lite0 layers feature inversion may match
+EFFICIENTNET_LAYERS = ("stem", *(f"block{i}" for i in range(11)))
+NETWORKS = tuple(LOSS_NETWORKS)
+
+
+def _network_param(default: str, why: str) -> Param:
+    return choice("loss_network", default, NETWORKS, why)
+
+
+def _net(p: dict, layers: tuple[str, ...] | None = None):
+    """The request's loss network; VGG19 and torchvision VGG16 only where their files are on disk."""
+    try:
+        return loss_network(layers, p["loss_network"])
+    except (FileNotFoundError, ValueError) as e:
+        raise InvalidArgument(f"parameter 'loss_network' = {p['loss_network']!r}: {e}") from e
 
 
 class Slots:
@@ -100,7 +116,8 @@ def _run_class_viz(inputs: dict, p: dict, progress) -> dict:
 
 
 def _run_texture(inputs: dict, p: dict, progress) -> dict:
-    r = optimize.texture_synthesis(loss_network(), _image(inputs["image"], 256), p["size"], p["steps"], p["lr"],
+    net = _net(p, default_layers(p["loss_network"])[0])
+    r = optimize.texture_synthesis(net, _image(inputs["image"], 256), p["size"], p["steps"], p["lr"],
                                    p["seed"], progress=progress)
     return _result(r)
 
@@ -113,8 +130,12 @@ def _run_deepdream(inputs: dict, p: dict, progress) -> dict:
 
 
 def _run_inversion(inputs: dict, p: dict, progress) -> dict:
-    vgg = loss_network(LAYERS)
-    r = optimize.feature_inversion(vgg, _image(inputs["image"], p["size"]), p["layer"], p["steps"], p["lr"],
+    valid = EFFICIENTNET_LAYERS if p["loss_network"] == "efficientnet-lite0" else LAYERS
+    if p["layer"] not in valid:
+        raise InvalidArgument(f"parameter 'layer' = {p['layer']!r} is not a layer of {p['loss_network']}; "
+                              f"use one of {list(valid)}")
+    net = _net(p, (p["layer"],))
+    r = optimize.feature_inversion(net, _image(inputs["image"], p["size"]), p["layer"], p["steps"], p["lr"],
                                    p["tv_weight"], p["beta"], p["seed"], progress=progress)
     return _result(r)
 
@@ -127,9 +148,10 @@ def _run_gatys(inputs: dict, p: dict, progress) -> dict:
         raise InvalidArgument(f"input 'style_weights' must hold {len(styles)} non-negative weights with a "
                               f"positive sum (one per style image), got {weights}")
     content = _image(inputs["content"], p["size"])
-    r = optimize.gatys_transfer(loss_network(), content, [_image(s, p["style_size"]) for s in styles], weights,
-                                p["content_weight"], p["style_weight"], p["tv_weight"], steps=p["steps"], lr=p["lr"],
-                                progress=progress)
+    net = _net(p)
+    r = optimize.gatys_transfer(net, content, [_image(s, p["style_size"]) for s in styles], weights,
+                                p["content_weight"], p["style_weight"], p["tv_weight"], net.content_layer,
+                                steps=p["steps"], lr=p["lr"], progress=progress)
     return _result(r)
 
 
@@ -146,7 +168,9 @@ TECHNIQUES = [
               "gradient ascent on a class score with L2, blur and jitter regularizers"),
     Iterative("texture_synthesis", IMAGE_IN,
               (Param("size", int, 128, 32, 384, "output side"), Param("lr", float, 4.0, 0.01, 100.0, "step size"),
-               *COMMON), _run_texture, "a new image matching the Gram matrices of the input texture (VGG16)"),
+               _network_param("efficientnet-lite0", "network whose Gram matrices are matched"), *COMMON),
+              _run_texture, "a new image matching the Gram matrices of the input texture (EfficientNet-Lite0 by "
+              "default: strokes and motifs; vgg16 for the classic look)"),
     Iterative("deepdream", IMAGE_IN,
               (choice("layer", "relu3_3", LAYERS, "VGG16 layer to amplify"),
                Param("octaves", int, 2, 1, 6, "scales, coarse to fine"),
@@ -156,18 +180,23 @@ TECHNIQUES = [
               "amplify what a VGG16 layer sees: the gradient at the layer is set to its activation (steps per "
               "octave; the image is resized to at most 512 px)"),
     Iterative("feature_inversion", IMAGE_IN,
-              (choice("layer", "relu2_2", LAYERS, "VGG16 layer whose features are matched"),
+              (choice("layer", "relu2_2", LAYERS + EFFICIENTNET_LAYERS, "layer whose features are matched "
+                      "(relu* for VGG, stem / block* for EfficientNet-Lite0)"),
+               _network_param("vgg16", "network whose features are inverted"),
                Param("size", int, 128, 32, 384, "long side of the reconstruction"),
                Param("tv_weight", float, 1.0, 0.0, 1000.0, "weight of the total-variation regularizer R_V^beta"),
                Param("beta", float, 2.0, 1.0, 4.0, "exponent beta of R_V^beta"),
                Param("lr", float, 4.0, 0.01, 100.0, "step size"), *COMMON), _run_inversion,
-              "reconstruct an image from noise by matching one layer's VGG16 features"),
+              "reconstruct an image from noise by matching one layer's features (VGG16 by default)"),
     Iterative("gatys", (("content", mc.TYPE_UINT8, [-1, -1, 3]), ("style", mc.TYPE_UINT8, [-1, -1, -1, 3]),
                         ("style_weights", mc.TYPE_FP32, [-1])),
               (Param("size", int, 256, 32, MAX_SIDE, "long side of the result"),
-               Param("style_size", int, 256, 32, MAX_SIDE, "long side the style images are resized to"),
-               Param("content_weight", float, 4.0, 0.0, 1e4, "content loss weight (relu2_2)"),
-               Param("style_weight", float, 1.5, 0.0, 1e4, "Gram style loss weight (relu1_2..relu4_3)"),
+               Param("style_size", int, 384, 32, 3 * MAX_SIDE // 2, "long side the style images are resized to "
+                     "(about 1.5x size)"),
+               _network_param("efficientnet-lite0", "loss network: efficientnet-lite0 paints strokes, vgg16 "
+                              "(bundled HED weights) gives pastel mottling"),
+               Param("content_weight", float, 4.0, 0.0, 1e4, "content loss weight (the network's content layer)"),
+               Param("style_weight", float, 6.0, 0.0, 1e4, "Gram style loss weight (the network's style layers)"),
                Param("tv_weight", float, 20.0, 0.0, 1e4, "total-variation weight"),
                Param("lr", float, 4.0, 0.01, 100.0, "step size"), *COMMON), _run_gatys,
               "optimization-based style transfer from the content photo, with one or more weighted styles "

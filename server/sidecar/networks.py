@@ -104,10 +104,11 @@ def _load_classifier(spec: str) -> Classifier:
     return model
 
 
-@lru_cache(maxsize=4)
-def loss_network(layers: tuple[str, ...] | None = None):
-    """The same VGG16 features as training uses (shared pure helpers in stylecast.training), returning
-    the style layers or the named ``layers``."""
-    from stylecast.training.vgg import STYLE_LAYERS, VGGFeatures
+@lru_cache(maxsize=8)
+def loss_network(layers: tuple[str, ...] | None = None, name: str = "vgg16"):
+    """A loss network from the perceptual module shared with training (frozen, cached per process),
+    returning the named ``layers`` (default: its style layers and content layer)."""
+    from stylecast.training.perceptual import loss_network as build
+    from stylecast.training.perceptual import training_layers
 
-    return VGGFeatures(layers or STYLE_LAYERS)
+    return build(name, layers or training_layers(name))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 from stylecast.training.losses import content_loss, gram_matrix, style_loss, tv_loss
-from stylecast.training.vgg import VGGFeatures
+from stylecast.training.perceptual import LossNetwork as VGGFeatures
 from torch.nn import functional as F
 
 from .networks import Classifier

@@ -1,0 +1,111 @@
+"""Loss networks behind one interface: named features with gradients, the chosen network is the one used
+and logged, nothing leaks (no gradients into the frozen weights, no train mode), no downloads."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from stylecast.training.perceptual import loss_network, training_layers
+
+STYLES = Path(__file__).resolve().parent.parent / "styles"
+
+
+@pytest.fixture()
+def vgg19_file(tmp_path, monkeypatch):
+    """torchvision's vgg19 file layout in $TORCH_HOME (random weights: only the loading path is tested)."""
+    from stylecast.training.vgg import TORCHVISION_FILES, build_vgg16_features
+
+    hub = tmp_path / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    feats = build_vgg16_features("vgg19")
+    torch.save({f"features.{k}": v for k, v in feats.state_dict().items()}, hub / TORCHVISION_FILES["vgg19"])
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    return hub / TORCHVISION_FILES["vgg19"]
+
+
+@pytest.mark.parametrize("name", ["efficientnet-lite0", "vgg16", "vgg19"])
+def test_named_features_with_gradients_and_frozen_weights(name, request):
+    if name == "vgg19":
+        request.getfixturevalue("vgg19_file")
+    net = loss_network(name)
+    assert set(net.layers) == set(training_layers(name)) and net.content_layer in net.layers
+    x = (255 * torch.rand(1, 3, 64, 64)).requires_grad_(True)
+    feats = net(x)
+    assert list(feats) == [n for n in net.layers if n in feats] and set(feats) == set(net.layers)
+    assert all(f.requires_grad for f in feats.values())
+    sum(f.pow(2).mean() for f in feats.values()).backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert all(p.grad is None and not p.requires_grad for p in net.parameters())
+    net.train()  # a loss network never leaves eval mode (batch-norm statistics stay fixed)
+    assert not any(m.training for m in net.modules())
+
+
+def test_vgg19_needs_its_file_and_says_so(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="vgg19-dcbb9e9d.pth"):
+        loss_network("vgg19")
+
+
+def test_unknown_names_are_refused():
+    with pytest.raises(ValueError, match="unknown loss network"):
+        loss_network("resnet")
+    with pytest.raises(ValueError, match="unknown efficientnet-lite0 layers"):
+        loss_network("efficientnet-lite0", ("block99",))
+
+
+def test_efficientnet_grams_tell_paintings_apart():
+    """Two paintings differ far more in EfficientNet-Lite0 Gram statistics than a painting and its mirror."""
+    from stylecast.training.data import load_rgb, to_tensor
+    from stylecast.training.losses import energy, gram_matrix, relative_mse
+
+    net = loss_network("efficientnet-lite0")
+    starry, wave = (to_tensor(load_rgb(STYLES / f"{n}.jpg", 160))[None] for n in ("starry_night", "great_wave"))
+    with torch.no_grad():
+        for layer in net.style_layers:
+            gs, gm, gw = (gram_matrix(net(x)[layer]) for x in (starry, starry.flip(3), wave))
+            assert relative_mse(gs, gw, energy(gw)).item() > 5 * relative_mse(gs, gm, energy(gm)).item(), layer
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    from stylecast.training.data import bundled_photos
+
+    d = tmp_path_factory.mktemp("photos")
+    for name, path in bundled_photos()[:4]:
+        (d / f"{name}{path.suffix}").write_bytes(path.read_bytes())
+    return d
+
+
+def _trainer(photos: Path, out: Path, steps: int, **kw):
+    from stylecast.training.trainer import TrainConfig, Trainer
+
+    cfg = dict(styles=[str(STYLES / "starry_night.jpg")], data=str(photos), out=str(out), image_size=64,
+               style_size=96, batch_size=2, steps=steps, width=0.25, lr=1e-2, precision="fp32",
+               checkpoint_every=steps, sample_every=0, log_every=1, seed=1)
+    cfg.update(kw)
+    return Trainer(TrainConfig(**cfg))
+
+
+@pytest.mark.parametrize("name", ["efficientnet-lite0", "vgg16"])
+def test_the_chosen_network_is_used_logged_and_recorded(photos, tmp_path, caplog, name):
+    with caplog.at_level(logging.INFO, logger="stylecast"):
+        t = _trainer(photos, tmp_path, 1, loss_network=name)
+    assert t.loss_net.name == name
+    assert any(f"perceptual losses in {name}" in r.getMessage() for r in caplog.records)
+    assert set(t.grams) == set(t.loss_net.style_layers)
+    t.fit(progress=False)
+    state = torch.load(tmp_path / "weights.pt", weights_only=False)
+    assert state["loss_network"]["name"] == name and state["config"]["loss_network"] == name
+    assert all(p.grad is None for p in t.loss_net.parameters()) and not t.loss_net.training
+
+
+def test_short_training_lowers_the_efficientnet_style_loss(photos, tmp_path):
+    t = _trainer(photos, tmp_path, 40)
+    assert t.loss_net.name == "efficientnet-lite0"  # the default
+    hist = t.fit(progress=False)
+    first, last = np.mean([h["style"] for h in hist[:5]]), np.mean([h["style"] for h in hist[-5:]])
+    assert last < 0.7 * first, (first, last)

@@ -1,0 +1,18 @@
+"""Checkpoint I/O shared by training, export, the quality benchmark and the runtimes benchmarks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .networks import TransformerNet
+
+
+def load_network(path: str | Path, map_location: str = "cpu") -> tuple[TransformerNet, list[str]]:
+    """Build a TransformerNet from a checkpoint or weights file; returns (net in eval mode, style names)."""
+    s = torch.load(path, map_location=map_location, weights_only=False)
+    net = TransformerNet(int(s["n_styles"]), float(s["width"]))
+    net.load_state_dict(s["model"])
+    net.eval()
+    return net, list(s["style_names"])
