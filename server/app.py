@@ -25,6 +25,7 @@ class ServerOptions:
     host: str = "127.0.0.1"
     port: int = 8001
     metrics_port: int | None = 8002  # None disables metrics; 0 picks a free port
+    http_port: int | None = None  # KServe v2 HTTP/REST and the web studio (Triton: 8000); None disables
     model_control_mode: ControlMode = ControlMode.NONE
     load_models: list[str] = field(default_factory=list)
     max_message_mb: int = 64
@@ -46,6 +47,7 @@ class Server:
         self.plane = DataPlane(self.repository, options.max_message_mb * 1024 * 1024)
         self.health = health.HealthServicer()
         self.metrics: MetricsServer | None = None
+        self.http = None
         self.port: int | None = None
         self._grpc: grpc.Server | None = None
 
@@ -81,6 +83,10 @@ class Server:
         self.health.set("inference.GRPCInferenceService", health_pb2.HealthCheckResponse.SERVING)
         if o.metrics_port is not None:
             self.metrics = MetricsServer(self.repository, o.host, o.metrics_port)
+        if o.http_port is not None:
+            from .http import HttpServer
+
+            self.http = HttpServer(self.plane, o.host, o.http_port, limit, o.token, o.tls_cert, o.tls_key)
         log.info("serving %s on %s:%d (%s)", o.model_repository, o.host, self.port,
                  "TLS" if o.tls_cert else "plaintext")
         return self.port
@@ -91,6 +97,8 @@ class Server:
 
     def stop(self, grace: float = 5.0) -> None:
         self.health.enter_graceful_shutdown()
+        if self.http is not None:
+            self.http.close()
         if self._grpc is not None:
             self._grpc.stop(grace).wait()
         if self.metrics is not None:

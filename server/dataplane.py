@@ -84,7 +84,9 @@ class DataPlane:
         t0 = time.monotonic()
         mv = self.repository.get(request.model_name, request.model_version)
         try:
+            t_decode = time.perf_counter_ns()
             req = decode_request(request, self.shm)
+            req.decode_ns = time.perf_counter_ns() - t_decode
             req.deadline = None if timeout is None else t0 + timeout
             req.cancelled = cancelled
             self._check_answer_size(mv, req)
@@ -138,10 +140,12 @@ class DataPlane:
                 st.success.count, st.success.ns = s.success.count, s.success.ns
                 st.fail.count, st.fail.ns = s.fail.count, s.fail.ns
                 st.queue.count, st.queue.ns = s.queue.count, s.queue.ns
-                st.compute_infer.count, st.compute_infer.ns = s.compute_infer.count, s.compute_infer.ns
+                for key in ("compute_input", "compute_infer", "compute_output"):
+                    _fill(getattr(st, key), getattr(s, key))
                 for size, c in sorted(s.batch.items()):
                     b = m.batch_stats.add(batch_size=size)
-                    b.compute_infer.count, b.compute_infer.ns = c.count, c.ns
+                    for key in ("compute_input", "compute_infer", "compute_output"):
+                        _fill(getattr(b, key), getattr(c, key))
         return resp
 
     def repository_index(self, ready_only: bool = False) -> pb.RepositoryIndexResponse:
@@ -176,6 +180,10 @@ class DataPlane:
     def close(self) -> None:
         self.repository.close()
         self.shm.close()
+
+
+def _fill(duration: pb.StatisticDuration, counter) -> None:
+    duration.count, duration.ns = counter.count, counter.ns
 
 
 def stream_responses(plane: DataPlane, requests, timeout_fn, max_in_flight: int = 64,

@@ -24,8 +24,12 @@ METRICS = [
      lambda s: (s.success.ns + s.fail.ns) // 1000),
     ("nv_inference_queue_duration_us", "Cumulative inference queuing duration in microseconds",
      lambda s: s.queue.ns // 1000),
+    ("nv_inference_compute_input_duration_us", "Cumulative compute input duration in microseconds",
+     lambda s: s.compute_input.ns // 1000),
     ("nv_inference_compute_infer_duration_us", "Cumulative compute inference duration in microseconds",
      lambda s: s.compute_infer.ns // 1000),
+    ("nv_inference_compute_output_duration_us", "Cumulative compute output duration in microseconds",
+     lambda s: s.compute_output.ns // 1000),
 ]
 
 

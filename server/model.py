@@ -31,17 +31,28 @@ class Counter:
 
 
 @dataclass
+class BatchCounters:
+    """One batch size's executions, as Triton's batch_stats report them."""
+
+    compute_input: Counter = field(default_factory=Counter)
+    compute_infer: Counter = field(default_factory=Counter)
+    compute_output: Counter = field(default_factory=Counter)
+
+
+@dataclass
 class Stats:
     """What ModelStatistics and the Prometheus metrics report (both read this one record)."""
 
     success: Counter = field(default_factory=Counter)
     fail: Counter = field(default_factory=Counter)
     queue: Counter = field(default_factory=Counter)
+    compute_input: Counter = field(default_factory=Counter)
     compute_infer: Counter = field(default_factory=Counter)
+    compute_output: Counter = field(default_factory=Counter)
     inference_count: int = 0
     execution_count: int = 0
     last_inference_ms: int = 0
-    batch: dict[int, Counter] = field(default_factory=dict)
+    batch: dict[int, BatchCounters] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
@@ -134,7 +145,8 @@ class ModelVersion:
         rows = self.validate(req)
         outputs = [o.name for o in req.outputs] or list(self._outputs)
         params = self.backend.check_parameters(req.parameters)
-        return self.scheduler.submit(req.inputs, outputs, rows, req.deadline, params, emit, req.cancelled)
+        return self.scheduler.submit(req.inputs, outputs, rows, req.deadline, params, emit, req.cancelled,
+                                     req.decode_ns)
 
     def _record(self, jobs: list[Job], err: BaseException | None) -> None:
         now_ms = int(time.time() * 1000)
@@ -145,14 +157,18 @@ class ModelVersion:
                 if err is None:
                     s.success.add(total)
                     s.queue.add(j.queue_ns)
+                    s.compute_input.add(j.input_ns)
                     s.compute_infer.add(j.compute_ns)
+                    s.compute_output.add(j.output_ns)
                     s.inference_count += j.rows
                 else:
                     s.fail.add(total)
             if err is None and jobs:
                 s.execution_count += 1
-                rows = jobs[0].batch_size
-                s.batch.setdefault(rows, Counter()).add(jobs[0].compute_ns)
+                b = s.batch.setdefault(jobs[0].batch_size, BatchCounters())
+                b.compute_input.add(max(j.input_ns for j in jobs))
+                b.compute_infer.add(jobs[0].compute_ns)
+                b.compute_output.add(sum(j.output_ns for j in jobs))
             s.last_inference_ms = now_ms
 
     def record_failure(self, ns: int) -> None:

@@ -61,8 +61,10 @@ class Job:
     future: Future = field(default_factory=Future)
     enqueued: float = field(default_factory=time.monotonic)
     signature: tuple = ()
+    input_ns: int = 0  # decoding the request's tensors (before queueing) and batching them
     queue_ns: int = 0
     compute_ns: int = 0
+    output_ns: int = 0  # slicing this request's rows and encoding its response
     batch_size: int = 0
 
 
@@ -100,10 +102,10 @@ class Scheduler:
 
     def submit(self, inputs: dict[str, np.ndarray], outputs: list[str], rows: int,
                deadline: float | None, parameters: dict | None = None, emit: Emit | None = None,
-               cancelled: threading.Event | None = None) -> Future:
+               cancelled: threading.Event | None = None, input_ns: int = 0) -> Future:
         params = dict(parameters or {})
         sig = signature(inputs, params) + ((id(emit),) if emit is not None else ())  # streams never batch
-        job = Job(inputs, outputs, rows, deadline, params, emit, cancelled, signature=sig)
+        job = Job(inputs, outputs, rows, deadline, params, emit, cancelled, signature=sig, input_ns=input_ns)
         with self._cv:
             if self._closing:
                 raise Unavailable(f"Request for unknown model: '{self.name}' is being unloaded")
@@ -169,9 +171,12 @@ class Scheduler:
         if not live:
             return
         outputs = sorted({o for j in live for o in j.outputs})
+        t_in = time.perf_counter_ns()
         inputs = live[0].inputs if len(live) == 1 else {
             k: np.concatenate([j.inputs[k] for j in live], axis=0) for k in live[0].inputs}
         t0 = time.perf_counter_ns()
+        for j in live:
+            j.input_ns += t0 - t_in
         deadlines = [j.deadline for j in live if j.deadline is not None]
         _current.deadline = max(deadlines) if len(deadlines) == len(live) else None
         events = [j.cancelled for j in live]
@@ -188,13 +193,15 @@ class Scheduler:
         compute = time.perf_counter_ns() - t0
         start = 0
         for j in live:
+            t_out = time.perf_counter_ns()
             j.compute_ns, j.batch_size = compute, sum(x.rows for x in live)
             if len(live) == 1:
                 mine = {o: result[o] for o in j.outputs if o in result}
             else:
                 mine = {o: result[o][start:start + j.rows] for o in j.outputs if o in result}
             start += j.rows
-            j.future.set_result(mine)
+            j.future.set_result(mine)  # runs the data plane's callback, which encodes the response
+            j.output_ns = time.perf_counter_ns() - t_out
         self._on_done(live, None)
 
     def close(self, timeout: float = 60.0) -> None:

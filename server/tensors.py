@@ -62,6 +62,7 @@ class InferRequest:
     parameters: dict = field(default_factory=dict)
     deadline: float | None = None  # time.monotonic() deadline, from the client's timeout
     cancelled: threading.Event | None = None  # set by the transport when the caller cancels or goes away
+    decode_ns: int = 0  # time spent decoding the tensors (reported as part of compute_input)
 
 
 @dataclass

@@ -98,14 +98,16 @@ def _cmd_serve(a: argparse.Namespace) -> int:
 
     opts = ServerOptions(
         model_repository=a.model_repository or None, host=a.host, port=a.port,
-        metrics_port=None if a.metrics_port < 0 else a.metrics_port, model_control_mode=a.model_control_mode,
+        metrics_port=None if a.metrics_port < 0 else a.metrics_port,
+        http_port=None if a.http_port < 0 else a.http_port, model_control_mode=a.model_control_mode,
         load_models=a.load_model or [], max_message_mb=a.max_message_mb, workers=a.workers,
         tls_cert=a.tls_cert, tls_key=a.tls_key, token=a.token, sidecar=a.sidecar and _torch_available(),
         max_optimizations=a.max_optimizations,
     )
     server = Server(opts)
     port = server.start()
-    print(f"stylecast serving {a.model_repository} on {a.host}:{port}", flush=True)
+    http = f", HTTP/REST and the web studio on http://{a.host}:{server.http.port}/" if server.http else ""
+    print(f"stylecast serving {a.model_repository} on {a.host}:{port} (gRPC){http}", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: server.stop())
     try:
         server.wait()
@@ -274,14 +276,19 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model-repository", default="model_repository", help="'' serves the sidecar alone")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
     p.add_argument("--port", type=int, default=8001)
-    p.add_argument("--metrics-port", type=int, default=8002, help="Prometheus /metrics port; -1 disables")
+    p.add_argument("--http-port", type=int, default=8000,
+                   help="KServe v2 HTTP/REST and the web studio at / (Triton's 8000); -1 disables")
+    p.add_argument("--metrics-port", type=int, default=8002,
+                   help="Prometheus /metrics port, unauthenticated (keep --host on loopback or firewall it); "
+                   "-1 disables")
     p.add_argument("--model-control-mode", default="none", choices=["none", "explicit", "poll"])
     p.add_argument("--load-model", action="append", help="model to load at start (explicit mode)")
     p.add_argument("--max-message-mb", type=int, default=64)
     p.add_argument("--workers", type=int, default=16, help="gRPC worker threads")
     p.add_argument("--tls-cert")
     p.add_argument("--tls-key")
-    p.add_argument("--token", help="require 'authorization: Bearer TOKEN' on every call")
+    p.add_argument("--token", help="require 'authorization: Bearer TOKEN' on every gRPC and HTTP call "
+                   "(health checks and the static web page stay open; metrics are not covered)")
     p.add_argument("--no-sidecar", dest="sidecar", action="store_false",
                    help="do not host the PyTorch techniques (saliency, Grad-CAM, ...)")
     p.add_argument("--max-optimizations", type=int, default=1,

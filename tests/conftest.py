@@ -43,7 +43,7 @@ def server(repo_dir, tiny_style_checkpoint):
     from stylecast.export.onnx_export import export_to_repository
 
     export_to_repository(tiny_style_checkpoint, "tiny_style", repo_dir)
-    srv = Server(ServerOptions(model_repository=repo_dir, port=0, metrics_port=0, max_message_mb=8))
+    srv = Server(ServerOptions(model_repository=repo_dir, port=0, metrics_port=0, http_port=0, max_message_mb=8))
     srv.start()
     yield srv
     srv.stop()
@@ -52,6 +52,11 @@ def server(repo_dir, tiny_style_checkpoint):
 @pytest.fixture(scope="session")
 def url(server) -> str:
     return f"127.0.0.1:{server.port}"
+
+
+@pytest.fixture(scope="session")
+def http_url(server) -> str:
+    return f"127.0.0.1:{server.http.port}"
 
 
 @pytest.fixture()
@@ -81,7 +86,7 @@ def sidecar_server(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("STYLECAST_GALLERY", str(gallery))
         mp.setenv("STYLECAST_CACHE", str(tmp_path_factory.mktemp("cache")))
-        srv = Server(ServerOptions(model_repository=None, port=0, metrics_port=None, sidecar=True,
+        srv = Server(ServerOptions(model_repository=None, port=0, metrics_port=None, sidecar=True, http_port=0,
                                    max_message_mb=SIDECAR_MESSAGE_MB))
         srv.start()
         yield srv

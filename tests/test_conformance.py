@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -271,3 +272,40 @@ def test_statistics_count_inferences(client):
         client.infer("add_sub", add_sub_inputs(x, x))
     after = counts()
     assert (after[0] - before[0], after[1] - before[1], after[2] - before[2]) == (6, 3, 3)
+
+
+STAT_FIELDS = ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output")
+
+
+def test_statistics_agree_field_by_field(urls):
+    """After identical traffic, both servers report the same counts in every field Triton reports, in
+    inference_stats and batch_stats, with durations present and plausible."""
+    deltas = {}
+    for name, url in urls.items():
+        with grpcclient.InferenceServerClient(url) as c:
+            def stats():
+                return c.get_inference_statistics("identity", as_json=True)["model_stats"][0]
+
+            before = stats()
+            img = grpcclient.InferInput("image", [1, 24, 32, 3], "UINT8")
+            img.set_data_from_numpy(np.zeros((1, 24, 32, 3), np.uint8))
+            for _ in range(4):
+                c.infer("identity", [img])
+            t0 = time.time_ns()
+            after = stats()
+            inf_b, inf_a = before.get("inference_stats", {}), after["inference_stats"]
+            delta = {f: int(inf_a.get(f, {}).get("count", 0)) - int(inf_b.get(f, {}).get("count", 0))
+                     for f in STAT_FIELDS}
+            ns = {f: int(inf_a.get(f, {}).get("ns", 0)) - int(inf_b.get(f, {}).get("ns", 0)) for f in STAT_FIELDS}
+            batch = {b["batch_size"]: b for b in after.get("batch_stats", [])}
+            assert "1" in {str(k) for k in batch}, after
+            b1 = batch.get(1) or batch.get("1")
+            counts = {f: int(b1[f]["count"]) for f in ("compute_input", "compute_infer", "compute_output")}
+            assert len(set(counts.values())) == 1, (name, counts)
+            for f in ("compute_input", "compute_infer", "compute_output", "success", "queue"):
+                assert ns[f] > 0, (name, f, ns)  # present
+            assert ns["compute_infer"] < ns["success"], (name, ns)  # plausible: a part of the whole request
+            assert 0 < int(after["last_inference"]) <= t0 // 10**6 + 1000
+            deltas[name] = delta
+    assert deltas["embedded"] == deltas["triton"], deltas
+    assert deltas["embedded"]["success"] == 4 and deltas["embedded"]["compute_input"] == 4
