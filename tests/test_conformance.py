@@ -93,19 +93,33 @@ def urls(repository, tmp_path_factory):
     from stylecast.server.app import Server, ServerOptions
     from stylecast.server.repository import ControlMode
 
-    embedded = Server(ServerOptions(model_repository=repository, port=0, metrics_port=None,
+    embedded = Server(ServerOptions(model_repository=repository, port=0, metrics_port=None, http_port=0,
                                     model_control_mode=ControlMode.EXPLICIT, load_models=list(MODELS)))
     embedded.start()
     try:
         with triton_server.Triton(repository, tmp_path_factory.mktemp("triton"), explicit=True, models=MODELS) as t:
-            yield {"embedded": f"127.0.0.1:{embedded.port}", "triton": t.url}
+            yield {"embedded": f"127.0.0.1:{embedded.port}", "triton": t.url,
+                   "embedded_http": f"127.0.0.1:{embedded.http.port}", "triton_http": t.http_url}
     finally:
         embedded.stop()
+
+
+@pytest.fixture(scope="module")
+def grpc_urls(urls):
+    return {k: urls[k] for k in SERVERS}
 
 
 @pytest.fixture(params=SERVERS)
 def client(request, urls):
     with grpcclient.InferenceServerClient(urls[request.param]) as c:
+        yield c
+
+
+@pytest.fixture(params=SERVERS)
+def http(request, urls):
+    import tritonclient.http as httpclient
+
+    with httpclient.InferenceServerClient(urls[f"{request.param}_http"]) as c:
         yield c
 
 
@@ -130,9 +144,9 @@ def test_production_config_serves_the_same_images(client):
     np.testing.assert_array_equal(outs[0], outs[1])
 
 
-def test_metadata_and_config_agree(urls):
+def test_metadata_and_config_agree(grpc_urls):
     seen = {}
-    for name, url in urls.items():
+    for name, url in grpc_urls.items():
         with grpcclient.InferenceServerClient(url) as c:
             seen[name] = {}
             for model in ("add_sub", "starter8", "tiny_style"):
@@ -145,7 +159,7 @@ def test_metadata_and_config_agree(urls):
     assert seen["embedded"] == seen["triton"]
 
 
-def test_stylized_images_agree(urls):
+def test_stylized_images_agree(grpc_urls):
     """The same ONNX graph on ONNX Runtime's CPU provider behind both servers: bit-exact uint8."""
     from PIL import Image
     from stylecast.client import Client
@@ -153,7 +167,7 @@ def test_stylized_images_agree(urls):
 
     photo = np.asarray(Image.open(dict(bundled_photos())["skimage_chelsea"]).convert("RGB"))[:151, :203]
     outs = {}
-    for name, url in urls.items():
+    for name, url in grpc_urls.items():
         with Client(url) as c:
             outs[name] = [c.stylize(photo, "starry_night"), c.stylize(photo, {"great_wave": 0.5, "cafe_terrace": 0.5}),
                           c.stylize(photo, "red", model="tiny_style")]
@@ -162,7 +176,7 @@ def test_stylized_images_agree(urls):
         np.testing.assert_array_equal(a, b)
 
 
-def test_cli_stylize_through_both_servers_writes_the_same_image(urls, tmp_path):
+def test_cli_stylize_through_both_servers_writes_the_same_image(grpc_urls, tmp_path):
     from PIL import Image
     from stylecast.training.data import bundled_photos
 
@@ -170,7 +184,7 @@ def test_cli_stylize_through_both_servers_writes_the_same_image(urls, tmp_path):
 
     src = dict(bundled_photos())["skimage_coffee"]
     files = {}
-    for name, url in urls.items():
+    for name, url in grpc_urls.items():
         files[name] = tmp_path / f"{name}.png"
         assert main(["stylize", str(src), "-o", str(files[name]), "--style", "langlois_bridge", "--url", url]) == 0
     a, b = (np.asarray(Image.open(files[n])) for n in SERVERS)
@@ -179,10 +193,10 @@ def test_cli_stylize_through_both_servers_writes_the_same_image(urls, tmp_path):
 
 
 @pytest.mark.parametrize("case", TABLE, ids=[c[0] for c in TABLE])
-def test_bad_requests_get_the_same_status(urls, case):
+def test_bad_requests_get_the_same_status(grpc_urls, case):
     _, model, make_inputs, kwargs, status, _ = case
     codes = {}
-    for name, url in urls.items():
+    for name, url in grpc_urls.items():
         with grpcclient.InferenceServerClient(url) as c:
             with pytest.raises(InferenceServerException) as e:
                 c.infer(model, make_inputs(), **kwargs)
@@ -277,11 +291,11 @@ def test_statistics_count_inferences(client):
 STAT_FIELDS = ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output")
 
 
-def test_statistics_agree_field_by_field(urls):
+def test_statistics_agree_field_by_field(grpc_urls):
     """After identical traffic, both servers report the same counts in every field Triton reports, in
     inference_stats and batch_stats, with durations present and plausible."""
     deltas = {}
-    for name, url in urls.items():
+    for name, url in grpc_urls.items():
         with grpcclient.InferenceServerClient(url) as c:
             def stats():
                 return c.get_inference_statistics("identity", as_json=True)["model_stats"][0]
@@ -309,3 +323,92 @@ def test_statistics_agree_field_by_field(urls):
             deltas[name] = delta
     assert deltas["embedded"] == deltas["triton"], deltas
     assert deltas["embedded"]["success"] == 4 and deltas["embedded"]["compute_input"] == 4
+
+
+# --- HTTP/REST: tritonclient.http against both servers, the same checks ------------------------------
+
+
+def _http_starter8_inputs(x: np.ndarray, w: np.ndarray):
+    import tritonclient.http as httpclient
+
+    ins = [httpclient.InferInput("image", list(x.shape), "UINT8"),
+           httpclient.InferInput("style_weights", list(w.shape), "FP32")]
+    ins[0].set_data_from_numpy(x)
+    ins[1].set_data_from_numpy(w)
+    return ins
+
+
+def test_http_health_metadata_and_index(http):
+    assert http.is_server_live() and http.is_model_ready("starter8") and not http.is_model_ready("broken")
+    meta = http.get_model_metadata("starter8")
+    assert {(t["name"], t["datatype"], tuple(t["shape"])) for t in meta["inputs"]} == {
+        ("image", "UINT8", (-1, -1, -1, 3)), ("style_weights", "FP32", (-1, 8))}
+    cfg = http.get_model_config("starter8")
+    assert cfg["max_batch_size"] == 8 and cfg["name"] == "starter8"
+    index = {m["name"]: m.get("state") for m in http.get_model_repository_index()}
+    assert index["starter8"] == "READY" and index["broken"] == "UNAVAILABLE"
+
+
+def test_http_infer_agrees_across_servers_and_with_grpc(urls):
+    import tritonclient.http as httpclient
+
+    x = np.random.default_rng(3).integers(0, 256, (2, 36, 44, 3), dtype=np.uint8)
+    w = np.zeros((2, 8), np.float32)
+    w[0, 0], w[1, 5] = 1, 1
+    outs = {}
+    for name in SERVERS:
+        with httpclient.InferenceServerClient(urls[f"{name}_http"]) as c:
+            outs[name] = c.infer("starter8", _http_starter8_inputs(x, w)).as_numpy("stylized")
+    with grpcclient.InferenceServerClient(urls["embedded"]) as g:
+        ins = [grpcclient.InferInput("image", list(x.shape), "UINT8"),
+               grpcclient.InferInput("style_weights", list(w.shape), "FP32")]
+        ins[0].set_data_from_numpy(x)
+        ins[1].set_data_from_numpy(w)
+        via_grpc = g.infer("starter8", ins).as_numpy("stylized")
+    np.testing.assert_array_equal(outs["embedded"], outs["triton"])
+    np.testing.assert_array_equal(outs["embedded"], via_grpc)
+
+
+@pytest.mark.parametrize("model,case", [("nope", "unknown model"), ("add_sub", "wrong datatype"),
+                                        ("add_sub", "missing input")])
+def test_http_errors_agree(urls, model, case):
+    import tritonclient.http as httpclient
+
+    def inputs():
+        x = np.ones((1, 16), np.float32)
+        t0 = httpclient.InferInput("INPUT0", [1, 16], "INT32" if case == "wrong datatype" else "FP32")
+        t0.set_data_from_numpy(x.astype(np.int32) if case == "wrong datatype" else x)
+        if case == "missing input":
+            return [t0]
+        t1 = httpclient.InferInput("INPUT1", [1, 16], "FP32")
+        t1.set_data_from_numpy(x)
+        return [t0, t1]
+
+    got = {}
+    for name in SERVERS:
+        with httpclient.InferenceServerClient(urls[f"{name}_http"]) as c:
+            with pytest.raises(InferenceServerException) as e:
+                c.infer(model, inputs())
+            got[name] = (e.value.status(), e.value.message())
+    assert got["embedded"][0] == got["triton"][0], got
+    shared = SAME_TEXT.get(case)
+    assert shared in got["embedded"][1] and shared in got["triton"][1], got
+
+
+def test_http_statistics_agree(urls):
+    import tritonclient.http as httpclient
+
+    x = np.zeros((1, 24, 32, 3), np.uint8)
+    deltas = {}
+    for name in SERVERS:
+        with httpclient.InferenceServerClient(urls[f"{name}_http"]) as c:
+            before = c.get_inference_statistics("identity")["model_stats"][0].get("inference_stats", {})
+            t = httpclient.InferInput("image", list(x.shape), "UINT8")
+            t.set_data_from_numpy(x)
+            for _ in range(2):
+                c.infer("identity", [t])
+            after = c.get_inference_statistics("identity")["model_stats"][0]["inference_stats"]
+            deltas[name] = {f: after.get(f, {}).get("count", 0) - before.get(f, {}).get("count", 0)
+                            for f in STAT_FIELDS}
+            assert isinstance(after["success"]["count"], int)  # numbers, not strings, as Triton writes them
+    assert deltas["embedded"] == deltas["triton"] and deltas["embedded"]["compute_output"] == 2, deltas

@@ -81,8 +81,8 @@ class Triton:
                  with_stylecast: bool = False, extra_env: dict[str, str] | None = None):
         self.repository, self.workdir, self.explicit, self.models = Path(repository), Path(workdir), explicit, models
         self.with_stylecast, self.extra_env = with_stylecast, extra_env or {}
-        self.port = _free_port()
-        self.url = f"127.0.0.1:{self.port}"
+        self.port, self.http_port = _free_port(), _free_port()
+        self.url, self.http_url = f"127.0.0.1:{self.port}", f"127.0.0.1:{self.http_port}"
         self.log = self.workdir / "tritonserver.log"
         self.proc: subprocess.Popen | None = None
 
@@ -90,8 +90,8 @@ class Triton:
         binary, env = backend_directory(self.workdir / "backends", self.with_stylecast)
         env.update(self.extra_env)
         cmd = [str(binary), f"--model-repository={self.repository}", f"--backend-directory={self.workdir / 'backends'}",
-               "--grpc-address=127.0.0.1", f"--grpc-port={self.port}", "--allow-http=false",
-               "--http-address=127.0.0.1", f"--http-port={_free_port()}",
+               "--grpc-address=127.0.0.1", f"--grpc-port={self.port}", "--allow-http=true",
+               "--http-address=127.0.0.1", f"--http-port={self.http_port}",
                "--metrics-address=127.0.0.1", f"--metrics-port={_free_port()}",
                "--allow-metrics=true", "--allow-cpu-metrics=false", "--allow-gpu-metrics=false",
                "--strict-readiness=true", "--exit-on-error=false", "--log-verbose=0"]
