@@ -1,0 +1,91 @@
+"""The web studio in a real browser: Debian's Chromium, headless, driven by Selenium through chromedriver.
+
+Uploads a photo, waits for the stylized result (the photo's size, different from it), moves a blend slider
+and checks that the result changes. The page is static files calling the REST API; the server has no page
+logic."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+
+import httpx
+import pytest
+
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+if not (CHROMIUM and DRIVER):
+    if os.environ.get("CI"):
+        raise RuntimeError("chromium and chromium-driver are missing (setup.sh installs them with apt-get)")
+    pytest.skip("Debian's chromium and chromium-driver are not installed (setup.sh installs them)",
+                allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", "--window-size=1400,1100",
+                 f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
+    yield driver
+    driver.quit()
+
+
+def _wait(driver, condition, timeout: float = 60.0, what: str = ""):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = driver.execute_script(condition)
+        if value:
+            return value
+        time.sleep(0.1)
+    status = driver.execute_script("return document.getElementById('timing').textContent")
+    raise TimeoutError(f"timed out waiting for {what or condition}; status: {status}")
+
+
+PIXELS = """
+const c = document.getElementById(arguments[0]);
+const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+return [c.width, c.height, Array.from(d.filter((_, i) => i % 4 !== 3))];
+"""
+
+
+def test_get_root_returns_the_page(http_url):
+    r = httpx.get(f"http://{http_url}/")
+    assert r.status_code == 200 and "stylecast studio" in r.text and "studio.js" in r.text
+    assert httpx.get(f"http://{http_url}/studio.js").status_code == 200
+
+
+def test_upload_stylize_and_blend_in_a_real_browser(browser, http_url, tmp_path):
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from stylecast.training.data import bundled_photos
+
+    photo = tmp_path / "photo.png"
+    Image.open(dict(bundled_photos())["skimage_coffee"]).convert("RGB").resize((300, 200)).save(photo)
+    browser.get(f"http://{http_url}/")
+    _wait(browser, "return document.querySelectorAll('#styles input').length", what="style sliders")
+    browser.find_element(By.ID, "model").send_keys("tiny_style")
+    browser.find_element(By.ID, "file").send_keys(str(photo))
+    _wait(browser, "return document.getElementById('result').dataset.version === '1'", what="a stylized result")
+    w, h, first = browser.execute_script(PIXELS, "result")
+    pw, ph, original = browser.execute_script(PIXELS, "photo")
+    assert (w, h) == (pw, ph) == (300, 200)
+    diff = sum(abs(a - b) for a, b in zip(first, original, strict=True)) / len(first)
+    assert diff > 10, f"the result is too close to the photo: {diff:.1f} levels"
+    # move the second style's slider all the way (a user's keyboard on the range input)
+    slider = browser.find_elements(By.CSS_SELECTOR, "#styles input[type=range]")[1]
+    slider.send_keys(Keys.END)
+    _wait(browser, "return parseInt(document.getElementById('result').dataset.version) >= 2", what="a new result")
+    time.sleep(1.0)  # let any queued re-stylize land
+    _, _, blended = browser.execute_script(PIXELS, "result")
+    change = sum(abs(a - b) for a, b in zip(blended, first, strict=True)) / len(first)
+    assert change > 2, f"the blend did not change the result ({change:.2f} levels)"
+    browser.save_screenshot(str(tmp_path / "studio.png"))
