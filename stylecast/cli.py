@@ -51,7 +51,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/style", help="run folder: checkpoint.pt, weights.pt, samples/, losses.json")
     p.add_argument("--loss-network", default="efficientnet-lite0", choices=("efficientnet-lite0", "vgg16", "vgg19"),
                    help="perceptual loss network (EfficientNet-Lite0 paints strokes; VGG16 from HED gives pastel)")
-    p.add_argument("--content-weight", type=float, default=4.0)
+    p.add_argument("--content-weight", type=float, default=10.0,
+                   help="10 suits efficientnet-lite0 (4 lost the subject); the VGG16 starter used 4")
     p.add_argument("--style-weight", type=float, default=6.0,
                    help="6 suits efficientnet-lite0; the VGG16 starter used 1.5")
     p.add_argument("--tv-weight", type=float, default=20.0)
