@@ -239,3 +239,58 @@ def test_random_technique_parameters_never_get_internal(sidecar_url):
             t0 = time.monotonic()
             sc.ModelInfer(req, timeout=30)
             assert time.monotonic() - t0 < 10, f"{model} was still busy with abandoned work"
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=8),
+                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner,
+                                                                                       max_size=4), max_leaves=12)
+
+
+@st.composite
+def http_bodies(draw):
+    """KServe v2 JSON bodies, mostly well-formed with one part broken, sometimes any JSON at all."""
+    if draw(st.integers(0, 4)) == 0:
+        return draw(json_values)
+    inputs = []
+    for name in draw(st.lists(st.sampled_from(["INPUT0", "INPUT1", "image", "x"]), max_size=3)):
+        t = {"name": name, "datatype": draw(st.sampled_from(DATATYPES + ["FP32", "FP32"])),
+             "shape": draw(st.lists(dims, max_size=4))}
+        if draw(st.booleans()):
+            t["data"] = draw(st.lists(json_values, max_size=20))
+        if draw(st.booleans()):
+            t["parameters"] = draw(st.dictionaries(st.sampled_from(["binary_data_size", "shared_memory_region",
+                                                                    "shared_memory_byte_size"]), json_values,
+                                                   max_size=2))
+        inputs.append(t)
+    body = {"inputs": inputs}
+    if draw(st.booleans()):
+        body["outputs"] = draw(st.lists(st.dictionaries(st.sampled_from(["name", "parameters"]), json_values,
+                                                        max_size=2), max_size=2))
+    if draw(st.booleans()):
+        body["parameters"] = draw(json_values)
+    return body
+
+
+def test_random_http_bodies_never_get_500(http_url, channel, server, reference):
+    import httpx
+
+    rss, threads = _rss_mb(), threading.active_count()
+    codes: dict[int, int] = {}
+    with httpx.Client(base_url=f"http://{http_url}", timeout=30) as h:
+
+        @settings(max_examples=200, deadline=None, derandomize=True, database=None,
+                  suppress_health_check=[HealthCheck.too_slow])
+        @given(http_bodies(), st.sampled_from(["add_sub", "tiny_style", "nope"]), st.booleans())
+        def run(body, model, binary_header):
+            import json as jsonlib
+
+            text = jsonlib.dumps(body, allow_nan=True).encode()
+            headers = {"Inference-Header-Content-Length": str(len(text))} if binary_header else {}
+            r = h.post(f"/v2/models/{model}/infer", content=text, headers=headers)
+            assert r.status_code < 500, (r.status_code, r.text, body)
+            assert r.status_code == 200 or "error" in r.json()
+            codes[r.status_code] = codes.get(r.status_code, 0) + 1
+
+        run()
+    assert codes.get(400, 0) > 0, codes  # client mistakes are named as such
+    _assert_healthy(channel, server, reference, rss, threads)
