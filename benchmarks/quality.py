@@ -31,6 +31,8 @@ def main() -> None:
     ap.add_argument("--max-photos", type=int, default=12)
     ap.add_argument("--gatys-photos", type=int, default=1, help="photos that also get per-image optimization")
     ap.add_argument("--gatys-steps", type=int, default=200)
+    ap.add_argument("--gatys-network", default="efficientnet-lite0", choices=("efficientnet-lite0", "vgg16", "vgg19"),
+                    help="loss network of the per-image optimization reference (the judge stays EfficientNet-Lite0)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--gallery", help="also write the labelled gallery here (PNG)")
     ap.add_argument("--gallery-photos", type=int, default=6)
@@ -48,7 +50,8 @@ def main() -> None:
     names = torch.load(a.checkpoint, map_location="cpu", weights_only=False)["style_names"]
     styles = [ROOT / "styles" / f"{n}.jpg" for n in names]
     t0 = time.perf_counter()
-    rows = measure(a.checkpoint, styles, a.photos, a.size, a.max_photos, a.gatys_photos, a.gatys_steps, a.device)
+    rows = measure(a.checkpoint, styles, a.photos, a.size, a.max_photos, a.gatys_photos, a.gatys_steps, a.device,
+                   a.gatys_network)
     summary = summarize(rows)
     judge = ", ".join(JUDGE_LAYERS)
     print(f"\n{summary['photos']} held-out photos at {a.size} px; judge: EfficientNet-Lite0 at {judge}")
@@ -66,11 +69,12 @@ def main() -> None:
         photos = list_images(a.photos)
         step = max(1, len(photos) // a.gallery_photos)
         gallery(a.checkpoint, styles, photos[::step][: a.gallery_photos], a.gallery, a.size,
-                gatys_steps=a.gatys_steps, device=a.device)
+                gatys_steps=a.gatys_steps, device=a.device, gatys_network=a.gatys_network)
         print(f"wrote {a.gallery}")
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"checkpoint": a.checkpoint, "size": a.size, "gatys_steps": a.gatys_steps,
+                               "gatys_network": a.gatys_network,
                                "device": a.device, "seconds": time.perf_counter() - t0, **summary,
                                "reference": a.reference, "against_reference": agreement,
                                "rows": rows_as_dicts(rows)}, indent=2))

@@ -89,3 +89,13 @@ def test_fidelity_of_a_network_to_itself_is_exact_and_to_a_perturbed_copy_is_not
     torch.save(state, tmp_path / "noisy.pt")
     noisy = fidelity(tmp_path / "noisy.pt", CHECKPOINT, photo_dir, size=64, max_photos=1)
     assert all(r["mean_abs_levels"] > 0.5 and r["psnr_db"] < 60 for r in noisy)
+
+
+def test_the_reference_optimization_takes_another_loss_network(judge, photo_dir):
+    """--gatys-network vgg16: the per-image reference optimizes in VGG16; the judge still measures it."""
+    from stylecast.training.quality import optimize_photo
+
+    x = to_tensor(load_rgb(next(photo_dir.iterdir()), 64))[None]
+    target = judge.painting(STYLES[0], 96)
+    y = optimize_photo(judge, x, STYLES[0], 96, steps=15, network="vgg16")
+    assert mean_distance(judge.distances(y, target)) < mean_distance(judge.distances(x, target))

@@ -105,19 +105,30 @@ def style_weights(i: int, n: int, device: torch.device | str = "cpu") -> torch.T
     return one_hot(torch.tensor([i]), n).to(device) if n > 1 else None
 
 
-def optimize_photo(judge: Judge, x: torch.Tensor, grams: dict[str, torch.Tensor], steps: int) -> torch.Tensor:
-    """Per-image style transfer from the photo, in the sidecar's render loop, with the judge as loss network."""
+def optimize_photo(judge: Judge, x: torch.Tensor, painting: str | Path, size: int, steps: int,
+                   network: str = "efficientnet-lite0") -> torch.Tensor:
+    """Per-image style transfer from the photo, in the sidecar's render loop, with the named loss network
+    (the judge's own network by default) and the recipe's weights."""
     from stylecast.server.sidecar.optimize import gatys_transfer
 
-    r = gatys_transfer(judge.features, x, [], [], GATYS["content_weight"], GATYS["style_weight"], GATYS["tv_weight"],
-                       content_layer=EFFICIENTNET_CONTENT_LAYER, steps=steps, lr=GATYS["lr"], grams=grams)
+    if network == "efficientnet-lite0":
+        net, content_layer, grams = judge.features, EFFICIENTNET_CONTENT_LAYER, judge.painting(painting, size)
+    else:
+        net = loss_network(network).to(judge.device)
+        content_layer = net.content_layer
+        with torch.no_grad():
+            feats = net(to_tensor(load_rgb(painting, size))[None].to(judge.device))
+        grams = {k: gram_matrix(feats[k]) for k in net.style_layers}
+    r = gatys_transfer(net, x, [], [], GATYS["content_weight"], GATYS["style_weight"], GATYS["tv_weight"],
+                       content_layer=content_layer, steps=steps, lr=GATYS["lr"], grams=grams)
     return r.image.clamp(0, 255).round()
 
 
 def measure(checkpoint: str | Path, styles: list[str | Path], photos: str | Path, size: int = 256,
             max_photos: int = 12, gatys_photos: int = 2, gatys_steps: int = 200,
-            device: str = "cpu") -> list[QualityRow]:
-    """Every style on up to ``max_photos`` held-out photos; per-image optimization on the first ``gatys_photos``."""
+            device: str = "cpu", gatys_network: str = "efficientnet-lite0") -> list[QualityRow]:
+    """Every style on up to ``max_photos`` held-out photos; per-image optimization (with ``gatys_network``
+    as its loss network) on the first ``gatys_photos``. The judge is always EfficientNet-Lite0."""
     dev = torch.device(device)
     net, names = load_network(checkpoint)
     net = net.to(dev)
@@ -136,8 +147,8 @@ def measure(checkpoint: str | Path, styles: list[str | Path], photos: str | Path
             top5 = judge.top(y, 5)
             d_gatys = None
             if n_photo < gatys_photos and gatys_steps > 0:
-                d_gatys = mean_distance(judge.distances(optimize_photo(judge, x, paintings[i], gatys_steps),
-                                                        paintings[i]))
+                y_opt = optimize_photo(judge, x, styles[i], round(size * STYLE_SCALE), gatys_steps, gatys_network)
+                d_gatys = mean_distance(judge.distances(y_opt, paintings[i]))
             row = QualityRow(path.name, name, mean_distance(d_photo), mean_distance(d_out), top1 in top5,
                              {k: d_out[k] / max(d_photo[k], 1e-12) for k in JUDGE_LAYERS}, d_gatys, top1, top5)
             log.info("%s / %s: style ratio %.3f, content kept %s%s", path.name, name, row.ratio, row.kept,
@@ -213,7 +224,8 @@ def _square(x: torch.Tensor, tile: int) -> np.ndarray:
 
 
 def gallery(checkpoint: str | Path, styles: list[str | Path], photos: list[Path], out: str | Path,
-            size: int = 256, tile: int = 160, gatys_steps: int = 200, device: str = "cpu") -> Path:
+            size: int = 256, tile: int = 160, gatys_steps: int = 200, device: str = "cpu",
+            gatys_network: str = "efficientnet-lite0") -> Path:
     """Rows: held-out photos in every style; last row: per-image optimization of the first photo.
     Columns: the photo, then each style under its painting and name."""
     from stylecast.client.imaging import contact_sheet
@@ -233,9 +245,9 @@ def gallery(checkpoint: str | Path, styles: list[str | Path], photos: list[Path]
         labels.append(path.stem)
     if judge is not None:
         x = photo_tensor(photos[0], size, dev)
-        opt = [optimize_photo(judge, x, judge.painting(s, round(size * STYLE_SCALE)), gatys_steps) for s in styles]
+        opt = [optimize_photo(judge, x, s, round(size * STYLE_SCALE), gatys_steps, gatys_network) for s in styles]
         rows.append([_square(x, tile)] + [_square(y, tile) for y in opt])
-        labels.append(f"per-image optimization, {gatys_steps} steps")
+        labels.append(f"per-image optimization ({gatys_network}), {gatys_steps} steps")
     sheet = contact_sheet(rows, ["photo"] + names, labels, tile)
     out = Path(out)
     sheet.save(out)
