@@ -259,3 +259,39 @@ def test_poll_mode_reports_a_failed_reload_in_the_index(tmp_path, caplog):
         assert repo.index()[0][3] == ""  # fixed files load, and the reason clears
     finally:
         repo.close()
+
+
+def test_hooks_act_on_their_own_call_only_when_techniques_run_concurrently(cat_on_grey):
+    """The classifier is shared: guided backprop's ReLU hooks and Grad-CAM's forward hook must not touch a
+    saliency or Grad-CAM call running on another thread (a soak once got INTERNAL from Grad-CAM)."""
+    import threading
+
+    import torch
+    from stylecast.server.sidecar.attribution import GradCAM, GuidedBackprop, Saliency
+    from stylecast.server.sidecar.networks import load_classifier
+    from torch.nn import functional as F
+
+    model = load_classifier()
+    x = F.interpolate(torch.from_numpy(cat_on_grey.copy()).permute(2, 0, 1)[None].float(), size=(224, 224),
+                      mode="bilinear", antialias=True)
+    t = torch.tensor([int(model(x).argmax())])
+    alone = {"saliency": Saliency(model).attribute(x, t), "gradcam": GradCAM(model).attribute(x, t)}
+    errors, seen = [], {"saliency": [], "gradcam": []}
+
+    def loop(fn) -> None:
+        try:
+            for _ in range(4):
+                fn()
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=loop, args=(lambda: GuidedBackprop(model).attribute(x, t),)),
+               threading.Thread(target=loop, args=(lambda: seen["saliency"].append(Saliency(model).attribute(x, t)),)),
+               threading.Thread(target=loop, args=(lambda: seen["gradcam"].append(GradCAM(model).attribute(x, t)),))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors, errors
+    for name, maps in seen.items():
+        assert len(maps) == 4 and all(torch.allclose(m, alone[name], atol=1e-5) for m in maps), name

@@ -6,6 +6,7 @@ model is never mutated (no lasting eval(), no module swaps).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -46,13 +47,23 @@ class Saliency:
         return grad.abs().amax(dim=1)
 
 
+def _mine() -> Callable[[], bool]:
+    """True only on the thread that made it. The classifier is shared by techniques running on other
+    threads; a hook must act on its own call's passes only (CPU autograd runs backward on the caller's thread)."""
+    owner = threading.get_ident()
+    return lambda: threading.get_ident() == owner
+
+
 class GuidedBackprop(Saliency):
     """Backpropagate only positive gradients through every ReLU (Springenberg et al. 2015)."""
 
     def attribute(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         handles: list = []
+        mine = _mine()
 
         def guide(module, grad_input, grad_output):
+            if not mine():
+                return None
             return tuple(None if g is None else g.clamp(min=0) for g in grad_input)
 
         with hooks(handles):
@@ -71,9 +82,10 @@ class GradCAM:
     def attribute(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         handles: list = []
         store: dict[str, torch.Tensor] = {}
+        mine = _mine()
         with hooks(handles):
             handles.append(self.model.feature_layer.register_forward_hook(
-                lambda m, i, o: store.__setitem__("a", o)))
+                lambda m, i, o: store.__setitem__("a", o) if mine() else None))
             x = x.detach().clone().requires_grad_(True)
             score = _score(self.model, x, target)
             (grad,) = torch.autograd.grad(score, store["a"])
