@@ -8,7 +8,7 @@ import tritonclient.grpc as grpcclient
 from stylecast.server.app import Server, ServerOptions
 from stylecast.server.repository import ControlMode
 
-from tests.models import build_repository
+from tests.models import SIDECAR_MESSAGE_MB, build_repository
 
 logging.getLogger("stylecast").setLevel(logging.INFO)
 
@@ -70,9 +70,6 @@ def cat_on_grey():
     from tests.images import cat_on_grey
 
     return cat_on_grey()
-
-
-SIDECAR_MESSAGE_MB = 16
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from PIL import Image
+
+STYLES = Path(__file__).resolve().parent.parent / "styles"  # the shipped paintings
 
 BOX = (120, 40, 280, 200)  # left, top, right, bottom of the pasted photo on a 320x320 grey canvas
 

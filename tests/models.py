@@ -8,6 +8,7 @@ import onnx
 from onnx import TensorProto, helper
 
 OPSET = [helper.make_opsetid("", 17)]
+SIDECAR_MESSAGE_MB = 16  # the sidecar test server's message limit (tests of answer sizes depend on it)
 
 
 def _save(graph, path: Path) -> None:

@@ -15,9 +15,9 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
+from tests.bad_requests import BAD
 from tests.genuine_triton import server as triton_server
 from tests.models import ADD_SUB_CONFIG, add_sub, add_sub_inputs, identity_image
-from tests.test_errors import BAD
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVERS = ("embedded", "triton")

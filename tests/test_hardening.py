@@ -18,7 +18,7 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from tests.conftest import SIDECAR_MESSAGE_MB
+from tests.models import SIDECAR_MESSAGE_MB
 
 
 def stub(url: str):

@@ -111,7 +111,7 @@ def test_texture_previews_and_cancel_frees_the_worker(sidecar_url):
 
     from stylecast.training.data import load_rgb
 
-    from tests.test_training import STYLES
+    from tests.images import STYLES
 
     texture = np.asarray(load_rgb(STYLES / "starry_night.jpg", 96))
     previews = []
@@ -166,7 +166,7 @@ def test_deepdream_and_feature_inversion_served(sidecar_url):
 def test_gatys_blends_weighted_styles(sidecar_url):
     from stylecast.training.data import load_rgb
 
-    from tests.test_training import STYLES
+    from tests.images import STYLES
 
     content = np.asarray(load_rgb(STYLES.parent / "styles" / "cafe_terrace.jpg", 64))
     styles = [np.asarray(load_rgb(STYLES / name, 96)) for name in ("starry_night.jpg", "great_wave.jpg")]

@@ -9,7 +9,7 @@ import pytest
 import torch
 from stylecast.training.trainer import TrainConfig, Trainer
 
-STYLES = Path(__file__).resolve().parent.parent / "styles"
+from tests.images import STYLES
 
 
 @pytest.fixture(scope="module")
