@@ -25,11 +25,11 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from tritonclient.grpc import service_pb2 as pb
-from tritonclient.utils import deserialize_bytes_tensor, serialize_byte_tensor, triton_to_np_dtype
+from tritonclient.utils import deserialize_bytes_tensor, triton_to_np_dtype
 
 from .dataplane import DataPlane
 from .errors import InvalidArgument, ServerError, Status
-from .tensors import DATATYPES, element_count, param_value, to_param
+from .tensors import DATATYPES, bytes_tensor, check_int_range, element_count, param_value, to_param
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +126,7 @@ def json_tensor_bytes(name: str, datatype: str, shape: list[int], data) -> bytes
     if datatype == "BYTES":
         if not all(isinstance(v, str) for v in flat):
             raise InvalidArgument(f"input '{name}': BYTES data in JSON must be strings")
-        arr = np.array([v.encode() for v in flat], dtype=np.object_)
-        return serialize_byte_tensor(arr).item() if count else b""
+        return bytes_tensor(np.array([v.encode() for v in flat], dtype=np.object_))
     dtype = np.dtype(triton_to_np_dtype(datatype))
     if datatype == "BOOL":
         if not all(isinstance(v, bool) for v in flat):
@@ -138,9 +137,7 @@ def json_tensor_bytes(name: str, datatype: str, shape: list[int], data) -> bytes
     if dtype.kind in "iu":
         if any(isinstance(v, float) for v in flat):
             raise InvalidArgument(f"input '{name}': {datatype} data must be integers")
-        info = np.iinfo(dtype)
-        if flat and (min(flat) < info.min or max(flat) > info.max):
-            raise InvalidArgument(f"input '{name}' holds values outside {datatype}'s range [{info.min}, {info.max}]")
+        check_int_range(name, datatype, flat)
     return np.array(flat, dtype=np.float64 if dtype.kind == "f" else object).astype(dtype).tobytes()
 
 

@@ -80,8 +80,8 @@ class ModelVersion:
                                    max_queue, self._record)
         self._inputs = {t.name: t for t in cfg.input}
         self._outputs = {t.name: t for t in cfg.output}
-        self._style_model = cfg.parameters[KIND_PARAMETER].string_value == STYLE_MODEL_KIND \
-            if KIND_PARAMETER in cfg.parameters else False
+        self._style_model = (KIND_PARAMETER in cfg.parameters
+                             and cfg.parameters[KIND_PARAMETER].string_value == STYLE_MODEL_KIND)
 
     @property
     def name(self) -> str:

@@ -161,13 +161,20 @@ def _from_contents(t: pb.ModelInferRequest.InferInputTensor, shape: list[int]) -
     if t.datatype == "BYTES":
         return np.array(list(values), dtype=np.object_).reshape(shape)
     dtype = np.dtype(triton_to_np_dtype(t.datatype))
-    if dtype.kind in "iu" and len(values):
-        info = np.iinfo(dtype)
-        lo, hi = min(values), max(values)
-        if lo < info.min or hi > info.max:
-            raise InvalidArgument(f"input '{t.name}' holds values outside {t.datatype}'s range "
-                                  f"[{info.min}, {info.max}] (got {lo}..{hi})")
+    check_int_range(t.name, t.datatype, values)
     return np.array(list(values), dtype=dtype).reshape(shape)
+
+
+def check_int_range(name: str, datatype: str, values) -> None:
+    """Refuse integers that do not fit ``datatype`` (typed contents and JSON carry unbounded integers)."""
+    dtype = np.dtype(triton_to_np_dtype(datatype))
+    if dtype.kind not in "iu" or not len(values):
+        return
+    info = np.iinfo(dtype)
+    lo, hi = min(values), max(values)
+    if lo < info.min or hi > info.max:
+        raise InvalidArgument(f"input '{name}' holds values outside {datatype}'s range "
+                              f"[{info.min}, {info.max}] (got {lo}..{hi})")
 
 
 def np_to_datatype(arr: np.ndarray) -> str:
@@ -176,7 +183,7 @@ def np_to_datatype(arr: np.ndarray) -> str:
     return "BYTES" if arr.dtype == np.object_ or arr.dtype.kind in "SU" else np_to_triton_dtype(arr.dtype)
 
 
-def _bytes_tensor(arr: np.ndarray) -> bytes:
+def bytes_tensor(arr: np.ndarray) -> bytes:
     """Length-prefixed elements, as Triton puts BYTES tensors on the wire."""
     if arr.size == 0:
         return b""
@@ -197,7 +204,7 @@ def encode_response(
         arr = result.outputs[o.name]
         dt = np_to_datatype(arr)
         out = resp.outputs.add(name=o.name, datatype=dt, shape=list(arr.shape))
-        data = _bytes_tensor(arr) if dt == "BYTES" else np.ascontiguousarray(arr).tobytes()
+        data = bytes_tensor(arr) if dt == "BYTES" else np.ascontiguousarray(arr).tobytes()
         if o.shm is not None:
             region, size, offset = o.shm
             shm.write(region, offset, size, data, o.name)
