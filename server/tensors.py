@@ -90,11 +90,21 @@ def _shm_ref(name: str, params: dict, what: str) -> tuple[str, int, int] | None:
     return region, size, _int_param(params, "shared_memory_offset", what, name, 0)
 
 
+MAX_DIMS_PRODUCT = 2**62  # numpy cannot shape an array past this, even one with a zero dimension
+
+
 def element_count(name: str, shape: list[int]) -> int:
-    """Elements of ``shape``, in Python integers (no int64 overflow); negative dims are refused."""
+    """Elements of ``shape``, in Python integers (no int64 overflow); negative dims, and dims whose product
+    no array can have (even beside a zero), are refused."""
     if any(d < 0 for d in shape):
         raise InvalidArgument(f"invalid shape {shape} for input '{name}': dimensions must be non-negative")
-    return math.prod(shape)
+    count = math.prod(shape)
+    # A non-zero count that large can never match the bytes sent (the byte-size check says so); a zero count
+    # with huge other dims would match empty data and then fail to take its shape.
+    if count == 0 and math.prod(d for d in shape if d) > MAX_DIMS_PRODUCT:
+        raise InvalidArgument(f"invalid shape {shape} for input '{name}': the dimensions multiply past "
+                              f"{MAX_DIMS_PRODUCT}")
+    return count
 
 
 def _array(name: str, datatype: str, shape: list[int], data: bytes) -> np.ndarray:

@@ -147,6 +147,7 @@ def _image_request(shape, raw: bytes | None = None, contents=None):
     ("dims of 2^32 with no data", _image_request([1, 2**32, 2**32, 3]), "input byte size mismatch"),
     ("element count overflows int64", _image_request([1, 2**62 + 1, 4, 3], b"\0" * 12), "input byte size mismatch"),
     ("negative dim", _image_request([1, -4, 4, 3], b"\0" * 48), "dimensions must be non-negative"),
+    ("zero elements beside dims no array can take", _image_request([0, 2**40, 2**40, 3]), "multiply past"),
     ("uint_contents 300 for UINT8", _image_request([1, 1, 1, 3], contents=[300, 0, 0]), "outside UINT8's range"),
 ])
 def test_malformed_sizes_and_values_are_client_errors(url, triton, name, request_, text):
