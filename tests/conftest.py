@@ -8,6 +8,7 @@ import tritonclient.grpc as grpcclient
 from stylecast.server.app import Server, ServerOptions
 from stylecast.server.repository import ControlMode
 
+from tests.images import copy_photos
 from tests.models import SIDECAR_MESSAGE_MB, build_repository
 
 logging.getLogger("stylecast").setLevel(logging.INFO)
@@ -77,9 +78,7 @@ def sidecar_server(tmp_path_factory):
     """The PyTorch sidecar on the real classifier, a gallery of bundled photos and a private cache."""
     from stylecast.training.data import bundled_photos
 
-    gallery = tmp_path_factory.mktemp("gallery")
-    for name, path in bundled_photos()[:8]:
-        (gallery / f"{name}{path.suffix}").write_bytes(path.read_bytes())
+    gallery = copy_photos(bundled_photos()[:8], tmp_path_factory.mktemp("gallery"))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("STYLECAST_GALLERY", str(gallery))
         mp.setenv("STYLECAST_CACHE", str(tmp_path_factory.mktemp("cache")))

@@ -28,3 +28,10 @@ def mass_inside(amap: np.ndarray) -> float:
     m = np.clip(amap, 0, None)
     left, top, right, bottom = BOX
     return float(m[top:bottom, left:right].sum() / m.sum())
+
+
+def copy_photos(photos: list[tuple[str, Path]], folder: Path) -> Path:
+    """(name, path) photos, as bundled_photos() lists them, copied into ``folder`` under their names."""
+    for name, path in photos:
+        (folder / f"{name}{path.suffix}").write_bytes(path.read_bytes())
+    return folder

@@ -11,6 +11,8 @@ import pytest
 import torch
 from stylecast.training.perceptual import loss_network, training_layers
 
+from tests.images import copy_photos
+
 STYLES = Path(__file__).resolve().parent.parent / "styles"
 
 
@@ -74,10 +76,7 @@ def test_efficientnet_grams_tell_paintings_apart():
 def photos(tmp_path_factory) -> Path:
     from stylecast.training.data import bundled_photos
 
-    d = tmp_path_factory.mktemp("photos")
-    for name, path in bundled_photos()[:4]:
-        (d / f"{name}{path.suffix}").write_bytes(path.read_bytes())
-    return d
+    return copy_photos(bundled_photos()[:4], tmp_path_factory.mktemp("photos"))
 
 
 def _trainer(photos: Path, out: Path, steps: int, **kw):

@@ -10,6 +10,8 @@ import torch
 from stylecast.training.data import heldout_photos, load_rgb, to_tensor
 from stylecast.training.quality import Judge, gallery, mean_distance, measure, summarize
 
+from tests.images import copy_photos
+
 ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINT = ROOT / "checkpoints" / "starter8.pt"
 STYLE_NAMES = torch.load(CHECKPOINT, map_location="cpu", weights_only=False)["style_names"]
@@ -18,10 +20,7 @@ STYLES = [ROOT / "styles" / f"{n}.jpg" for n in STYLE_NAMES]
 
 @pytest.fixture(scope="module")
 def photo_dir(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("heldout")
-    for name, path in heldout_photos()[:2]:
-        (d / f"{name}{path.suffix}").write_bytes(path.read_bytes())
-    return d
+    return copy_photos(heldout_photos()[:2], tmp_path_factory.mktemp("heldout"))
 
 
 @pytest.fixture(scope="module")

@@ -9,16 +9,14 @@ import pytest
 import torch
 from stylecast.training.trainer import TrainConfig, Trainer
 
-from tests.images import STYLES
+from tests.images import STYLES, copy_photos
 
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> Path:
     from stylecast.training.data import bundled_photos
 
-    d = tmp_path_factory.mktemp("photos")
-    for name, path in bundled_photos()[:6]:
-        (d / f"{name}{path.suffix}").write_bytes(path.read_bytes())
+    d = copy_photos(bundled_photos()[:6], tmp_path_factory.mktemp("photos"))
     (d / "corrupt.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     return d
 

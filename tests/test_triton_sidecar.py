@@ -12,7 +12,7 @@ import pytest
 from stylecast.client import Client, StylecastError
 
 from tests.genuine_triton import server as triton_server
-from tests.images import mass_inside
+from tests.images import copy_photos, mass_inside
 
 ROOT = Path(__file__).resolve().parent.parent
 TECHNIQUES = ("saliency", "fooling", "embedding")
@@ -33,9 +33,7 @@ def urls(tmp_path_factory):
     repo = tmp_path_factory.mktemp("everything")
     shutil.copytree(ROOT / "model_repository" / "starter8", repo / "starter8")
     assert main(["sidecar-repository", str(repo), "--only", ",".join(TECHNIQUES)]) == 0
-    gallery = tmp_path_factory.mktemp("gallery")
-    for name, path in bundled_photos()[:6]:
-        (gallery / f"{name}{path.suffix}").write_bytes(path.read_bytes())
+    gallery = copy_photos(bundled_photos()[:6], tmp_path_factory.mktemp("gallery"))
     env = {"STYLECAST_GALLERY": str(gallery), "STYLECAST_CACHE": str(tmp_path_factory.mktemp("cache"))}
     os.environ.update(env)
     embedded = Server(ServerOptions(model_repository=None, port=0, metrics_port=None, sidecar=True))

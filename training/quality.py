@@ -25,7 +25,7 @@ import torch
 from torch.nn import functional as F
 
 from .checkpoint import load_network
-from .data import list_images, load_rgb, to_tensor
+from .data import list_images, load_rgb, resize_square, to_tensor
 from .losses import energy, gram_matrix, relative_mse
 from .networks import STRIDE, one_hot
 from .perceptual import EFFICIENTNET_CONTENT_LAYER, EFFICIENTNET_STYLE_LAYERS, load_efficientnet_lite0, loss_network
@@ -218,9 +218,8 @@ def _square(x: torch.Tensor, tile: int) -> np.ndarray:
     """Centre square of an NCHW 0..255 tensor, resized to ``tile`` px, as uint8 HWC."""
     h, w = x.shape[2:]
     s = min(h, w)
-    x = x[:, :, (h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
-    x = F.interpolate(x.float(), size=(tile, tile), mode="bilinear", antialias=True, align_corners=False)
-    return x[0].clamp(0, 255).round().byte().permute(1, 2, 0).cpu().numpy()
+    x = resize_square(x[0, :, (h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s], tile)
+    return x.clamp(0, 255).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
 def gallery(checkpoint: str | Path, styles: list[str | Path], photos: list[Path], out: str | Path,
