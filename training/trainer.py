@@ -19,7 +19,7 @@ from .checkpoint import load_network
 from .data import ImageFolder, Prefetcher, load_rgb, resize_square, to_tensor
 from .losses import content_loss, gram_matrix, style_loss, tv_loss
 from .networks import STRIDE, TransformerNet, one_hot
-from .perceptual import DEFAULT_LOSS_NETWORK, LossNetwork, loss_network, training_layers
+from .perceptual import DEFAULT_LOSS_NETWORK, LossNetwork, default_layers, loss_network, training_layers
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,9 @@ class TrainConfig:
     log_every: int = 10
     time_limit: float | None = None  # seconds of training after which fit() saves and stops
     loss_network: str = DEFAULT_LOSS_NETWORK  # see stylecast.training.perceptual
+    # Content layers (default: the loss network's own). The content loss is their mean relative error:
+    # a deeper layer keeps what the subject is and leaves its fine texture free to take the painting's.
+    content_layers: list[str] = field(default_factory=list)
     vgg_weights: str | None = None  # weights file of a VGG loss network
     # Distillation: train this network to reproduce a trained one (same styles), e.g. a half-width copy
     # for CPU hosts. The loss is the pixel MSE to the teacher's output; no VGG is needed.
@@ -160,9 +163,11 @@ class Trainer:
 
     def _loss_network(self, cfg: TrainConfig) -> torch.nn.Module:
         weights = cfg.vgg_weights if cfg.loss_network.startswith("vgg") else None
-        net = loss_network(cfg.loss_network, training_layers(cfg.loss_network), weights).to(self.device)
+        cfg.content_layers = list(cfg.content_layers or [default_layers(cfg.loss_network)[1]])
+        layers = tuple(dict.fromkeys((*training_layers(cfg.loss_network), *cfg.content_layers)))
+        net = loss_network(cfg.loss_network, layers, weights).to(self.device)
         log.info("perceptual losses in %s (%s weights, %s): style %s, content %s", net.name, net.weights_kind,
-                 net.weights_path, ", ".join(net.style_layers), net.content_layer)
+                 net.weights_path, ", ".join(net.style_layers), ", ".join(cfg.content_layers))
         return net
 
     def _load_teacher(self, cfg: TrainConfig) -> torch.nn.Module:
@@ -237,7 +242,7 @@ class Trainer:
             with torch.no_grad():
                 fx = self._loss_fwd(x)
         targets = {k: v[idx] for k, v in self.grams.items()}
-        c = content_loss(fy[self.loss_net.content_layer], fx[self.loss_net.content_layer])
+        c = sum(content_loss(fy[n], fx[n]) for n in cfg.content_layers) / len(cfg.content_layers)
         s = style_loss(fy, targets)
         tv = tv_loss(y)
         total = cfg.content_weight * c + cfg.style_weight * s + cfg.tv_weight * tv
