@@ -24,7 +24,7 @@ from stylecast.contract import (
 )
 
 from .imaging import blend_strength, like_input, preserve_color, to_array
-from .techniques import TechniquesMixin
+from .techniques import Call, Explanation, TechniquesMixin, recording  # noqa: F401 - Explanation re-exported
 
 log = logging.getLogger(__name__)
 
@@ -50,18 +50,6 @@ class StylecastError(Exception):
         name = text.replace("StatusCode.", "")
         status = getattr(grpc.StatusCode, name, grpc.StatusCode.UNKNOWN)
         return cls(e.message(), status)
-
-
-@dataclass(frozen=True)
-class Explanation:
-    """What an attribution technique returns: the map (same H x W as the image), the explained class and
-    a heat-map overlay to look at."""
-
-    map: np.ndarray
-    overlay: np.ndarray
-    label: str
-    class_index: int
-    probability: float
 
 
 @dataclass(frozen=True)
@@ -211,50 +199,43 @@ class Client(TechniquesMixin):
             while pending:
                 yield pending.popleft().result()
 
-    def explain(self, technique: str, image, target: int | None = None, timeout: float | None = None,
-                **params) -> Explanation:
-        """Run an attribution technique of the sidecar (``saliency``, ``guided_backprop``, ``gradcam``,
-        ``occlusion``) on one image; ``params`` are the technique's knobs (see its ModelConfig)."""
-        if target is not None:
-            params["target"] = int(target)
-        out = self.infer(technique, {"image": to_array(image)},
-                         ["map", "overlay", "label", "class_index", "probability"], parameters=params,
-                         timeout=timeout)
-        label = out["label"][0]
-        return Explanation(out["map"], out["overlay"], label.decode() if isinstance(label, bytes) else str(label),
-                           int(out["class_index"][0]), float(out["probability"][0]))
+    def _perform(self, call: Call):
+        """Run a technique's call (see ``techniques.Call``): one ModelInfer, or a stream with progress."""
+        if not call.streamed:
+            out = self.infer(call.model, call.inputs, call.outputs, call.params, timeout=call.timeout)
+            return call.parse(out, [])
+        losses: list[float] = []
+        out = self.optimize(call.model, call.inputs, progress=recording(losses, call.progress), timeout=call.timeout,
+                            **call.params)
+        return call.parse(out, losses)
 
     def optimize(self, technique: str, inputs: Mapping[str, np.ndarray] | None = None,
                  progress: Callable[[int, float, np.ndarray | None], bool | None] | None = None,
                  timeout: float | None = None, **params) -> dict[str, np.ndarray]:
-        """Run an iterative technique (``fooling``, ``class_visualization``, ``texture_synthesis``) over
-        ModelStreamInfer. ``progress(step, loss, preview_or_None)`` sees every progress response and may
+        """Run an iterative technique (``fooling``, ``deepdream``, ``gatys``, ...) over ModelStreamInfer.
+        ``progress(step, loss, preview_or_None)`` sees every progress response and may
         return False to cancel the work on the server. Returns the final outputs."""
         import queue
 
         answers: queue.Queue = queue.Queue()
         ins, _ = build_request(inputs or {}, None)
         self._triton.start_stream(callback=lambda result, error: answers.put((result, error)), headers=self.headers)
-        cancelled = False
+        done = False
         try:
             self._triton.async_stream_infer(technique, ins, parameters=params or None)
             while True:
-                result, error = answers.get(timeout=timeout or self.timeout)
+                try:
+                    result, error = answers.get(timeout=timeout or self.timeout)
+                except queue.Empty:
+                    raise waited_too_long(technique, timeout or self.timeout) from None
                 if error is not None:
                     raise StylecastError.wrap(error)
-                resp = result.get_response()
-                names = [o.name for o in resp.outputs]
-                final = resp.parameters.get("triton_final_response")
-                if final is None or final.bool_param:
-                    return {n: result.as_numpy(n) for n in names}
-                if progress is not None:
-                    preview = result.as_numpy("image") if "image" in names else None
-                    if progress(int(result.as_numpy("step")[0]), float(result.as_numpy("loss")[0]),
-                                preview) is False:
-                        cancelled = True
-                        raise StylecastError(f"{technique} cancelled by the caller", grpc.StatusCode.CANCELLED)
-        finally:
-            self._triton.stop_stream(cancel_requests=cancelled)
+                out = stream_answer(technique, result, progress)
+                if out is not None:
+                    done = True
+                    return out
+        finally:  # a caller that gives up (cancel, timeout, error) stops the work on the server too
+            self._triton.stop_stream(cancel_requests=not done)
 
     def _stylize_over_stream(self, frames: Iterable, model: str, weights: np.ndarray | None, in_flight: int,
                              strength: float = 1.0, keep_colors: bool = False) -> Iterator:
@@ -284,6 +265,25 @@ class Client(TechniquesMixin):
                 yield receive()
         finally:
             self._triton.stop_stream(cancel_requests=bool(sent))
+
+
+def stream_answer(technique: str, result, progress) -> dict[str, np.ndarray] | None:
+    """One answer on a technique's stream: the outputs when it is the final one; else None, after showing
+    the step to ``progress`` (which cancels the work by returning False)."""
+    resp = result.get_response()
+    names = [o.name for o in resp.outputs]
+    final = resp.parameters.get("triton_final_response")
+    if final is None or final.bool_param:
+        return {n: result.as_numpy(n) for n in names}
+    if progress is not None:
+        preview = result.as_numpy("image") if "image" in names else None
+        if progress(int(result.as_numpy("step")[0]), float(result.as_numpy("loss")[0]), preview) is False:
+            raise StylecastError(f"{technique} cancelled by the caller", grpc.StatusCode.CANCELLED)
+    return None
+
+
+def waited_too_long(what: str, seconds: float | None) -> StylecastError:
+    return StylecastError(f"no answer from {what} within {seconds}s", grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
 def channel_args(max_message_mb: int) -> list[tuple[str, int]]:

@@ -1,5 +1,11 @@
-"""Typed results for the sidecar's techniques. ``Client`` inherits these methods; each is one call to a
-technique model (see its ModelConfig for every parameter, default and bound)."""
+"""Typed methods for the sidecar's techniques, shared by ``Client`` and ``AsyncClient``.
+
+Each method only builds a :class:`Call` (what to send, how to read the answer: no I/O) and hands it to
+the client's ``_perform``, which the sync client runs at once and the async client returns as an
+awaitable. So one definition serves both clients, and ``await async_client.deepdream(...)`` takes the
+same arguments as ``client.deepdream(...)``. Parameters left as None take the server's defaults (each
+technique's ModelConfig lists them, with bounds: see :func:`technique_params`).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,18 @@ from PIL import Image
 from .imaging import to_array
 
 Progress = Callable[[int, float, "np.ndarray | None"], "bool | None"]
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """What an attribution technique returns: the map (same H x W as the image), the explained class and
+    a heat-map overlay to look at."""
+
+    map: np.ndarray
+    overlay: np.ndarray
+    label: str
+    class_index: int
+    probability: float
 
 
 @dataclass(frozen=True)
@@ -36,6 +54,61 @@ class GalleryView:
     patches: np.ndarray | None = None
 
 
+@dataclass(frozen=True)
+class Call:
+    """One technique request without I/O: the model, its inputs, the outputs wanted (None: all), the
+    request parameters, and ``parse(outputs, losses)`` to build the typed answer. ``streamed`` calls run
+    over ModelStreamInfer with ``progress`` seeing each step."""
+
+    model: str
+    inputs: dict[str, np.ndarray]
+    outputs: tuple[str, ...] | None
+    params: dict[str, object]
+    parse: Callable[[dict[str, np.ndarray], list[float]], object]
+    streamed: bool = False
+    progress: Progress | None = None
+    timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class ParamInfo:
+    """One technique parameter as its ModelConfig lists it (``param.<name>``)."""
+
+    name: str
+    kind: type
+    default: object
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+    help: str = ""
+
+    def coerce(self, text: str) -> object:
+        """A command-line value as this parameter's type (the server checks bounds and choices)."""
+        if self.kind is int:
+            return int(text)
+        return float(text) if self.kind is float else str(text)
+
+
+_KINDS = {"int": int, "float": float, "str": str}
+
+
+def technique_params(cfg) -> dict[str, ParamInfo]:
+    """The parameters a technique's ModelConfig lists, e.g. ``int,default=5,min=1,max=50: help``."""
+    out = {}
+    for key, value in cfg.parameters.items():
+        if not key.startswith("param."):
+            continue
+        head, _, help_text = value.string_value.partition(": ")
+        kind_name, *fields = head.split(",")
+        kind = _KINDS.get(kind_name, str)
+        f = dict(x.split("=", 1) for x in fields if "=" in x)
+        default = kind(f["default"]) if "default" in f else None
+        out[key[6:]] = ParamInfo(key[6:], kind, default,
+                                 float(f["min"]) if "min" in f else None, float(f["max"]) if "max" in f else None,
+                                 tuple(f["choices"].split("|")) if "choices" in f else (), help_text)
+    return out
+
+
 def _text(values: np.ndarray) -> list[str]:
     return [v.decode() if isinstance(v, bytes) else str(v) for v in values.reshape(-1)]
 
@@ -45,6 +118,15 @@ def _scalar(v: np.ndarray) -> object:
     return x.decode() if isinstance(x, bytes) else x.item()
 
 
+def _string(value: str) -> np.ndarray:
+    return np.array([value.encode()], np.object_)
+
+
+def _given(**params) -> dict[str, object]:
+    """The parameters the caller set (None: the server's default)."""
+    return {k: v for k, v in params.items() if v is not None}
+
+
 def common_size(images: Sequence, side: int) -> np.ndarray:
     """Style images as one batch: each resized to ``side`` x ``side`` (Gram statistics barely depend on
     the aspect ratio)."""
@@ -52,36 +134,67 @@ def common_size(images: Sequence, side: int) -> np.ndarray:
                      for im in images])
 
 
+def parse_explanation(out: dict[str, np.ndarray], losses: list[float]) -> Explanation:
+    return Explanation(out["map"], out["overlay"], _text(out["label"])[0], int(out["class_index"][0]),
+                       float(out["probability"][0]))
+
+
+def parse_optimized(out: dict[str, np.ndarray], losses: list[float]) -> Optimized:
+    extra = {k: _scalar(v) for k, v in out.items() if k not in ("image", "steps", "step", "loss")}
+    return Optimized(out["image"], int(out["steps"][0]), list(losses), extra)
+
+
+def gallery_view(values: str, patches: bool = False):
+    def parse(out: dict[str, np.ndarray], losses: list[float]) -> GalleryView:
+        return GalleryView(out["picture"], _text(out["names"]), out[values], out["patches"] if patches else None)
+    return parse
+
+
+def recording(losses: list[float], progress: Progress | None) -> Progress:
+    """A progress callback that keeps every loss, then calls the caller's."""
+    def seen(step: int, loss: float, preview: np.ndarray | None):
+        losses.append(loss)
+        return progress(step, loss, preview) if progress is not None else None
+    return seen
+
+
+ATTRIBUTION_OUTPUTS = ("map", "overlay", "label", "class_index", "probability")
+
+
 class TechniquesMixin:
-    """Methods over ``self.infer`` and ``self.optimize`` (provided by Client)."""
+    """The technique methods; ``_perform(call)`` is the client's (sync: the answer; async: an awaitable)."""
+
+    def _perform(self, call: Call):
+        raise NotImplementedError
 
     def _optimized(self, technique: str, inputs: Mapping[str, np.ndarray], progress: Progress | None,
-                   timeout: float | None, params: dict) -> Optimized:
-        losses: list[float] = []
+                   timeout: float | None, params: dict):
+        return self._perform(Call(technique, dict(inputs), None, params, parse_optimized, True, progress, timeout))
 
-        def seen(step: int, loss: float, preview: np.ndarray | None):
-            losses.append(loss)
-            return progress(step, loss, preview) if progress is not None else None
+    def explain(self, technique: str, image, target: int | None = None, timeout: float | None = None,
+                **params) -> Explanation:
+        """Run an attribution technique (``saliency``, ``guided_backprop``, ``gradcam``, ``occlusion``) on one
+        image; ``target`` is the class to explain (default: the predicted one); ``params`` are the
+        technique's knobs (see its ModelConfig), e.g. ``smooth_samples=8``."""
+        return self._perform(Call(technique, {"image": to_array(image)}, ATTRIBUTION_OUTPUTS,
+                                  _given(target=target, **params), parse_explanation, timeout=timeout))
 
-        out = self.optimize(technique, inputs, progress=seen, timeout=timeout, **params)
-        extra = {k: _scalar(v) for k, v in out.items() if k not in ("image", "steps", "step", "loss")}
-        return Optimized(out["image"], int(out["steps"][0]), losses, extra)
-
-    def deepdream(self, image, layer: str = "relu3_3", *, progress: Progress | None = None,
+    def deepdream(self, image, layer: str | None = None, *, progress: Progress | None = None,
                   timeout: float | None = None, **params) -> Optimized:
         """Amplify what a VGG16 layer sees (octaves, jitter, steps per octave)."""
-        return self._optimized("deepdream", {"image": to_array(image)}, progress, timeout, {"layer": layer, **params})
+        return self._optimized("deepdream", {"image": to_array(image)}, progress, timeout,
+                               _given(layer=layer, **params))
 
-    def invert(self, image, layer: str = "relu2_2", *, progress: Progress | None = None,
+    def invert(self, image, layer: str | None = None, *, progress: Progress | None = None,
                timeout: float | None = None, **params) -> Optimized:
-        """Reconstruct the image from one VGG16 layer's features (total-variation regularized)."""
+        """Reconstruct the image from one layer's features (total-variation regularized)."""
         return self._optimized("feature_inversion", {"image": to_array(image)}, progress, timeout,
-                               {"layer": layer, **params})
+                               _given(layer=layer, **params))
 
     def texture(self, texture, *, progress: Progress | None = None, timeout: float | None = None,
                 **params) -> Optimized:
         """Synthesize a new texture with the Gram matrices of ``texture``."""
-        return self._optimized("texture_synthesis", {"image": to_array(texture)}, progress, timeout, params)
+        return self._optimized("texture_synthesis", {"image": to_array(texture)}, progress, timeout, _given(**params))
 
     def gatys(self, content, styles: Sequence, weights: Sequence[float] | None = None, *, style_size: int = 384,
               progress: Progress | None = None, timeout: float | None = None, **params) -> Optimized:
@@ -89,40 +202,38 @@ class TechniquesMixin:
         inputs = {"content": to_array(content), "style": common_size(styles, style_size)}
         if weights is not None:
             inputs["style_weights"] = np.asarray(weights, np.float32)
-        return self._optimized("gatys", inputs, progress, timeout, {"style_size": style_size, **params})
+        return self._optimized("gatys", inputs, progress, timeout, _given(style_size=style_size, **params))
 
-    def fool(self, image, target: int, *, progress: Progress | None = None, timeout: float | None = None,
-             **params) -> Optimized:
+    def fool(self, image, target: int | None = None, *, progress: Progress | None = None,
+             timeout: float | None = None, **params) -> Optimized:
         """The smallest L-inf perturbation that makes the classifier say ``target`` (extra: label, linf, l2)."""
-        return self._optimized("fooling", {"image": to_array(image)}, progress, timeout, {"target": target, **params})
+        return self._optimized("fooling", {"image": to_array(image)}, progress, timeout,
+                               _given(target=target, **params))
 
-    def visualize_class(self, class_index: int, *, progress: Progress | None = None, timeout: float | None = None,
-                        **params) -> Optimized:
-        """Gradient ascent on a class score from noise, with L2, blur and jitter regularizers."""
-        return self._optimized("class_visualization", {"class_index": np.array([class_index], np.int32)},
-                               progress, timeout, params)
+    def visualize_class(self, class_index: int | None = None, *, progress: Progress | None = None,
+                        timeout: float | None = None, **params) -> Optimized:
+        """Gradient ascent on a class score from noise, with L2, blur and jitter regularizers (default class:
+        the server's, 130 flamingo)."""
+        inputs = {} if class_index is None else {"class_index": np.array([class_index], np.int32)}
+        return self._optimized("class_visualization", inputs, progress, timeout, _given(**params))
 
-    def neighbours(self, image, k: int = 5, timeout: float | None = None) -> GalleryView:
+    def neighbours(self, image, k: int | None = None, timeout: float | None = None) -> GalleryView:
         """The k gallery images nearest in the classifier's penultimate-feature space."""
-        out = self.infer("knn", {"image": to_array(image)}, ["picture", "names", "distances"],
-                         parameters={"k": k}, timeout=timeout)
-        return GalleryView(out["picture"], _text(out["names"]), out["distances"])
+        return self._perform(Call("knn", {"image": to_array(image)}, ("picture", "names", "distances"), _given(k=k),
+                                  gallery_view("distances"), timeout=timeout))
 
     def embedding(self, method: str = "tsne", timeout: float | None = None, **params) -> GalleryView:
         """PCA or t-SNE coordinates of every gallery image, and the scatter of thumbnails."""
-        out = self.infer("embedding", {"method": np.array([method.encode()], np.object_)},
-                         ["picture", "names", "coordinates"], parameters=params or None, timeout=timeout)
-        return GalleryView(out["picture"], _text(out["names"]), out["coordinates"])
+        return self._perform(Call("embedding", {"method": _string(method)}, ("picture", "names", "coordinates"),
+                                  _given(**params), gallery_view("coordinates"), timeout=timeout))
 
-    def patches(self, layer: str, channel: int, k: int = 9, timeout: float | None = None) -> GalleryView:
+    def patches(self, layer: str, channel: int, k: int | None = None, timeout: float | None = None) -> GalleryView:
         """The gallery regions that excite one VGG16 unit most, cropped to its receptive field."""
-        out = self.infer("max_activating_patches", {"layer": np.array([layer.encode()], np.object_),
-                                                    "channel": np.array([channel], np.int32)},
-                         ["picture", "names", "scores", "patches"], parameters={"k": k}, timeout=timeout)
-        return GalleryView(out["picture"], _text(out["names"]), out["scores"], out["patches"])
+        inputs = {"layer": _string(layer), "channel": np.array([channel], np.int32)}
+        return self._perform(Call("max_activating_patches", inputs, ("picture", "names", "scores", "patches"),
+                                  _given(k=k), gallery_view("scores", patches=True), timeout=timeout))
 
-    def filters(self, network: str = "classifier", scale: int = 8, timeout: float | None = None) -> np.ndarray:
+    def filters(self, network: str = "classifier", scale: int | None = None, timeout: float | None = None):
         """The first convolution's kernels of ``classifier`` or ``vgg16`` as an image grid."""
-        out = self.infer("filters", {"network": np.array([network.encode()], np.object_)}, ["picture"],
-                         parameters={"scale": scale}, timeout=timeout)
-        return out["picture"]
+        return self._perform(Call("filters", {"network": _string(network)}, ("picture",), _given(scale=scale),
+                                  lambda out, losses: out["picture"], timeout=timeout))

@@ -54,10 +54,10 @@ class Server:
     def start(self) -> int:
         o = self.options
         if o.sidecar:
-            from .sidecar import catalog, iterative
+            from .sidecar import catalog
+            from .sidecar.spec import Slots
 
-            iterative.SLOTS.configure(o.max_optimizations)
-            names = catalog.register(self.repository)
+            names = catalog.register(self.repository, Slots(o.max_optimizations))
             log.info("sidecar techniques: %s", ", ".join(names))
         self.repository.start()
         limit = o.max_message_mb * 1024 * 1024

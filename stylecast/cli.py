@@ -21,7 +21,8 @@ def _cmd_train(a: argparse.Namespace) -> int:
         lr_decay_start=a.lr_decay_start, lr_final=a.lr_final, seed=a.seed, device=a.device, precision=a.precision,
         compile=a.compile,
         width=a.width, checkpoint_every=a.checkpoint_every, sample_every=a.sample_every,
-        loss_network=a.loss_network, vgg_weights=a.vgg_weights, time_limit=a.time_limit, teacher=a.teacher,
+        loss_network=a.loss_network, content_layers=a.content_layer or [],
+        vgg_weights=a.vgg_weights, time_limit=a.time_limit, teacher=a.teacher,
     )
     if not a.style and not a.teacher:
         log.error("give at least one --style image (or --teacher to distill a trained network)")
@@ -51,6 +52,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/style", help="run folder: checkpoint.pt, weights.pt, samples/, losses.json")
     p.add_argument("--loss-network", default="efficientnet-lite0", choices=("efficientnet-lite0", "vgg16", "vgg19"),
                    help="perceptual loss network (EfficientNet-Lite0 paints strokes; VGG16 from HED gives pastel)")
+    p.add_argument("--content-layer", action="append",
+                   help="content layer of the loss network; repeat for several (their mean); default: the "
+                        "network's own (block2 for efficientnet-lite0, relu2_2 for VGG)")
     p.add_argument("--content-weight", type=float, default=10.0,
                    help="10 suits efficientnet-lite0 (4 lost the subject); the VGG16 starter used 4")
     p.add_argument("--style-weight", type=float, default=6.0,
@@ -355,78 +359,111 @@ def _add_video(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_explain(a: argparse.Namespace) -> int:
+    """Any technique, driven by its model config: its inputs are filled from the options of the same name,
+    its parameters from --param (typed as the config lists them) and from --target/--layer/--k."""
     from PIL import Image
 
     from stylecast.client import Client
-
-    params: dict = {}
-    for kv in a.param or []:
-        k, _, v = kv.partition("=")
-        params[k] = v if not v.replace(".", "", 1).lstrip("-").isdigit() else float(v) if "." in v else int(v)
-    needs_image = a.technique not in ("class_visualization", "embedding", "max_activating_patches", "filters")
-    if needs_image and not a.image:
-        raise SystemExit(f"explain {a.technique}: give an input image")
-    image = Image.open(a.image).convert("RGB") if a.image else None
-
-    def progress(step: int, loss: float, preview) -> None:
-        log.info("step %d loss %.4g", step, loss)
+    from stylecast.client.techniques import parse_explanation, parse_optimized, recording, technique_params
 
     with Client(a.url, token=a.token) as c:
-        t = a.technique
-        if t in ATTRIBUTION:
-            r = c.explain(t, image, target=a.target, **params)
-            picture, summary = r.overlay, f"'{r.label}' (class {r.class_index}, p={r.probability:.3f})"
-        elif t in ("knn", "embedding", "max_activating_patches"):
-            view = (c.neighbours(image, a.k) if t == "knn" else c.embedding(a.method, **params) if t == "embedding"
-                    else c.patches(a.layer or "relu3_3", a.channel, a.k))
-            picture, summary = view.picture, ", ".join(view.names[:5]) + (" ..." if len(view.names) > 5 else "")
-        elif t == "filters":
-            picture, summary = c.filters(a.network, **params), f"first-layer kernels of the {a.network}"
-        else:
-            r = _optimize(c, a, image, params, progress)
+        cfg = c.config(a.technique)
+        params = _explain_params(a, technique_params(cfg))
+        inputs = _explain_inputs(a, cfg, params)
+        if cfg.model_transaction_policy.decoupled:
+            losses: list[float] = []
+            progress = recording(losses, lambda step, loss, preview: log.info("step %d loss %.4g", step, loss))
+            r = parse_optimized(c.optimize(a.technique, inputs, progress=progress, **params), losses)
             picture, summary = r.image, f"{r.steps} steps, loss {r.losses[-1]:.4g} {r.extra or ''}".rstrip()
+        elif "overlay" in {o.name for o in cfg.output}:
+            r = parse_explanation(c.infer(a.technique, inputs, None, params), [])
+            picture, summary = r.overlay, f"'{r.label}' (class {r.class_index}, p={r.probability:.3f})"
+        else:
+            out = c.infer(a.technique, inputs, None, params)
+            picture, summary = out["picture"], _gallery_summary(out)
     Image.fromarray(picture).save(a.output)
     print(f"wrote {a.output}: {a.technique}: {summary}")
     return 0
 
 
-def _optimize(c, a: argparse.Namespace, image, params: dict, progress):
+def _gallery_summary(out: dict) -> str:
+    if "names" in out:
+        names = [n.decode() for n in out["names"]]
+        return ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
+    return f"{int(out['count'][0])} kernels" if "count" in out else ""
+
+
+# Options that set a technique parameter of the same name when its config lists one.
+PARAM_OPTIONS = ("target", "layer", "k")
+
+
+def _explain_params(a: argparse.Namespace, known: dict) -> dict:
+    params: dict = {}
+    for name in PARAM_OPTIONS:
+        if getattr(a, name) is not None and name in known:
+            params[name] = getattr(a, name)
+    for kv in a.param or []:
+        k, sep, v = kv.partition("=")
+        if not sep or k not in known:
+            raise SystemExit(f"explain {a.technique}: --param {kv!r}: use name=value with a name among "
+                             f"{sorted(known)}")
+        try:
+            params[k] = known[k].coerce(v)
+        except ValueError:
+            raise SystemExit(f"explain {a.technique}: --param {k} must be {known[k].kind.__name__}, "
+                             f"got {v!r}") from None
+    return params
+
+
+def _explain_inputs(a: argparse.Namespace, cfg, params: dict) -> dict:
+    """The technique's inputs, by name: the image for image/content, --style/--style-weight for gatys,
+    --target for class_index, and the option of the same name for the rest."""
+    inputs: dict = {}
+    for t in cfg.input:
+        value = _explain_input(a, t, params)
+        if value is not None:
+            inputs[t.name] = value
+        elif not t.optional:
+            hint = "an input image" if t.name in ("image", "content") else f"--{t.name.replace('_', '-')}"
+            raise SystemExit(f"explain {a.technique}: give {hint} (input '{t.name}')")
+    return inputs
+
+
+def _explain_input(a: argparse.Namespace, t, params: dict):
+    import numpy as np
     from PIL import Image
+    from tritonclient.grpc import model_config_pb2 as mc
 
-    t = a.technique
-    if t == "fooling":
-        return c.fool(image, 1 if a.target is None else a.target, progress=progress, **params)
-    if t == "class_visualization":
-        return c.visualize_class(130 if a.target is None else a.target, progress=progress, **params)
-    if t == "texture_synthesis":
-        return c.texture(image, progress=progress, **params)
-    if t in ("deepdream", "feature_inversion"):
-        method = c.deepdream if t == "deepdream" else c.invert
-        return method(image, a.layer or ("relu3_3" if t == "deepdream" else "relu2_2"), progress=progress, **params)
-    if t == "gatys":
-        if not a.style:
-            raise SystemExit("explain gatys: give one or more --style images")
-        styles = [Image.open(s).convert("RGB") for s in a.style]
-        return c.gatys(image, styles, a.style_weight, progress=progress, **params)
-    raise SystemExit(f"unknown technique {t!r}; choose from {', '.join(TECHNIQUES)}")
+    from stylecast.client.techniques import common_size
 
-
-ATTRIBUTION = ("saliency", "guided_backprop", "gradcam", "occlusion")
-TECHNIQUES = (*ATTRIBUTION, "fooling", "class_visualization", "texture_synthesis", "deepdream", "feature_inversion",
-              "gatys", "knn", "embedding", "max_activating_patches", "filters")
+    if t.name in ("image", "content"):
+        return np.asarray(Image.open(a.image).convert("RGB")) if a.image else None
+    if t.name == "style":
+        size = int(params.get("style_size", 384))
+        return common_size([Image.open(s).convert("RGB") for s in a.style], size) if a.style else None
+    if t.name == "style_weights":
+        return np.asarray(a.style_weight, np.float32) if a.style_weight else None
+    if t.name == "class_index":
+        return None if a.target is None else np.array([a.target], np.int32)
+    v = getattr(a, t.name, None)
+    if v is None:
+        return None
+    return np.array([str(v).encode()], np.object_) if t.data_type == mc.TYPE_STRING else np.array([v], np.int32)
 
 
 def _add_explain(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("explain", help="run a technique of the sidecar and write a PNG")
-    p.add_argument("technique", choices=TECHNIQUES)
+    p.add_argument("technique", help="a technique's model name: saliency, guided_backprop, gradcam, occlusion, "
+                                     "fooling, class_visualization, texture_synthesis, deepdream, feature_inversion, "
+                                     "gatys, knn, embedding, max_activating_patches, filters")
     p.add_argument("image", nargs="?", help="input image (class_visualization, embedding, "
                                             "max_activating_patches and filters take none)")
     p.add_argument("-o", "--output", required=True, help="PNG to write (overlay, result image, grid or scatter)")
     p.add_argument("--target", type=int, help="ImageNet class: to explain (default: the predicted one), "
-                                              "to fool into, or to visualize")
-    p.add_argument("--layer", help="VGG16 layer (deepdream, feature_inversion, max_activating_patches)")
+                                              "to fool into, or to visualize (defaults: the server's)")
+    p.add_argument("--layer", help="layer (deepdream, feature_inversion, max_activating_patches)")
     p.add_argument("--channel", type=int, default=0, help="unit of --layer (max_activating_patches)")
-    p.add_argument("--k", type=int, default=9, help="neighbours or patches to return")
+    p.add_argument("--k", type=int, help="neighbours or patches to return (default: the server's)")
     p.add_argument("--method", default="tsne", choices=("pca", "tsne"), help="embedding method")
     p.add_argument("--network", default="classifier", choices=("classifier", "vgg16"), help="filters of which")
     p.add_argument("--style", action="append", help="style image for gatys (repeat to blend)")

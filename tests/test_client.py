@@ -74,14 +74,18 @@ def test_unknown_style_and_model_errors(client, photo):
         client.stylize(np.zeros((4, 4, 3), np.float32), "red")
 
 
-def test_cli_stylize_and_models(url, photo, tmp_path):
-    src, dst = tmp_path / "in.png", tmp_path / "out.jpg"
+def test_cli_stylize_and_models(url, client, photo, tmp_path):
+    src, dst = tmp_path / "in.png", tmp_path / "out.png"
     photo.save(src)
     run = lambda *a: subprocess.run([sys.executable, "-m", "stylecast.cli", *a],  # noqa: E731
                                     capture_output=True, text=True, timeout=120)
     r = run("stylize", str(src), "-o", str(dst), "--blend", "red=0.7,green=0.3", "--url", url)
     assert r.returncode == 0, r.stderr
-    assert Image.open(dst).size == photo.size
+    got = np.asarray(Image.open(dst), np.float32)
+    blend = np.asarray(client.stylize(photo, {"red": 0.7, "green": 0.3}), np.float32)
+    red = np.asarray(client.stylize(photo, "red"), np.float32)
+    assert np.abs(got - blend).max() <= 1  # the blend the CLI asked for, not one style
+    assert np.abs(got - red).mean() > 10 * max(np.abs(got - blend).mean(), 0.1)
     r = run("models", "--url", url)
     assert r.returncode == 0 and "tiny_style" in r.stdout and "red, green, blue" in r.stdout
     r = run("stylize", str(src), "-o", str(dst), "--style", "nope", "--url", url)
@@ -150,3 +154,20 @@ def test_stream_transport_matches_calls(client, photo):
     with pytest.raises(StylecastError, match="has no elements"):
         list(client.stylize_stream([frames[0], np.zeros((0, 4, 3), np.uint8)], "green", transport="stream"))
     assert client.stylize(frames[0], "green").shape == frames[0].shape
+
+
+def test_async_stylize_stream_over_one_stream(url, photo):
+    frames = [np.asarray(photo)] * 5
+
+    import asyncio
+
+    from stylecast.client import AsyncClient
+
+    async def run():
+        async with AsyncClient(url) as ac:
+            return [f async for f in ac.stylize_stream(frames, "red", transport="stream", in_flight=2)]
+
+    with Client(url) as c:
+        expected = c.stylize(frames[0], "red")
+    got = asyncio.run(run())
+    assert len(got) == 5 and all(np.array_equal(g, expected) for g in got)

@@ -11,10 +11,14 @@ from stylecast.training.data import bundled_photos
 
 
 @pytest.fixture(scope="module")
-def indexed(tmp_path_factory):
-    import os
+def private_cache(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("STYLECAST_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
 
-    os.environ["STYLECAST_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory, private_cache):
     photos = dict(bundled_photos())
     paths = [photos[n] for n in ("skimage_chelsea", "skimage_coffee", "sklearn_china", "skimage_rocket",
                                  "skimage_astronaut", "mpl_grace_hopper")]
@@ -23,6 +27,33 @@ def indexed(tmp_path_factory):
         (d / p.name).write_bytes(p.read_bytes())
     files = sorted(d.iterdir())
     return efficientnet_lite0(), files, gallery.index_gallery(efficientnet_lite0(), files)
+
+
+@pytest.mark.parametrize("method", ["pca", "tsne"])
+def test_crops_of_one_photo_land_together(tmp_path, private_cache, method):
+    """Three crops of each of five photos: in the 2-D map each crop lies nearer the crops of its own photo
+    than the crops of any other photo does on average (a random embedding fails this)."""
+    photos = dict(bundled_photos())
+    names = ("skimage_chelsea", "skimage_coffee", "skimage_rocket", "skimage_astronaut", "sklearn_flower")
+    files = []
+    for k, name in enumerate(names):
+        img = Image.open(photos[name]).convert("RGB")
+        w, h = img.size
+        boxes = ((0, 0, int(w * 0.8), int(h * 0.8)), (int(w * 0.2), int(h * 0.2), w, h),
+                 (int(w * 0.1), 0, int(w * 0.9), int(h * 0.85)))
+        for j, box in enumerate(boxes):
+            path = tmp_path / f"{k}_{j}.png"
+            img.crop(box).save(path)
+            files.append(path)
+    g = gallery.index_gallery(efficientnet_lite0(), files)
+    xy = g.embed(method, 0)
+    owner = np.array([int(n.split("_")[0]) for n in g.names])  # which photo each point was cropped from
+    d = np.linalg.norm(xy[:, None] - xy[None], axis=2)
+    same = owner[:, None] == owner[None]
+    np.fill_diagonal(same, False)
+    other = owner[:, None] != owner[None]
+    within, between = d[same].mean(), d[other].mean()
+    assert within < 0.5 * between, f"{method}: crops of one photo {within:.3f} apart, of different ones {between:.3f}"
 
 
 def test_knn_finds_the_same_scene_first_and_a_variant_next(indexed):

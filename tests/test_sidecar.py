@@ -69,33 +69,6 @@ def test_hooks_never_outlive_a_call_and_the_model_is_not_mutated():
     assert before == after and after[0] == 0
 
 
-def test_cli_explain(sidecar_url, cat_on_grey, tmp_path):
-    from stylecast.cli import main
-
-    src, dst = tmp_path / "cat.png", tmp_path / "sal.png"
-    Image.fromarray(cat_on_grey).save(src)
-    assert main(["explain", "gradcam", str(src), "-o", str(dst), "--url", sidecar_url]) == 0
-    assert Image.open(dst).size == (320, 320)
-    assert main(["explain", "fooling", str(src), "-o", str(dst), "--target", "1", "--url", sidecar_url]) == 0
-    assert Image.open(dst).size == (224, 224)
-    assert main(["explain", "class_visualization", "-o", str(dst), "--target", "130", "--param", "steps=3",
-                 "--param", "size=48", "--url", sidecar_url]) == 0
-    assert Image.open(dst).size == (48, 48)
-    small = tmp_path / "small.png"
-    Image.fromarray(cat_on_grey[::5, ::5]).save(small)
-    runs = [(["deepdream", str(small), "--layer", "relu2_2", "--param", "steps=1"], (64, 64)),
-            (["feature_inversion", str(small), "--param", "steps=1", "--param", "size=32"], (32, 32)),
-            (["gatys", str(small), "--style", str(small), "--param", "steps=1", "--param", "size=48"], (48, 48)),
-            (["texture_synthesis", str(small), "--param", "steps=1", "--param", "size=32"], (32, 32)),
-            (["filters", "--network", "vgg16", "--param", "scale=2"], (8 * 8, 8 * 8)),
-            (["max_activating_patches", "--layer", "relu1_2", "--channel", "3", "--k", "4"], (2 * 100, 2 * 100)),
-            (["knn", str(small), "--k", "3"], (4 * 68, 68)),
-            (["embedding", "--method", "pca", "--param", "size=256"], (256, 256))]
-    for args, size in runs:
-        assert main(["explain", *args, "-o", str(dst), "--url", sidecar_url]) == 0, args
-        assert Image.open(dst).size == size, args
-
-
 def test_fooling_streams_progress_then_flips_the_label(sidecar_url, cat_on_grey):
     seen = []
     with Client(sidecar_url) as c:

@@ -35,14 +35,17 @@ def urls(tmp_path_factory):
     assert main(["sidecar-repository", str(repo), "--only", ",".join(TECHNIQUES)]) == 0
     gallery = copy_photos(bundled_photos()[:6], tmp_path_factory.mktemp("gallery"))
     env = {"STYLECAST_GALLERY": str(gallery), "STYLECAST_CACHE": str(tmp_path_factory.mktemp("cache"))}
-    os.environ.update(env)
-    embedded = Server(ServerOptions(model_repository=None, port=0, metrics_port=None, sidecar=True))
-    embedded.start()
-    try:
-        with triton_server.Triton(repo, tmp_path_factory.mktemp("triton"), with_stylecast=True, extra_env=env) as t:
-            yield {"triton": t.url, "embedded": f"127.0.0.1:{embedded.port}"}
-    finally:
-        embedded.stop()
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        embedded = Server(ServerOptions(model_repository=None, port=0, metrics_port=None, sidecar=True))
+        embedded.start()
+        try:
+            with triton_server.Triton(repo, tmp_path_factory.mktemp("triton"), with_stylecast=True,
+                                      extra_env=env) as t:
+                yield {"triton": t.url, "embedded": f"127.0.0.1:{embedded.port}"}
+        finally:
+            embedded.stop()
 
 
 def test_one_triton_hosts_style_models_and_techniques(urls, cat_on_grey):

@@ -103,19 +103,40 @@ def test_live_source_through_cli(url, tmp_path):
     assert rc == 0 and len(list(_decode(dst))) == 5
 
 
-def test_cancelled_async_stream_frees_the_server(url, photos):
+def _requests_for(triton, model: str) -> int:
+    stats = triton.get_inference_statistics(model).model_stats
+    return sum(s.inference_stats.success.count + s.inference_stats.fail.count for s in stats)
+
+
+@pytest.mark.parametrize("transport", ["calls", "stream"])
+def test_cancelled_async_stream_frees_the_server(url, photos, triton, transport):
+    """Closing the async generator stops reading frames and sending requests; the server answers the next
+    caller at once. Observed: the frames read and the requests the server saw stay near what was consumed."""
     import asyncio
 
     from stylecast.client import AsyncClient
 
+    big = [np.asarray(Image.fromarray(p).resize((400, 300))) for p in photos] * 4
+    read = []
+
+    def frames():
+        for f in big:
+            read.append(1)
+            yield f
+
+    before = _requests_for(triton, "tiny_style")
+
     async def run():
         async with AsyncClient(url) as c:
-            big = [np.asarray(Image.fromarray(p).resize((400, 300))) for p in photos] * 4
-            agen = c.stylize_stream(big, "red", in_flight=4)
+            agen = c.stylize_stream(frames(), "red", in_flight=4, transport=transport)
             got = [await agen.__anext__() for _ in range(2)]
             await agen.aclose()  # cancels the requests still in flight
+            await asyncio.sleep(1.0)  # anything still running on the server would finish and count by now
             small = await c.stylize(photos[0], "red", timeout=30)
             return got, small
 
     got, small = asyncio.run(run())
     assert len(got) == 2 and small.shape == photos[0].shape
+    assert len(read) <= 2 + 4 + 1, f"{len(read)} of {len(big)} frames read after the consumer stopped at 2"
+    seen = _requests_for(triton, "tiny_style") - before
+    assert seen <= 2 + 4 + 1, f"the server saw {seen} requests for 2 frames consumed with 4 in flight"

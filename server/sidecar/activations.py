@@ -1,5 +1,6 @@
 """Activation-based techniques served as models: k nearest neighbours, PCA / t-SNE maps of the gallery,
-maximally activating patches and first-layer filters. They read activations only (no gradients)."""
+maximally activating patches and first-layer filters. They read activations only (no gradients).
+One spec each, at the end."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from ..errors import InvalidArgument
 from . import gallery as gal
-from .backend import Param, SidecarBackend, describe
 from .iterative import LAYERS
 from .networks import load_classifier, loss_network
+from .spec import Param, Spec, Tensor, image, scalar, text
 
 
 def _text(inputs: dict[str, np.ndarray], name: str, choices: tuple[str, ...]) -> str:
@@ -29,110 +30,63 @@ def _strings(values) -> np.ndarray:
     return np.array([str(v).encode() for v in values], dtype=np.object_)
 
 
-class GalleryBackend(SidecarBackend):
-    """A technique over the gallery: the config is built from the subclass's NAME, INPUTS, OUTPUTS, PARAMS."""
-
-    NAME = ""
-    DESCRIPTION = ""
-    INPUTS: tuple[tuple[str, int, list[int]], ...] = ()
-    OUTPUTS: tuple[tuple[str, int, list[int]], ...] = ()
-    PARAMS: tuple[Param, ...] = ()
-
-    def __init__(self) -> None:
-        cfg = mc.ModelConfig(name=self.NAME, backend="stylecast_sidecar", max_batch_size=0)
-        for name, dtype, dims in self.INPUTS:
-            cfg.input.add(name=name, data_type=dtype, dims=dims)
-        for name, dtype, dims in self.OUTPUTS:
-            cfg.output.add(name=name, data_type=dtype, dims=dims)
-        super().__init__(describe(cfg, self.DESCRIPTION, self.PARAMS), self.PARAMS)
-
-    def load(self) -> None:
-        self.model = load_classifier()
-        self.gallery = gal.default_gallery()
-
-    def infer(self, inputs: dict[str, np.ndarray], outputs: list[str], parameters: dict,
-              emit=None) -> dict[str, np.ndarray]:
-        result = self.run(inputs, parameters)
-        return {k: result[k] for k in outputs}
-
-    def run(self, inputs: dict[str, np.ndarray], parameters: dict) -> dict[str, np.ndarray]:
-        raise NotImplementedError
+PICTURE = image("picture")
+NAMES = Tensor("names", mc.TYPE_STRING, (-1,))
 
 
-IMAGE = ("image", mc.TYPE_UINT8, [-1, -1, 3])
-PICTURE = ("picture", mc.TYPE_UINT8, [-1, -1, 3])
-NAMES = ("names", mc.TYPE_STRING, [-1])
+def _warm_gallery() -> None:
+    load_classifier()
+    gal.default_gallery()
 
 
-class NeighboursBackend(GalleryBackend):
-    NAME = "knn"
-    DESCRIPTION = "k nearest gallery images in the classifier's penultimate-feature space (cosine distance)"
-    INPUTS = (IMAGE,)
-    OUTPUTS = (("indices", mc.TYPE_INT32, [-1]), ("distances", mc.TYPE_FP32, [-1]), NAMES, PICTURE)
-    PARAMS = (Param("k", int, 5, 1, 50, "neighbours to return"),)
-
-    def run(self, inputs, parameters):
-        image = inputs["image"]
-        query = gal.penultimate(self.model, gal._prepare(Image.fromarray(image)))[0].numpy()
-        idx, dist = self.gallery.knn(query, min(parameters["k"], len(self.gallery.names)))
-        return {"indices": idx.astype(np.int32), "distances": dist.astype(np.float32),
-                "names": _strings(self.gallery.names[i] for i in idx),
-                "picture": gal.neighbours_picture(image, self.gallery, idx)}
+def _run_knn(inputs: dict, p: dict, progress=None) -> dict:
+    model, gallery, query_image = load_classifier(), gal.default_gallery(), inputs["image"]
+    query = gal.penultimate(model, gal._prepare(Image.fromarray(query_image)))[0].numpy()
+    idx, dist = gallery.knn(query, min(p["k"], len(gallery.names)))
+    return {"indices": idx.astype(np.int32), "distances": dist.astype(np.float32),
+            "names": _strings(gallery.names[i] for i in idx),
+            "picture": gal.neighbours_picture(query_image, gallery, idx)}
 
 
-class EmbeddingBackend(GalleryBackend):
-    NAME = "embedding"
-    DESCRIPTION = "PCA or t-SNE (scikit-learn) of the gallery's penultimate features, as coordinates in [0, 1] " \
-                  "and as a picture with thumbnails at their positions"
-    INPUTS = (("method", mc.TYPE_STRING, [1]),)
-    OUTPUTS = (("coordinates", mc.TYPE_FP32, [-1, 2]), NAMES, PICTURE)
-    PARAMS = (Param("size", int, 1024, 256, 4096, "side of the picture"),
-              Param("seed", int, 0, 0, 2**31 - 1, "random seed (t-SNE)"))
-
-    def load(self) -> None:
-        super().load()
-        self._lock = threading.Lock()
-        self._cache: dict[tuple[str, int], np.ndarray] = {}
-
-    def run(self, inputs, parameters):
-        method = _text(inputs, "method", ("pca", "tsne"))
-        key = (method, parameters["seed"])
-        with self._lock:  # t-SNE takes seconds: compute once per method and seed
-            if key not in self._cache:
-                self._cache[key] = self.gallery.embed(method, parameters["seed"])
-        xy = self._cache[key]
-        return {"coordinates": xy, "names": _strings(self.gallery.names),
-                "picture": self.gallery.scatter(xy, parameters["size"])}
+_EMBED_LOCK = threading.Lock()
+_EMBEDDINGS: dict[tuple[gal.Gallery, str, int], np.ndarray] = {}
 
 
-class PatchesBackend(GalleryBackend):
-    NAME = "max_activating_patches"
-    DESCRIPTION = "the gallery regions that excite one VGG16 unit most, cropped to its receptive field"
-    INPUTS = (("layer", mc.TYPE_STRING, [1]), ("channel", mc.TYPE_INT32, [1]))
-    OUTPUTS = (("patches", mc.TYPE_UINT8, [-1, -1, -1, 3]), ("scores", mc.TYPE_FP32, [-1]), NAMES, PICTURE)
-    PARAMS = (Param("k", int, 9, 1, 64, "patches to return"),)
+def _run_embedding(inputs: dict, p: dict, progress=None) -> dict:
+    method, gallery = _text(inputs, "method", ("pca", "tsne")), gal.default_gallery()
+    key = (gallery, method, p["seed"])
+    with _EMBED_LOCK:  # t-SNE takes seconds: compute once per gallery, method and seed
+        if key not in _EMBEDDINGS:
+            _EMBEDDINGS[key] = gallery.embed(method, p["seed"])
+    xy = _EMBEDDINGS[key]
+    return {"coordinates": xy, "names": _strings(gallery.names), "picture": gallery.scatter(xy, p["size"])}
 
-    def load(self) -> None:
-        super().load()
-        self.vgg = loss_network(LAYERS)
-        self._maxima = lru_cache(maxsize=len(LAYERS))(
-            lambda layer: gal.cached_unit_maxima(self.vgg, self.gallery, layer))
 
-    def run(self, inputs, parameters):
-        layer = _text(inputs, "layer", LAYERS)
-        channels = _channels(layer)
-        channel = int(inputs["channel"].reshape(-1)[0])
-        if not 0 <= channel < channels:
-            raise InvalidArgument(f"input 'channel' must be in [0, {channels - 1}] for {layer}, got {channel}")
-        k = min(parameters["k"], len(self.gallery.paths))
-        patches, scores, idx = gal.max_activating_patches(self.vgg, self.gallery.paths, layer, channel, k,
-                                                          maxima=self._maxima(layer))
-        side = gal.receptive_field(layer)[0]
-        padded = np.full((len(patches), side, side, 3), 255, np.uint8)
-        for n, p in enumerate(patches):
-            padded[n, :p.shape[0], :p.shape[1]] = p
-        return {"patches": padded, "scores": np.array(scores, np.float32),
-                "names": _strings(self.gallery.names[i] for i in idx), "picture": gal.tile(patches, 96)}
+def _vgg():
+    return loss_network(LAYERS)
+
+
+@lru_cache(maxsize=2 * len(LAYERS))
+def _maxima(gallery: gal.Gallery, layer: str) -> gal.UnitMaxima:
+    return gal.cached_unit_maxima(_vgg(), gallery, layer)
+
+
+def _run_patches(inputs: dict, p: dict, progress=None) -> dict:
+    layer = _text(inputs, "layer", LAYERS)
+    channels = _channels(layer)
+    channel = int(inputs["channel"].reshape(-1)[0])
+    if not 0 <= channel < channels:
+        raise InvalidArgument(f"input 'channel' must be in [0, {channels - 1}] for {layer}, got {channel}")
+    gallery = gal.default_gallery()
+    k = min(p["k"], len(gallery.paths))
+    patches, scores, idx = gal.max_activating_patches(_vgg(), gallery.paths, layer, channel, k,
+                                                      maxima=_maxima(gallery, layer))
+    side = gal.receptive_field(layer)[0]
+    padded = np.full((len(patches), side, side, 3), 255, np.uint8)
+    for n, patch in enumerate(patches):
+        padded[n, :patch.shape[0], :patch.shape[1]] = patch
+    return {"patches": padded, "scores": np.array(scores, np.float32),
+            "names": _strings(gallery.names[i] for i in idx), "picture": gal.tile(patches, 96)}
 
 
 def _channels(layer: str) -> int:
@@ -140,21 +94,30 @@ def _channels(layer: str) -> int:
     return {1: 64, 2: 128, 3: 256, 4: 512}[block]
 
 
-class FiltersBackend(GalleryBackend):
-    NAME = "filters"
-    DESCRIPTION = "the first convolution's kernels as an image grid (each kernel scaled to 0..255)"
-    INPUTS = (("network", mc.TYPE_STRING, [1]),)
-    OUTPUTS = (PICTURE, ("count", mc.TYPE_INT32, [1]))
-    PARAMS = (Param("scale", int, 8, 1, 32, "pixels per kernel element"),)
-
-    def load(self) -> None:
-        self.model = load_classifier()
-
-    def run(self, inputs, parameters):
-        which = _text(inputs, "network", ("classifier", "vgg16"))
-        net = self.model.net if which == "classifier" else loss_network().body
-        return {"picture": gal.first_layer_filters(net, parameters["scale"]),
-                "count": np.array([gal.first_conv(net).out_channels], np.int32)}
+def _run_filters(inputs: dict, p: dict, progress=None) -> dict:
+    which = _text(inputs, "network", ("classifier", "vgg16"))
+    net = load_classifier().net if which == "classifier" else loss_network().body
+    return {"picture": gal.first_layer_filters(net, p["scale"]),
+            "count": np.array([gal.first_conv(net).out_channels], np.int32)}
 
 
-BACKENDS = (NeighboursBackend, EmbeddingBackend, PatchesBackend, FiltersBackend)
+SPECS = (
+    Spec("knn", "k nearest gallery images in the classifier's penultimate-feature space (cosine distance)",
+         (image(),), (Tensor("indices", mc.TYPE_INT32, (-1,)), Tensor("distances", mc.TYPE_FP32, (-1,)), NAMES,
+                      PICTURE),
+         (Param("k", int, 5, 1, 50, "neighbours to return"),), _run_knn, load=_warm_gallery, family="gallery"),
+    Spec("embedding", "PCA or t-SNE (scikit-learn) of the gallery's penultimate features, as coordinates in "
+         "[0, 1] and as a picture with thumbnails at their positions",
+         (text("method"),), (Tensor("coordinates", mc.TYPE_FP32, (-1, 2)), NAMES, PICTURE),
+         (Param("size", int, 1024, 256, 4096, "side of the picture"),
+          Param("seed", int, 0, 0, 2**31 - 1, "random seed (t-SNE)")), _run_embedding, load=_warm_gallery,
+         family="gallery"),
+    Spec("max_activating_patches", "the gallery regions that excite one VGG16 unit most, cropped to its "
+         "receptive field", (text("layer"), scalar("channel")),
+         (Tensor("patches", mc.TYPE_UINT8, (-1, -1, -1, 3)), Tensor("scores", mc.TYPE_FP32, (-1,)), NAMES, PICTURE),
+         (Param("k", int, 9, 1, 64, "patches to return"),), _run_patches, load=_warm_gallery, family="gallery"),
+    Spec("filters", "the first convolution's kernels as an image grid (each kernel scaled to 0..255)",
+         (text("network"),), (PICTURE, scalar("count")),
+         (Param("scale", int, 8, 1, 32, "pixels per kernel element"),), _run_filters, load=load_classifier,
+         family="gallery"),
+)

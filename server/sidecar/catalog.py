@@ -1,42 +1,38 @@
 """Every technique by name: the one list the embedded server registers and the Triton python-backend
-models are generated from."""
+models are generated from. A technique is one :class:`~.spec.Spec` in its family's module."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from .backend import SidecarBackend
+from .spec import Slots, Spec, SpecBackend
 
 
-def factories() -> dict[str, Callable[[], SidecarBackend]]:
-    """name -> a function building the (not yet loaded) backend."""
-    from . import activations, backend, iterative
+def specs() -> dict[str, Spec]:
+    """name -> spec, over every family (imported here so that importing the catalog stays cheap)."""
+    from . import activations, iterative, maps
 
-    out: dict[str, Callable[[], SidecarBackend]] = {}
-    for t in backend.TECHNIQUES:
-        out[t.name] = lambda t=t: backend.TechniqueBackend(t)
-    for cls in activations.BACKENDS:
-        out[cls.NAME] = cls
-    for it in iterative.TECHNIQUES:
-        out[it.name] = lambda it=it: iterative.IterativeBackend(it)
-    return out
+    return {s.name: s for s in (*maps.SPECS, *iterative.SPECS, *activations.SPECS)}
 
 
-def build(name: str) -> SidecarBackend:
+def spec(name: str) -> Spec:
+    known = specs()
+    if name not in known:
+        raise KeyError(f"no technique named {name!r}; known: {sorted(known)}")
+    return known[name]
+
+
+def build(name: str, slots: Slots | None = None) -> SpecBackend:
     """The loaded backend of one technique."""
-    make = factories().get(name)
-    if make is None:
-        raise KeyError(f"no technique named {name!r}; known: {sorted(factories())}")
-    b = make()
+    b = SpecBackend(spec(name), slots)
     b.load()
     return b
 
 
-def register(repository) -> list[str]:
-    """Add every technique to a ModelRepository as a virtual model (loaded when the repository starts)."""
+def register(repository, slots: Slots) -> list[str]:
+    """Add every technique to a ModelRepository as a virtual model (loaded when the repository starts);
+    the decoupled ones share ``slots``, the server's limit on optimizations at once."""
     from ..model import ModelVersion
 
-    names = list(factories())
+    names = list(specs())
     for name in names:
-        repository.add_virtual(name, lambda name=name: [ModelVersion(build(name), 1)])
+        repository.add_virtual(name, lambda name=name: [ModelVersion(build(name, slots), 1)])
     return names

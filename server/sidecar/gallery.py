@@ -35,7 +35,7 @@ def _prepare(img: Image.Image, size: int = 224) -> torch.Tensor:
     return torch.from_numpy(np.asarray(img, np.uint8).copy()).permute(2, 0, 1)[None].float()
 
 
-@dataclass
+@dataclass(eq=False)  # hashed by identity: per-gallery caches key on it
 class Gallery:
     names: list[str]
     features: np.ndarray  # [N, D], L2-normalized

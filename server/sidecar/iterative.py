@@ -1,13 +1,10 @@
 """Iterative techniques served as decoupled models: progress (step, loss, a preview every k steps)
 streams over ModelStreamInfer, then the result. A cancelled stream or a passed deadline stops the
-render loop at its next step and frees the worker. At most ``limit`` optimizations run at once across
-all techniques (the rest wait for a slot), so long jobs cannot starve the single-pass techniques."""
+render loop at its next step and frees the worker. At most ``--max-optimizations`` run at once across
+all of them (the rest wait for a slot, see ``spec.Slots``), so long jobs cannot starve the single-pass
+techniques. One spec each, at the end."""
 
 from __future__ import annotations
-
-import threading
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -17,11 +14,11 @@ from torch.nn import functional as F
 from tritonclient.grpc import model_config_pb2 as mc
 
 from ..errors import InvalidArgument
-from ..scheduler import check_stop
 from . import optimize
-from .backend import Param, SidecarBackend, choice, describe
 from .networks import load_classifier, loss_network
+from .spec import Param, Spec, Tensor, choice, image, pixels, scalar
 
+DEFAULT_CLASS = 130  # flamingo: pink birds on water read well at 128 px
 MAX_SIDE = 512  # larger inputs are resized: a limit on pixels per request
 # VGG16 layers the optimizations may target: every ReLU up to relu4_3 (the bundled weights end there)
 LAYERS = tuple(n for n in LAYER_INDEX if n.startswith("relu") and LAYER_INDEX[n] <= LAYER_INDEX["relu4_3"])
@@ -42,38 +39,9 @@ def _net(p: dict, layers: tuple[str, ...] | None = None):
         raise InvalidArgument(f"parameter 'loss_network' = {p['loss_network']!r}: {e}") from e
 
 
-class Slots:
-    """How many optimizations may run at once, over all iterative techniques."""
-
-    def __init__(self, limit: int = 1) -> None:
-        self.limit = limit
-        self._sem = threading.Semaphore(limit)
-
-    def configure(self, limit: int) -> None:
-        self.limit, self._sem = max(1, limit), threading.Semaphore(max(1, limit))
-
-    def acquire(self) -> threading.Semaphore:
-        """Wait for a slot; a deadline that passes or a caller that goes away while waiting ends the request."""
-        sem = self._sem
-        while not sem.acquire(timeout=0.1):
-            check_stop(f"waiting for an optimization slot; {self.limit} may run at once")
-        return sem
-
-
-SLOTS = Slots()
-
 COMMON = (Param("steps", int, 100, 1, 1000, "optimization steps (upper bound)"),
           Param("preview_every", int, 10, 1, 1000, "stream a preview image every k steps"),
           Param("seed", int, 0, 0, 2**31 - 1, "random seed (results repeat on CPU)"))
-
-
-@dataclass(frozen=True)
-class Iterative:
-    name: str
-    inputs: tuple[tuple[str, int, list[int]], ...]
-    params: tuple[Param, ...]
-    run: Callable[[dict, dict, Callable], dict]
-    description: str
 
 
 def _image(arr: np.ndarray, side: int | None = None) -> torch.Tensor:
@@ -86,13 +54,9 @@ def _image(arr: np.ndarray, side: int | None = None) -> torch.Tensor:
     return x
 
 
-def _pixels(x: torch.Tensor) -> np.ndarray:
-    return x[0].detach().clamp(0, 255).round().byte().permute(1, 2, 0).numpy()
-
-
 def _result(r) -> dict:
     """The outputs every optimization returns: the image and the steps it ran."""
-    return {"image": _pixels(r.image), "steps": np.array([r.steps], np.int32)}
+    return {"image": pixels(r.image), "steps": np.array([r.steps], np.int32)}
 
 
 def _run_fooling(inputs: dict, p: dict, progress) -> dict:
@@ -101,13 +65,14 @@ def _run_fooling(inputs: dict, p: dict, progress) -> dict:
     r = optimize.fooling_image(model, x, p["target"], p["epsilon"], p["steps"], p["lr"], progress=progress)
     with torch.no_grad():
         label = model.classes[int(model(r.image).argmax())]
-    return {"image": _pixels(r.image), "label": np.array([label.encode()], np.object_),
+    return {"image": pixels(r.image), "label": np.array([label.encode()], np.object_),
             "linf": np.array([r.linf], np.float32), "l2": np.array([r.l2], np.float32),
             "steps": np.array([r.steps], np.int32)}
 
 
 def _run_class_viz(inputs: dict, p: dict, progress) -> dict:
-    target = int(inputs["class_index"].reshape(-1)[0])
+    given = inputs.get("class_index")
+    target = DEFAULT_CLASS if given is None or given.size == 0 else int(given.reshape(-1)[0])
     if not 0 <= target < 1000:
         raise InvalidArgument(f"input 'class_index' must be an ImageNet class in [0, 999], got {target}")
     r = optimize.class_visualization(load_classifier(), target, p["size"], p["steps"], p["lr"], p["l2"],
@@ -155,99 +120,55 @@ def _run_gatys(inputs: dict, p: dict, progress) -> dict:
     return _result(r)
 
 
-IMAGE_IN = (("image", mc.TYPE_UINT8, [-1, -1, 3]),)
-TECHNIQUES = [
-    Iterative("fooling", IMAGE_IN,
-              (Param("target", int, 1, 0, 999, "class the classifier must say"),
-               Param("epsilon", float, 2.0, 0.1, 32.0, "L-inf budget in grey levels"),
-               Param("lr", float, 0.25, 0.001, 10.0, "Adam step size (grey levels)"), *COMMON), _run_fooling,
-              "targeted adversarial image within an L-inf ball (at 224x224)"),
-    Iterative("class_visualization", (("class_index", mc.TYPE_INT32, [1]),),
-              (Param("size", int, 128, 32, 384, "image side"), Param("lr", float, 8.0, 0.01, 100.0, "step size"),
-               Param("l2", float, 1.0, 0.0, 100.0, "L2 regularizer weight"), *COMMON), _run_class_viz,
-              "gradient ascent on a class score with L2, blur and jitter regularizers"),
-    Iterative("texture_synthesis", IMAGE_IN,
-              (Param("size", int, 128, 32, 384, "output side"), Param("lr", float, 4.0, 0.01, 100.0, "step size"),
-               _network_param("efficientnet-lite0", "network whose Gram matrices are matched"), *COMMON),
-              _run_texture, "a new image matching the Gram matrices of the input texture (EfficientNet-Lite0 by "
-              "default: strokes and motifs; vgg16 for the classic look)"),
-    Iterative("deepdream", IMAGE_IN,
-              (choice("layer", "relu3_3", LAYERS, "VGG16 layer to amplify"),
-               Param("octaves", int, 2, 1, 6, "scales, coarse to fine"),
-               Param("octave_scale", float, 1.4, 1.0, 3.0, "size ratio between octaves"),
-               Param("jitter", int, 8, 0, 64, "random shift per step (pixels)"),
-               Param("lr", float, 2.0, 0.01, 100.0, "step size"), *COMMON), _run_deepdream,
-              "amplify what a VGG16 layer sees: the gradient at the layer is set to its activation (steps per "
-              "octave; the image is resized to at most 512 px)"),
-    Iterative("feature_inversion", IMAGE_IN,
-              (choice("layer", "relu2_2", LAYERS + EFFICIENTNET_LAYERS, "layer whose features are matched "
-                      "(relu* for VGG, stem / block* for EfficientNet-Lite0)"),
-               _network_param("vgg16", "network whose features are inverted"),
-               Param("size", int, 128, 32, 384, "long side of the reconstruction"),
-               Param("tv_weight", float, 1.0, 0.0, 1000.0, "weight of the total-variation regularizer R_V^beta"),
-               Param("beta", float, 2.0, 1.0, 4.0, "exponent beta of R_V^beta"),
-               Param("lr", float, 4.0, 0.01, 100.0, "step size"), *COMMON), _run_inversion,
-              "reconstruct an image from noise by matching one layer's features (VGG16 by default)"),
-    Iterative("gatys", (("content", mc.TYPE_UINT8, [-1, -1, 3]), ("style", mc.TYPE_UINT8, [-1, -1, -1, 3]),
-                        ("style_weights", mc.TYPE_FP32, [-1])),
-              (Param("size", int, 256, 32, MAX_SIDE, "long side of the result"),
-               Param("style_size", int, 384, 32, 3 * MAX_SIDE // 2, "long side the style images are resized to "
-                     "(about 1.5x size)"),
-               _network_param("efficientnet-lite0", "loss network: efficientnet-lite0 paints strokes, vgg16 "
-                              "(bundled HED weights) gives pastel mottling"),
-               Param("content_weight", float, 4.0, 0.0, 1e4, "content loss weight (the network's content layer)"),
-               Param("style_weight", float, 6.0, 0.0, 1e4, "Gram style loss weight (the network's style layers)"),
-               Param("tv_weight", float, 20.0, 0.0, 1e4, "total-variation weight"),
-               Param("lr", float, 4.0, 0.01, 100.0, "step size"), *COMMON), _run_gatys,
-              "optimization-based style transfer from the content photo, with one or more weighted styles "
-              "(style: a batch of equally sized images; style_weights: optional, one per style)"),
-]
-OPTIONAL = {"style_weights"}
+def optimization(name: str, description: str, inputs: tuple[Tensor, ...], params: tuple[Param, ...], run,
+                 extra_outputs: tuple[Tensor, ...] = ()) -> Spec:
+    """An iterative technique: the image and the steps run, then (step, loss) streamed as it goes."""
+    outputs = (image(), scalar("steps"), scalar("step"), scalar("loss", mc.TYPE_FP32), *extra_outputs)
+    return Spec(name, description, inputs, outputs, (*params, *COMMON), run, decoupled=True, family="optimization")
 
 
-def iterative_config(t: Iterative) -> mc.ModelConfig:
-    cfg = mc.ModelConfig(name=t.name, backend="stylecast_sidecar", max_batch_size=0)
-    cfg.model_transaction_policy.decoupled = True
-    for name, dtype, dims in t.inputs:
-        cfg.input.add(name=name, data_type=dtype, dims=dims, optional=name in OPTIONAL)
-    cfg.output.add(name="image", data_type=mc.TYPE_UINT8, dims=[-1, -1, 3])
-    cfg.output.add(name="steps", data_type=mc.TYPE_INT32, dims=[1])
-    cfg.output.add(name="step", data_type=mc.TYPE_INT32, dims=[1])
-    cfg.output.add(name="loss", data_type=mc.TYPE_FP32, dims=[1])
-    if t.name == "fooling":
-        cfg.output.add(name="label", data_type=mc.TYPE_STRING, dims=[1])
-        cfg.output.add(name="linf", data_type=mc.TYPE_FP32, dims=[1])
-        cfg.output.add(name="l2", data_type=mc.TYPE_FP32, dims=[1])
-    return describe(cfg, t.description, t.params)
-
-
-class IterativeBackend(SidecarBackend):
-    """One instance: a long optimization holds one worker, so short models elsewhere are not starved."""
-
-    def __init__(self, technique: Iterative) -> None:
-        super().__init__(iterative_config(technique), technique.params)
-        self.technique = technique
-
-    def load(self) -> None:
-        pass
-
-    def infer(self, inputs: dict[str, np.ndarray], outputs: list[str], parameters: dict,
-              emit=None) -> dict[str, np.ndarray]:
-        every = parameters["preview_every"]
-
-        def progress(step: int, loss: float, image: torch.Tensor) -> bool:
-            check_stop(f"{self.technique.name} stopped at step {step}")
-            if emit is None:
-                return True
-            msg = {"step": np.array([step], np.int32), "loss": np.array([loss], np.float32)}
-            if step % every == 0:
-                msg["image"] = _pixels(image)
-            return emit(msg)
-
-        sem = SLOTS.acquire()
-        try:
-            torch.manual_seed(parameters["seed"])
-            result = self.technique.run(inputs, parameters, progress)
-        finally:
-            sem.release()
-        return {k: v for k, v in result.items() if k in outputs}
+SPECS = (
+    optimization("fooling", "targeted adversarial image within an L-inf ball (at 224x224)", (image(),),
+                 (Param("target", int, 1, 0, 999, "class the classifier must say"),
+                  Param("epsilon", float, 2.0, 0.1, 32.0, "L-inf budget in grey levels"),
+                  Param("lr", float, 0.25, 0.001, 10.0, "Adam step size (grey levels)")), _run_fooling,
+                 (Tensor("label", mc.TYPE_STRING, (1,)), scalar("linf", mc.TYPE_FP32), scalar("l2", mc.TYPE_FP32))),
+    optimization("class_visualization", "gradient ascent on a class score with L2, blur and jitter regularizers "
+                 f"(class_index: optional, default {DEFAULT_CLASS}, flamingo)",
+                 (Tensor("class_index", mc.TYPE_INT32, (1,), optional=True),),
+                 (Param("size", int, 128, 32, 384, "image side"), Param("lr", float, 8.0, 0.01, 100.0, "step size"),
+                  Param("l2", float, 1.0, 0.0, 100.0, "L2 regularizer weight")), _run_class_viz),
+    optimization("texture_synthesis", "a new image matching the Gram matrices of the input texture "
+                 "(EfficientNet-Lite0 by default: strokes and motifs; vgg16 for the classic look)", (image(),),
+                 (Param("size", int, 128, 32, 384, "output side"), Param("lr", float, 4.0, 0.01, 100.0, "step size"),
+                  _network_param("efficientnet-lite0", "network whose Gram matrices are matched")), _run_texture),
+    optimization("deepdream", "amplify what a VGG16 layer sees: the gradient at the layer is set to its activation "
+                 "(steps per octave; the image is resized to at most 512 px)", (image(),),
+                 (choice("layer", "relu3_3", LAYERS, "VGG16 layer to amplify"),
+                  Param("octaves", int, 2, 1, 6, "scales, coarse to fine"),
+                  Param("octave_scale", float, 1.4, 1.0, 3.0, "size ratio between octaves"),
+                  Param("jitter", int, 8, 0, 64, "random shift per step (pixels)"),
+                  Param("lr", float, 2.0, 0.01, 100.0, "step size")), _run_deepdream),
+    optimization("feature_inversion", "reconstruct an image from noise by matching one layer's features "
+                 "(VGG16 by default)", (image(),),
+                 (choice("layer", "relu2_2", LAYERS + EFFICIENTNET_LAYERS, "layer whose features are matched "
+                         "(relu* for VGG, stem / block* for EfficientNet-Lite0)"),
+                  _network_param("vgg16", "network whose features are inverted"),
+                  Param("size", int, 128, 32, 384, "long side of the reconstruction"),
+                  Param("tv_weight", float, 1.0, 0.0, 1000.0, "weight of the total-variation regularizer R_V^beta"),
+                  Param("beta", float, 2.0, 1.0, 4.0, "exponent beta of R_V^beta"),
+                  Param("lr", float, 4.0, 0.01, 100.0, "step size")), _run_inversion),
+    optimization("gatys", "optimization-based style transfer from the content photo, with one or more weighted "
+                 "styles (style: a batch of equally sized images; style_weights: optional, one per style)",
+                 (image("content"), Tensor("style", mc.TYPE_UINT8, (-1, -1, -1, 3)),
+                  Tensor("style_weights", mc.TYPE_FP32, (-1,), optional=True)),
+                 (Param("size", int, 256, 32, MAX_SIDE, "long side of the result"),
+                  Param("style_size", int, 384, 32, 3 * MAX_SIDE // 2, "long side the style images are resized to "
+                        "(about 1.5x size)"),
+                  _network_param("efficientnet-lite0", "loss network: efficientnet-lite0 paints strokes, vgg16 "
+                                 "(bundled HED weights) gives pastel mottling"),
+                  Param("content_weight", float, 4.0, 0.0, 1e4, "content loss weight (the network's content layer)"),
+                  Param("style_weight", float, 6.0, 0.0, 1e4, "Gram style loss weight (the network's style layers)"),
+                  Param("tv_weight", float, 20.0, 0.0, 1e4, "total-variation weight"),
+                  Param("lr", float, 4.0, 0.01, 100.0, "step size")), _run_gatys),
+)

@@ -31,13 +31,13 @@ def write_repository(out: str | Path, names: list[str] | None = None) -> list[st
     """Write a Triton model repository holding the techniques (all of them by default)."""
     from . import catalog
 
-    known = catalog.factories()
+    known = catalog.specs()
     names = names or list(known)
     unknown = sorted(set(names) - set(known))
     if unknown:
         raise ValueError(f"unknown technique(s) {unknown}; known: {sorted(known)}")
     for name in names:
-        cfg = known[name]().config  # configs are built without loading any network
+        cfg = known[name].config()  # built without loading any network
         cfg.backend = "python"
         folder = Path(out) / name
         (folder / "1").mkdir(parents=True, exist_ok=True)
