@@ -9,27 +9,10 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from .datatypes import datatype_of, type_of
 from .errors import InvalidArgument
 
 CONFIG_FILE = "config.pbtxt"
-
-# ModelConfig DataType enum name <-> protocol datatype string.
-TYPE_TO_DATATYPE = {
-    "TYPE_BOOL": "BOOL", "TYPE_UINT8": "UINT8", "TYPE_UINT16": "UINT16", "TYPE_UINT32": "UINT32",
-    "TYPE_UINT64": "UINT64", "TYPE_INT8": "INT8", "TYPE_INT16": "INT16", "TYPE_INT32": "INT32",
-    "TYPE_INT64": "INT64", "TYPE_FP16": "FP16", "TYPE_FP32": "FP32", "TYPE_FP64": "FP64",
-    "TYPE_STRING": "BYTES", "TYPE_BF16": "BF16",
-}
-DATATYPE_TO_TYPE = {v: k for k, v in TYPE_TO_DATATYPE.items()}
-
-
-def datatype_of(data_type: int) -> str:
-    return TYPE_TO_DATATYPE[mc.DataType.Name(data_type)]
-
-
-def type_of(datatype: str) -> int:
-    return mc.DataType.Value(DATATYPE_TO_TYPE[datatype])
-
 
 class ConfigError(InvalidArgument):
     pass

@@ -14,7 +14,7 @@ from tritonclient.grpc import service_pb2 as pb
 
 from stylecast import __version__
 
-from .config import datatype_of
+from .datatypes import datatype_of
 from .errors import DeadlineExceeded, InvalidArgument, ServerError
 from .repository import ModelRepository
 from .shm import SharedMemoryManager

@@ -25,9 +25,10 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from tritonclient.grpc import service_pb2 as pb
-from tritonclient.utils import deserialize_bytes_tensor, triton_to_np_dtype
+from tritonclient.utils import deserialize_bytes_tensor
 
 from .dataplane import DataPlane
+from .datatypes import datatype_of, numpy_dtype
 from .errors import InvalidArgument, ServerError, Status
 from .tensors import DATATYPES, bytes_tensor, check_int_range, element_count, param_value, to_param
 
@@ -127,7 +128,7 @@ def json_tensor_bytes(name: str, datatype: str, shape: list[int], data) -> bytes
         if not all(isinstance(v, str) for v in flat):
             raise InvalidArgument(f"input '{name}': BYTES data in JSON must be strings")
         return bytes_tensor(np.array([v.encode() for v in flat], dtype=np.object_))
-    dtype = np.dtype(triton_to_np_dtype(datatype))
+    dtype = numpy_dtype(datatype)
     if datatype == "BOOL":
         if not all(isinstance(v, bool) for v in flat):
             raise InvalidArgument(f"input '{name}': BOOL data must be true or false")
@@ -222,7 +223,7 @@ def tensor_values(datatype: str, shape: list[int], data: bytes) -> list:
     if datatype == "BYTES":
         return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
                 for v in deserialize_bytes_tensor(data).reshape(-1)] if data else []
-    return np.frombuffer(data, dtype=triton_to_np_dtype(datatype)).reshape(-1).tolist()
+    return np.frombuffer(data, dtype=numpy_dtype(datatype)).reshape(-1).tolist()
 
 
 # --- the application -------------------------------------------------------------------------------
@@ -425,7 +426,6 @@ def generate_request(plane: DataPlane, model: str, version: str, header: dict) -
     types = {t.name: t for t in cfg.input}
     req = pb.ModelInferRequest(model_name=model, model_version=version)
     _set_params(req.parameters, _params(header.get("parameters"), "the request"))
-    from .config import datatype_of
 
     for name, value in header.items():
         if name in ("parameters", "id"):

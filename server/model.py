@@ -12,7 +12,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from stylecast.contract import KIND_PARAMETER, STYLE_MODEL_KIND, STYLE_WEIGHTS_INPUT, style_weights_problem
 
 from .backend import Backend
-from .config import datatype_of
+from .datatypes import datatype_of
 from .errors import InvalidArgument
 from .scheduler import BatchPolicy, Job, Scheduler
 from .tensors import InferRequest, np_to_datatype

@@ -1,4 +1,5 @@
-"""ONNX Runtime backend: CUDA when onnxruntime-gpu and a GPU are present, else CPU."""
+"""The ONNX backend and its two runtimes: ONNX Runtime (CUDA when onnxruntime-gpu and a GPU are present,
+else CPU) and OpenVINO (CPU). Both are entries of ``registry``; a model picks one by parameter."""
 
 from __future__ import annotations
 
@@ -10,23 +11,17 @@ from pathlib import Path
 import numpy as np
 from tritonclient.grpc import model_config_pb2 as mc
 
+from . import registry
 from .backend import Backend
-from .config import TensorSpec, autocomplete, check_against_graph, datatype_of
+from .config import TensorSpec, autocomplete, check_against_graph
+from .datatypes import datatype_of, from_openvino, from_ort, numpy_dtype
 from .errors import ServerError, Status
 
 log = logging.getLogger(__name__)
 
-_ORT_TYPES = {
-    "tensor(float)": "FP32", "tensor(float16)": "FP16", "tensor(double)": "FP64", "tensor(uint8)": "UINT8",
-    "tensor(int8)": "INT8", "tensor(int16)": "INT16", "tensor(int32)": "INT32", "tensor(int64)": "INT64",
-    "tensor(uint16)": "UINT16", "tensor(uint32)": "UINT32", "tensor(uint64)": "UINT64", "tensor(bool)": "BOOL",
-    "tensor(string)": "BYTES", "tensor(bfloat16)": "BF16",
-}
-
-
-def _spec(arg) -> TensorSpec:
+def _ort_spec(arg) -> TensorSpec:
     shape = tuple(d if isinstance(d, int) and d >= 0 else -1 for d in arg.shape)
-    return TensorSpec(arg.name, _ORT_TYPES.get(arg.type, arg.type), shape)
+    return TensorSpec(arg.name, from_ort(arg.type), shape)
 
 
 def _tensorrt_options(config: mc.ModelConfig) -> dict | None:
@@ -72,12 +67,10 @@ def _providers(config: mc.ModelConfig) -> list:
 def warmup_feeds(config: mc.ModelConfig, sample, warmup_dir: Path) -> dict[str, np.ndarray]:
     """The inputs of one ``model_warmup`` sample (random, zero or file data, with the batch dimension);
     files are read from the model's ``warmup/`` folder, as Triton does."""
-    from tritonclient.utils import triton_to_np_dtype
-
     rng = np.random.default_rng(0)
     feeds = {}
     for name, spec in sample.inputs.items():
-        dtype = np.dtype(triton_to_np_dtype(datatype_of(spec.data_type)))
+        dtype = numpy_dtype(datatype_of(spec.data_type))
         shape = ([max(1, sample.batch_size)] if config.max_batch_size > 0 else []) + list(spec.dims)
         if spec.HasField("input_data_file"):
             raw = (warmup_dir / spec.input_data_file).read_bytes()
@@ -91,66 +84,113 @@ def warmup_feeds(config: mc.ModelConfig, sample, warmup_dir: Path) -> dict[str, 
     return feeds
 
 
-RUNTIME_PARAMETER = "stylecast_runtime"  # per model: "onnxruntime" (the reference) or "openvino"
+RUNTIME_PARAMETER = "stylecast_runtime"  # per model: a runtime of the registry ("onnxruntime", "openvino")
+
+
+class OrtSession:
+    """One ONNX Runtime InferenceSession on the providers the config asks for."""
+
+    def __init__(self, path: Path, config: mc.ModelConfig, providers: list) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        threads = os.environ.get("STYLECAST_ORT_THREADS")
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+        self._session = ort.InferenceSession(str(path), opts, providers=providers)
+        self.device = self._session.get_providers()[0]
+
+    def run(self, outputs: list[str] | None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return self._session.run(outputs, feeds)
+
+    def inputs(self) -> list[TensorSpec]:
+        return [_ort_spec(a) for a in self._session.get_inputs()]
+
+    def outputs(self) -> list[TensorSpec]:
+        return [_ort_spec(a) for a in self._session.get_outputs()]
+
+
+def ort_sessions(path: Path, config: mc.ModelConfig, count: int) -> list[OrtSession]:
+    providers = _providers(config)
+    return [OrtSession(path, config, providers) for _ in range(count)]
 
 
 class OpenVinoSession:
-    """The ``run(outputs, feeds)`` of an ONNX Runtime session, computed by the OpenVINO runtime (CPU, fp32)
-    on the same ONNX file. Dynamic shapes stay dynamic: a new image size does not recompile the model."""
+    """The OpenVINO runtime (CPU, fp32) on the same ONNX file. Dynamic shapes stay dynamic: a new image
+    size does not recompile the model."""
+
+    device = "OpenVINO CPU"
 
     def __init__(self, path: Path) -> None:
+        import onnx
         import openvino as ov
 
         self._compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32",
                                                                     "PERFORMANCE_HINT": "LATENCY"})
         self._request = self._compiled.create_infer_request()
+        # OpenVINO ports carry several names; the graph's own are the ones a config refers to.
+        graph = onnx.load(str(path), load_external_data=False).graph
+        weights = {t.name for t in graph.initializer}
+        self._names = ([i.name for i in graph.input if i.name not in weights], [o.name for o in graph.output])
 
     def run(self, outputs: list[str] | None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         result = self._request.infer(feeds)
         ports = [self._compiled.output(n) for n in outputs] if outputs else list(self._compiled.outputs)
         return [np.asarray(result[p]) for p in ports]
 
+    def inputs(self) -> list[TensorSpec]:
+        return [_openvino_spec(n, self._compiled.input(n)) for n in self._names[0]]
 
-def _runtime(config: mc.ModelConfig) -> str:
+    def outputs(self) -> list[TensorSpec]:
+        return [_openvino_spec(n, self._compiled.output(n)) for n in self._names[1]]
+
+
+def _openvino_spec(name: str, port) -> TensorSpec:
+    shape = tuple(d.get_length() if d.is_static else -1 for d in port.get_partial_shape())
+    return TensorSpec(name, from_openvino(port.get_element_type().get_type_name()), shape)
+
+
+def openvino_sessions(path: Path, config: mc.ModelConfig, count: int) -> list:
+    """OpenVINO on CPU hosts; where the config gets a GPU, ONNX Runtime's CUDA provider serves instead."""
+    if _providers(config) != ["CPUExecutionProvider"]:
+        log.info("model '%s' asks for OpenVINO but runs on a GPU here: using ONNX Runtime", config.name)
+        return ort_sessions(path, config, count)
+    try:
+        return [OpenVinoSession(path) for _ in range(count)]
+    except ImportError as e:
+        raise ServerError(f"model '{config.name}' asks for the OpenVINO runtime: pip install openvino",
+                          Status.UNAVAILABLE) from e
+
+
+def _runtime(config: mc.ModelConfig) -> registry.Runtime:
     value = config.parameters[RUNTIME_PARAMETER].string_value if RUNTIME_PARAMETER in config.parameters else ""
-    value = value or os.environ.get("STYLECAST_RUNTIME", "onnxruntime")
-    if value not in ("onnxruntime", "openvino"):
-        raise ServerError(f"model '{config.name}': parameter '{RUNTIME_PARAMETER}' must be 'onnxruntime' or "
-                          f"'openvino', got {value!r}", Status.INVALID_ARGUMENT)
-    return value
+    value = value or os.environ.get("STYLECAST_RUNTIME", registry.DEFAULT_RUNTIME)
+    run = registry.runtime(value)
+    if run is None:
+        raise ServerError(f"model '{config.name}': parameter '{RUNTIME_PARAMETER}' must be one of "
+                          f"{registry.runtime_names()}, got {value!r}", Status.INVALID_ARGUMENT)
+    return run
 
 
 class OnnxRuntimeBackend(Backend):
-    """One ONNX Runtime session per instance in ``instance_group``; requests take a free one."""
+    """One session per instance in ``instance_group``, from the model's runtime; requests take a free one."""
 
     platform = "onnxruntime_onnx"
     model_file = "model.onnx"
 
     def load(self) -> None:
-        import onnxruntime as ort
-
         path = self.version_dir / (self.config.default_model_filename or self.model_file)
         if not path.exists():
             raise ServerError(f"unable to find '{path}' for model '{self.config.name}'", Status.NOT_FOUND)
-        providers = _providers(self.config)
         count = sum(g.count or 1 for g in self.config.instance_group) or 1
-        opts = ort.SessionOptions()
-        threads = os.environ.get("STYLECAST_ORT_THREADS")
-        if threads:
-            opts.intra_op_num_threads = int(threads)
+        open_sessions = _runtime(self.config)
         try:
-            sessions = [ort.InferenceSession(str(path), opts, providers=providers) for _ in range(count)]
-        except Exception as e:  # ORT raises its own exception types for bad graphs
+            sessions = open_sessions(path, self.config, count)
+        except ServerError:
+            raise
+        except Exception as e:  # runtimes raise their own exception types for bad graphs
             raise ServerError(f"failed to load '{path}': {e}", Status.INVALID_ARGUMENT) from e
-        s = sessions[0]
-        ins, outs = [_spec(a) for a in s.get_inputs()], [_spec(a) for a in s.get_outputs()]
-        runtime = _runtime(self.config)
-        if runtime == "openvino" and providers == ["CPUExecutionProvider"]:
-            try:
-                sessions = [OpenVinoSession(path) for _ in range(count)]
-            except ImportError as e:
-                raise ServerError(f"model '{self.config.name}' asks for the OpenVINO runtime: pip install openvino",
-                                  Status.UNAVAILABLE) from e
+        ins, outs = sessions[0].inputs(), sessions[0].outputs()
         autocomplete(self.config, ins, outs)
         if not self.config.instance_group:
             self.config.instance_group.add(count=1, kind=mc.ModelInstanceGroup.KIND_CPU)
@@ -159,8 +199,7 @@ class OnnxRuntimeBackend(Backend):
         for sess in sessions:
             self._warm_up(sess)
             self._pool.put(sess)
-        log.info("loaded %s (%s) with %d instance(s) on %s", self.config.name, path, count,
-                 "OpenVINO CPU" if isinstance(sessions[0], OpenVinoSession) else s.get_providers()[0])
+        log.info("loaded %s (%s) with %d instance(s) on %s", self.config.name, path, count, sessions[0].device)
 
     def _warm_up(self, session) -> None:
         for sample in self.config.model_warmup:

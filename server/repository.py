@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as mc
 
-from .backend import Backend
+from . import registry
 from .config import read_config
 from .errors import InvalidArgument, NotFound, ServerError, Unavailable, unknown_model
 from .model import ModelVersion
@@ -31,15 +31,6 @@ class State(str, enum.Enum):
     UNAVAILABLE = "UNAVAILABLE"
     LOADING = "LOADING"
     UNLOADING = "UNLOADING"
-
-
-BackendFactory = Callable[[mc.ModelConfig, Path], Backend]
-
-
-def _default_backends() -> dict[str, BackendFactory]:
-    from .onnx_backend import OnnxRuntimeBackend
-
-    return {"onnxruntime_onnx": OnnxRuntimeBackend, "onnxruntime": OnnxRuntimeBackend}
 
 
 @dataclass
@@ -63,10 +54,10 @@ class ModelRepository:
 
     def __init__(self, root: str | Path | None, mode: ControlMode = ControlMode.NONE,
                  startup_models: list[str] | None = None,
-                 backends: dict[str, BackendFactory] | None = None) -> None:
+                 backends: dict[str, registry.BackendFactory] | None = None) -> None:
         self.root = Path(root) if root else None
         self.mode = ControlMode(mode)
-        self.backends = {**_default_backends(), **(backends or {})}
+        self.backends = dict(backends or {})  # this repository's own, over the registry's (see registry.py)
         self._models: dict[str, ModelEntry] = {}
         self._lock = threading.RLock()
         self._virtual: dict[str, Callable[[], list[ModelVersion]]] = {}
@@ -113,9 +104,10 @@ class ModelRepository:
             raise unknown_model(name)
         cfg = read_config(model_dir)
         kind = cfg.platform or cfg.backend
-        factory = self.backends.get(kind) if kind else self.backends["onnxruntime_onnx"]
+        factory = registry.backend(kind, self.backends)
         if factory is None:
-            raise InvalidArgument(f"unable to load model '{name}': unsupported platform/backend '{kind}'")
+            raise InvalidArgument(f"unable to load model '{name}': unsupported platform/backend '{kind}' "
+                                  f"(served: {', '.join(registry.backend_names())})")
         from .config import select_versions
 
         available = [int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]

@@ -12,17 +12,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from tritonclient.grpc import service_pb2 as pb
-from tritonclient.utils import deserialize_bytes_tensor, serialize_byte_tensor, triton_to_np_dtype
+from tritonclient.utils import deserialize_bytes_tensor, serialize_byte_tensor
 
+from .datatypes import BY_NAME, CONTENT_FIELD, numpy_dtype
 from .errors import InvalidArgument
 from .shm import SharedMemoryManager
 
-_CONTENT_FIELD = {
-    "BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
-    "INT64": "int64_contents", "UINT8": "uint_contents", "UINT16": "uint_contents", "UINT32": "uint_contents",
-    "UINT64": "uint64_contents", "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents",
-}
-DATATYPES = set(_CONTENT_FIELD) | {"FP16", "BF16"}
+DATATYPES = set(BY_NAME)
 
 
 def param_value(p: pb.InferParameter):
@@ -120,7 +116,7 @@ def _array(name: str, datatype: str, shape: list[int], data: bytes) -> np.ndarra
             raise InvalidArgument(
                 f"unexpected number of string elements {arr.size} for inference input '{name}', expecting {count}")
         return arr.reshape(shape)
-    dtype = np.dtype(triton_to_np_dtype(datatype))
+    dtype = numpy_dtype(datatype)
     expected = count * dtype.itemsize
     if len(data) != expected:
         raise InvalidArgument(
@@ -161,23 +157,23 @@ def decode_request(req: pb.ModelInferRequest, shm: SharedMemoryManager) -> Infer
 
 
 def _from_contents(t: pb.ModelInferRequest.InferInputTensor, shape: list[int]) -> np.ndarray:
-    if t.datatype not in _CONTENT_FIELD:
+    if t.datatype not in CONTENT_FIELD:
         raise InvalidArgument(f"datatype '{t.datatype}' of input '{t.name}' cannot be sent in typed contents")
-    values = getattr(t.contents, _CONTENT_FIELD[t.datatype])
+    values = getattr(t.contents, CONTENT_FIELD[t.datatype])
     count = element_count(t.name, shape)
     if len(values) != count:
         raise InvalidArgument(
             f"unexpected number of elements {len(values)} for inference input '{t.name}', expecting {count}")
     if t.datatype == "BYTES":
         return np.array(list(values), dtype=np.object_).reshape(shape)
-    dtype = np.dtype(triton_to_np_dtype(t.datatype))
+    dtype = numpy_dtype(t.datatype)
     check_int_range(t.name, t.datatype, values)
     return np.array(list(values), dtype=dtype).reshape(shape)
 
 
 def check_int_range(name: str, datatype: str, values) -> None:
     """Refuse integers that do not fit ``datatype`` (typed contents and JSON carry unbounded integers)."""
-    dtype = np.dtype(triton_to_np_dtype(datatype))
+    dtype = numpy_dtype(datatype)
     if dtype.kind not in "iu" or not len(values):
         return
     info = np.iinfo(dtype)

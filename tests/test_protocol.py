@@ -208,3 +208,45 @@ def test_openvino_runtime_per_model(tmp_path, tiny_style_checkpoint):
         assert index["bad"][2] == "UNAVAILABLE" and "stylecast_runtime" in index["bad"][3]
     finally:
         srv.stop()
+
+
+def test_a_registered_runtime_serves_a_model_and_only_the_chosen_one_is_built(tmp_path, tiny_style_checkpoint,
+                                                                               monkeypatch):
+    """Runtimes plug in through the registry; a model that picks OpenVINO never builds ONNX Runtime sessions."""
+    import shutil
+
+    from stylecast.export.onnx_export import export_to_repository
+    from stylecast.server import onnx_backend, registry
+    from stylecast.server.app import Server, ServerOptions
+
+    runs: list[int] = []
+
+    def counting(path, config, count):
+        sessions = onnx_backend.ort_sessions(path, config, count)
+        for s in sessions:
+            inner = s.run
+            s.run = lambda outputs, feeds, inner=inner: runs.append(1) or inner(outputs, feeds)
+        return sessions
+
+    built = []
+    real_ort = onnx_backend.ort_sessions
+    monkeypatch.setattr(onnx_backend, "ort_sessions", lambda *a: built.append(a[1].name) or real_ort(*a))
+    monkeypatch.setitem(registry._RUNTIMES, "counting", counting)
+    export_to_repository(tiny_style_checkpoint, "plain", tmp_path)
+    for name, runtime in (("counted", "counting"), ("ov", "openvino")):
+        shutil.copytree(tmp_path / "plain", tmp_path / name)
+        cfg = tmp_path / name / "config.pbtxt"
+        cfg.write_text(cfg.read_text().replace('name: "plain"', f'name: "{name}"') +
+                       f'parameters {{ key: "stylecast_runtime" value {{ string_value: "{runtime}" }} }}\n')
+    srv = Server(ServerOptions(model_repository=tmp_path, port=0, metrics_port=None))
+    srv.start()
+    try:
+        x = np.random.default_rng(0).integers(0, 256, (1, 20, 24, 3), dtype=np.uint8)
+        w = np.eye(3, dtype=np.float32)[:1]
+        outs = {m: srv.repository.get(m, "").backend.infer({"image": x, "style_weights": w}, ["stylized"], {})
+                for m in ("plain", "counted")}
+        np.testing.assert_array_equal(outs["plain"]["stylized"], outs["counted"]["stylized"])
+        assert runs == [1]
+        assert "ov" not in built and {"plain", "counted"} <= set(built)
+    finally:
+        srv.stop()
