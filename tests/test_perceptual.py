@@ -108,3 +108,23 @@ def test_short_training_lowers_the_efficientnet_style_loss(photos, tmp_path):
     hist = t.fit(progress=False)
     first, last = np.mean([h["style"] for h in hist[:5]]), np.mean([h["style"] for h in hist[-5:]])
     assert last < 0.9 * first, (first, last)  # 6.8 -> 5.6 over 40 steps here
+
+
+def test_content_layers_are_the_ones_the_content_loss_reads(photos, tmp_path):
+    """--content-layer: the content loss is the mean relative error over the named layers, so a deeper
+    layer changes its value for the same output; the choice is recorded in the run's config."""
+    from stylecast.training.losses import content_loss
+
+    t = _trainer(photos, tmp_path, 1, content_layers=["block4", "block10"])
+    assert {"block4", "block10"} <= set(t.loss_net.layers)
+    x = torch.rand(2, 3, 64, 64) * 255
+    idx = torch.zeros(2, dtype=torch.long)
+    with torch.no_grad():
+        got = t.losses(x, idx)["content"]
+        fy, fx = t.loss_net(t.net(x, None)), t.loss_net(x)
+    expected = (content_loss(fy["block4"], fx["block4"]) + content_loss(fy["block10"], fx["block10"])) / 2
+    assert torch.isclose(got, expected, rtol=1e-4)
+    assert not torch.isclose(got, content_loss(fy["block2"], fx["block2"]), rtol=1e-2)
+    t.fit(progress=False)
+    state = torch.load(tmp_path / "weights.pt", weights_only=False)
+    assert state["config"]["content_layers"] == ["block4", "block10"]

@@ -162,18 +162,25 @@ def test_bundled_vgg_recognises_structure():
 
 
 def test_distillation_learns_the_teachers_outputs(photos, tmp_path):
-    """--teacher: a quarter-width student moves toward the shipped model's pixels, with no VGG at all."""
+    """--teacher: a quarter-width student with the fast layout (3 residual blocks, 3x3 edge convolutions)
+    moves toward the shipped model's pixels, with no loss network at all; its file rebuilds that layout."""
     from stylecast.training.checkpoint import load_network
 
     teacher_path = Path(__file__).resolve().parent.parent / "checkpoints" / "starter8.pt"
-    t = Trainer(_cfg(photos, tmp_path, 40, styles=[], teacher=str(teacher_path), batch_size=4))
+    t = Trainer(_cfg(photos, tmp_path, 40, styles=[], teacher=str(teacher_path), batch_size=4,
+                     residual_blocks=3, edge_kernel=3))
     assert t.loss_net is None and t.n_styles == 8 and t.cfg.names()[0] == "starry_night"
     hist = t.fit(progress=False)
     first = np.mean([h["distill"] for h in hist[:5]])
     last = np.mean([h["distill"] for h in hist[-5:]])
     assert last < 0.7 * first, (first, last)
-    _, names = load_network(tmp_path / "weights.pt")
+    student, names = load_network(tmp_path / "weights.pt")
     assert names == load_network(teacher_path)[1]
+    assert len(student.res) == 3 and student.out_conv.kernel_size == (3, 3) and student.width == 0.25
+    x = torch.rand(1, 3, 32, 32) * 255
+    w = torch.eye(8)[:1]
+    with torch.no_grad():
+        np.testing.assert_allclose(student(x, w).numpy(), t.net.cpu().eval()(x, w).numpy(), atol=1e-3)
 
 
 def test_teacher_with_a_different_style_count_is_refused(photos, tmp_path):

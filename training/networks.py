@@ -89,15 +89,19 @@ class ResidualBlock(nn.Module):
 
 
 class TransformerNet(nn.Module):
-    """The feed-forward style network. ``width`` scales every channel count (1.0 = 32/64/128)."""
+    """The feed-forward style network. ``width`` scales every channel count (1.0 = 32/64/128);
+    ``n_residual`` residual blocks at 1/4 resolution; ``edge_kernel`` is the side of the first and last
+    convolutions, the only ones at full resolution besides the last upsampling stage (9 in Johnson's
+    network; 3 is far cheaper for a fast model)."""
 
-    def __init__(self, n_styles: int = 1, width: float = 1.0, n_residual: int = 5) -> None:
+    def __init__(self, n_styles: int = 1, width: float = 1.0, n_residual: int = 5, edge_kernel: int = 9) -> None:
         super().__init__()
         c1, c2, c3 = (max(4, round(c * width)) for c in (32, 64, 128))
         self.n_styles = n_styles
         self.width = width
+        self.arch = {"width": width, "residual_blocks": n_residual, "edge_kernel": edge_kernel}
         self.down = nn.ModuleList([
-            ConvNormAct(3, c1, 9, 1, n_styles),
+            ConvNormAct(3, c1, edge_kernel, 1, n_styles),
             ConvNormAct(c1, c2, 3, 2, n_styles),
             ConvNormAct(c2, c3, 3, 2, n_styles),
         ])
@@ -106,8 +110,8 @@ class TransformerNet(nn.Module):
             ConvNormAct(c3, c2, 3, 1, n_styles, upsample=True),
             ConvNormAct(c2, c1, 3, 1, n_styles, upsample=True),
         ])
-        self.out_pad = nn.ReflectionPad2d(4)
-        self.out_conv = nn.Conv2d(c1, 3, 9, 1)
+        self.out_pad = nn.ReflectionPad2d(edge_kernel // 2)
+        self.out_conv = nn.Conv2d(c1, 3, edge_kernel, 1)
 
     def forward(self, x: torch.Tensor, style_weights: torch.Tensor | None = None) -> torch.Tensor:
         """``x``: [B, 3, H, W] RGB 0..255 with H, W multiples of :data:`STRIDE`."""

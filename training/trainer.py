@@ -50,6 +50,8 @@ class TrainConfig:
     precision: str = "auto"  # auto | fp32 | bf16 (auto: bf16 on CUDA or AMX CPUs, else fp32)
     compile: bool = False
     width: float = 1.0
+    residual_blocks: int = 5
+    edge_kernel: int = 9  # first and last convolution (full resolution): 9 as Johnson; 3 for a fast model
     checkpoint_every: int = 200
     sample_every: int = 500
     log_every: int = 10
@@ -143,7 +145,7 @@ class Trainer:
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
         self.n_styles = len(cfg.styles)
-        self.net = TransformerNet(self.n_styles, cfg.width).to(self.device)
+        self.net = TransformerNet(self.n_styles, cfg.width, cfg.residual_blocks, cfg.edge_kernel).to(self.device)
         cin = [p for n, p in self.net.named_parameters() if ".cin." in n]
         rest = [p for n, p in self.net.named_parameters() if ".cin." not in n]
         # Group 0: the shared weights; group 1: the CIN tables. set_lr() gives each its rate on every step.
@@ -190,6 +192,7 @@ class Trainer:
             "style_names": self.cfg.names(),
             "n_styles": self.n_styles,
             "width": self.cfg.width,
+            "arch": self.net.arch,
             "loss_network": None if self.loss_net is None else {
                 "name": self.loss_net.name, "weights": self.loss_net.weights_kind, "path": self.loss_net.weights_path},
         }
