@@ -37,6 +37,8 @@ def main() -> None:
     ap.add_argument("--gallery", help="also write the labelled gallery here (PNG)")
     ap.add_argument("--gallery-photos", type=int, default=6)
     ap.add_argument("--reference", help="also: PSNR of --checkpoint's outputs against this network's (its teacher)")
+    ap.add_argument("--compare", action="append", default=[], metavar="LABEL=CHECKPOINT",
+                    help="gallery: also each photo through this network, e.g. fast=checkpoints/starter8_fast.pt")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "quality.json"))
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -69,7 +71,8 @@ def main() -> None:
         photos = list_images(a.photos)
         step = max(1, len(photos) // a.gallery_photos)
         gallery(a.checkpoint, styles, photos[::step][: a.gallery_photos], a.gallery, a.size,
-                gatys_steps=a.gatys_steps, device=a.device, gatys_network=a.gatys_network)
+                gatys_steps=a.gatys_steps, device=a.device, gatys_network=a.gatys_network,
+                compare=dict(c.split("=", 1) for c in a.compare))
         print(f"wrote {a.gallery}")
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -224,24 +224,30 @@ def _square(x: torch.Tensor, tile: int) -> np.ndarray:
 
 def gallery(checkpoint: str | Path, styles: list[str | Path], photos: list[Path], out: str | Path,
             size: int = 256, tile: int = 160, gatys_steps: int = 200, device: str = "cpu",
-            gatys_network: str = "efficientnet-lite0") -> Path:
-    """Rows: held-out photos in every style; last row: per-image optimization of the first photo.
-    Columns: the photo, then each style under its painting and name."""
+            gatys_network: str = "efficientnet-lite0", compare: dict[str, str | Path] | None = None) -> Path:
+    """Rows: held-out photos in every style (then the same photo through each ``compare`` network, labelled
+    with its key); last row: per-image optimization of the first photo. Columns: the photo, then each style
+    under its painting and name."""
     from stylecast.client.imaging import contact_sheet
 
     dev = torch.device(device)
     net, names = load_network(checkpoint)
-    net = net.to(dev)
+    others = {label: load_network(path) for label, path in (compare or {}).items()}
+    for label, (_, other_names) in others.items():
+        if other_names != names:
+            raise ValueError(f"{label} holds styles {other_names}, not {names}")
+    nets = [("", net.to(dev))] + [(f" ({label})", n.to(dev)) for label, (n, _) in others.items()]
     judge = Judge(dev) if gatys_steps else None
     header = [None] + [_square(to_tensor(load_rgb(s, tile * 2))[None], tile) for s in styles]
     rows: list[list[np.ndarray | None]] = [header]
     labels = ["painting"]
     for path in photos:
         x = photo_tensor(path, size, dev)
-        with torch.no_grad():
-            outs = [net(x, style_weights(i, len(names), dev)).clamp(0, 255) for i in range(len(names))]
-        rows.append([_square(x, tile)] + [_square(y, tile) for y in outs])
-        labels.append(path.stem)
+        for suffix, model in nets:
+            with torch.no_grad():
+                outs = [model(x, style_weights(i, len(names), dev)).clamp(0, 255) for i in range(len(names))]
+            rows.append([_square(x, tile)] + [_square(y, tile) for y in outs])
+            labels.append(path.stem + suffix)
     if judge is not None:
         x = photo_tensor(photos[0], size, dev)
         opt = [optimize_photo(judge, x, s, round(size * STYLE_SCALE), gatys_steps, gatys_network) for s in styles]
