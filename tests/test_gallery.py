@@ -30,9 +30,10 @@ def indexed(tmp_path_factory, private_cache):
 
 
 @pytest.mark.parametrize("method", ["pca", "tsne"])
-def test_crops_of_one_photo_land_together(tmp_path, private_cache, method):
+def test_crops_of_one_photo_land_together(tmp_path, monkeypatch, method):
     """Three crops of each of five photos: in the 2-D map each crop lies nearer the crops of its own photo
     than the crops of any other photo does on average (a random embedding fails this)."""
+    monkeypatch.setenv("STYLECAST_CACHE", str(tmp_path / "cache"))  # the module's cache counts its own files
     photos = dict(bundled_photos())
     names = ("skimage_chelsea", "skimage_coffee", "skimage_rocket", "skimage_astronaut", "sklearn_flower")
     files = []
