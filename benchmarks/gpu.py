@@ -4,9 +4,11 @@ with the output difference against fp32 (grey levels on the uint8 output).
     python benchmarks/gpu.py [--checkpoint checkpoints/starter8.pt] [--size 512] [--batches 1,8,32]
 
 Modes: PyTorch eager fp32 (the reference), fp16 and bf16 autocast, each with channels_last, and with a
-captured CUDA graph (static shapes, so one graph per batch size); ONNX Runtime's CUDA provider when
-onnxruntime-gpu is installed. Needs only torch (CUDA build) and this repository; `--device cpu` runs the
-same code on small sizes to check it. Prints a table and writes benchmarks/results/gpu.json.
+captured CUDA graph (static shapes, so one graph per batch size); with --compile, torch.compile (inductor,
+max-autotune on CUDA: Triton kernels with instance norm fused into its neighbours, CUDA graphs) in fp16
+(bf16 on the CPU); ONNX Runtime's CUDA provider when onnxruntime-gpu is installed. Needs only torch
+(CUDA build) and this repository; `--device cpu` runs the same code on small sizes to check it. Prints a
+table and writes benchmarks/results/gpu.json.
 """
 
 from __future__ import annotations
@@ -41,6 +43,23 @@ def torch_modes(net, device: str, dtype_names: list[str]):
     return modes
 
 
+def compiled_mode(net, device: str):
+    """torch.compile of the served graph in half precision, channels_last, static shapes (one compile per
+    batch size): max-autotune on CUDA, inductor's default on the CPU (the check run)."""
+    import torch
+    from stylecast.export.graph import ServingModel
+
+    m = ServingModel(net).to(device).eval().to(memory_format=torch.channels_last)
+    dtype = torch.float16 if device == "cuda" else torch.bfloat16
+    fast = torch.compile(m, mode="max-autotune" if device == "cuda" else None, dynamic=False)
+
+    def run(x, w):
+        with torch.inference_mode(), torch.autocast(device, dtype=dtype):
+            return fast(x, w)
+    how = "fp16 compiled (max-autotune)" if device == "cuda" else "bf16 compiled (inductor)"
+    return f"torch {how}", run
+
+
 def cuda_graph(fn, x, w):
     """Capture ``fn`` for these static inputs; replaying copies new data into the same buffers."""
     import torch
@@ -71,6 +90,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--batches", default="1,8,32")
     ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--compile", action="store_true", help="also torch.compile (minutes of compiling per batch size)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "gpu.json"))
     a = ap.parse_args()
 
@@ -81,6 +101,7 @@ def main() -> None:
     sync = synchronizer(a.device)
     precisions = ["fp32", "fp16", "bf16"] if a.device == "cuda" else ["fp32", "bf16"]
     modes = torch_modes(net, a.device, precisions)
+    compiled = compiled_mode(net, a.device) if a.compile else None
     ort_cuda = onnxruntime_cuda_session(net) if a.device == "cuda" else None
     rows = []
     for b in (int(s) for s in a.batches.split(",")):
@@ -91,6 +112,8 @@ def main() -> None:
         if a.device == "cuda":
             for name in list(modes):
                 runs[name + " + CUDA graph"] = cuda_graph(modes[name], x, w)
+        if compiled is not None:
+            runs[compiled[0]] = compiled[1]
         if ort_cuda is not None:  # host inputs made once: ORT's own host-device copies are part of its time
             feeds = {"image": x.cpu().numpy(), "style_weights": w.cpu().numpy()}
             runs["onnxruntime CUDA fp32 (host copies)"] = (
