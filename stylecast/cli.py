@@ -23,6 +23,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
         width=a.width, checkpoint_every=a.checkpoint_every, sample_every=a.sample_every,
         loss_network=a.loss_network, content_layers=a.content_layer or [],
         vgg_weights=a.vgg_weights, time_limit=a.time_limit, teacher=a.teacher,
+        teacher_weight=a.teacher_weight,
     )
     if not a.style and not a.teacher:
         log.error("give at least one --style image (or --teacher to distill a trained network)")
@@ -81,7 +82,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="side of the first and last convolutions (full resolution); 3 for a fast model")
     p.add_argument("--checkpoint-every", type=int, default=200)
     p.add_argument("--sample-every", type=int, default=500)
-    p.add_argument("--teacher", help="trained checkpoint to distill: learn its outputs (e.g. at --width 0.5)")
+    p.add_argument("--teacher", help="trained checkpoint to distill: learn its outputs (e.g. at --width 0.5); "
+                                     "with --style too, on top of the perceptual losses")
+    p.add_argument("--teacher-weight", type=float, default=1000.0,
+                   help="weight of the pixel MSE to the teacher when the perceptual losses are on")
     p.add_argument("--time-limit", type=float, default=None,
                    help="seconds of training after which the run saves and stops (resume continues it)")
     p.add_argument("--vgg-weights", help="weights file of a VGG loss network (default: torch hub cache, else bundled)")

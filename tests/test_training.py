@@ -183,6 +183,25 @@ def test_distillation_learns_the_teachers_outputs(photos, tmp_path):
         np.testing.assert_allclose(student(x, w).numpy(), t.net.cpu().eval()(x, w).numpy(), atol=1e-3)
 
 
+def test_distillation_on_top_of_the_perceptual_losses(photos, tmp_path):
+    """--teacher with the teacher's paintings: the perceptual losses plus the weighted MSE to the teacher."""
+    teacher_path = Path(__file__).resolve().parent.parent / "checkpoints" / "starter8.pt"
+    from stylecast.training.checkpoint import load_network
+
+    names = load_network(teacher_path)[1]
+    paintings = [str(STYLES / f"{n}.jpg") for n in names]
+    t = Trainer(_cfg(photos, tmp_path, 2, styles=paintings, teacher=str(teacher_path), teacher_weight=1000.0))
+    assert t.loss_net is not None and t.teacher is not None
+    x, idx = torch.rand(2, 3, 32, 32) * 255, torch.tensor([0, 3])
+    out = t.losses(x, idx)
+    cfg = t.cfg
+    expected = (cfg.content_weight * out["content"] + cfg.style_weight * out["style"] + cfg.tv_weight * out["tv"]
+                + 1000.0 * out["distill"])
+    assert torch.isclose(out["total"], expected) and out["distill"] > 0
+    with pytest.raises(ValueError, match="teacher's, in its order"):
+        Trainer(_cfg(photos, tmp_path, 1, styles=paintings[::-1], teacher=str(teacher_path)))
+
+
 def test_teacher_with_a_different_style_count_is_refused(photos, tmp_path):
     teacher_path = Path(__file__).resolve().parent.parent / "checkpoints" / "starter8.pt"
     with pytest.raises(ValueError, match="8 styles"):

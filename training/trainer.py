@@ -62,8 +62,11 @@ class TrainConfig:
     content_layers: list[str] = field(default_factory=list)
     vgg_weights: str | None = None  # weights file of a VGG loss network
     # Distillation: train this network to reproduce a trained one (same styles), e.g. a half-width copy
-    # for CPU hosts. The loss is the pixel MSE to the teacher's output; no VGG is needed.
+    # for CPU hosts. Without style images the loss is the pixel MSE to the teacher's output alone (no loss
+    # network). With the style images too, it is the perceptual losses plus teacher_weight x that MSE:
+    # the MSE alone gives a small network the palette but blurs the strokes the Gram loss keeps.
     teacher: str | None = None
+    teacher_weight: float = 1000.0  # the MSE on the 0..1 scale is ~0.01 where the perceptual total is ~20
 
     def names(self) -> list[str]:
         return self.style_names or [Path(s).stem for s in self.styles]
@@ -136,6 +139,7 @@ class Trainer:
             raise ValueError(f"unknown lr schedule {cfg.lr_schedule!r}: use one of {', '.join(LR_SCHEDULES)}")
         self.cfg = cfg
         self.device = pick_device(cfg.device)
+        perceptual = bool(cfg.styles)  # before the teacher fills in its style names
         self.teacher = self._load_teacher(cfg) if cfg.teacher else None
         self.precision = resolve_precision(cfg.precision, self.device)
         log.info("training on %s with %s", self.device, self.precision)
@@ -150,7 +154,7 @@ class Trainer:
         rest = [p for n, p in self.net.named_parameters() if ".cin." not in n]
         # Group 0: the shared weights; group 1: the CIN tables. set_lr() gives each its rate on every step.
         self.opt = torch.optim.Adam([{"params": rest}] + ([{"params": cin}] if cin else []), lr=cfg.lr)
-        self.loss_net = None if self.teacher else self._loss_network(cfg)
+        self.loss_net = self._loss_network(cfg) if perceptual else None
         self.grams = style_grams(self.loss_net, cfg.styles, cfg.style_size, self.device) if self.loss_net else {}
         self.data = ImageFolder(cfg.data, max_side=max(2 * cfg.image_size, 512))
         self.gen = torch.Generator().manual_seed(cfg.seed)  # style choice per sample
@@ -177,6 +181,8 @@ class Trainer:
         teacher, names = load_network(cfg.teacher)
         if cfg.styles and len(cfg.styles) != len(names):
             raise ValueError(f"the teacher holds {len(names)} styles, not {len(cfg.styles)}")
+        if cfg.styles and cfg.names() != names:
+            raise ValueError(f"the style images must be the teacher's, in its order: {names}, not {cfg.names()}")
         cfg.styles = cfg.styles or names
         cfg.style_names = cfg.style_names or names
         log.info("distilling from %s (%d styles)", cfg.teacher, len(names))
@@ -237,19 +243,24 @@ class Trainer:
     def losses(self, x: torch.Tensor, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         w = one_hot(idx, self.n_styles).to(self.device) if self.n_styles > 1 else None
-        if self.teacher is not None:
+        if self.loss_net is None:
             return self.distill_losses(x, w)
         with autocast(self.device, self.precision):
             y = self._net_fwd(x, w)
             fy = self._loss_fwd(y)
             with torch.no_grad():
                 fx = self._loss_fwd(x)
+                target = None if self.teacher is None else self.teacher(x, w)
         targets = {k: v[idx] for k, v in self.grams.items()}
         c = sum(content_loss(fy[n], fx[n]) for n in cfg.content_layers) / len(cfg.content_layers)
         s = style_loss(fy, targets)
         tv = tv_loss(y)
         total = cfg.content_weight * c + cfg.style_weight * s + cfg.tv_weight * tv
-        return {"total": total, "content": c, "style": s, "tv": tv}
+        out = {"content": c, "style": s, "tv": tv}
+        if target is not None:
+            out["distill"] = ((y.float() - target.float()) / 255.0).pow(2).mean()
+            total = total + cfg.teacher_weight * out["distill"]
+        return {"total": total, **out}
 
     def distill_losses(self, x: torch.Tensor, w: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """Mean squared difference to the teacher's output, on the 0..1 scale."""
