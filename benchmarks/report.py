@@ -7,15 +7,13 @@ from pathlib import Path
 
 
 def print_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> None:
-    """``columns``: (key, header, format spec) per column."""
-    widths = [max(len(h), 8) for _, h, _ in columns]
+    """``columns``: (key, header, format spec) per column; each column as wide as its widest cell."""
+    cells = [[("-" if r.get(key) is None else format(r[key], fmt)).strip() for key, _, fmt in columns]
+             for r in rows]
+    widths = [max([len(h), 8] + [len(c[i]) for c in cells]) for i, (_, h, _) in enumerate(columns)]
     print(" | ".join(f"{h:>{w}}" for (_, h, _), w in zip(columns, widths, strict=True)))
-    for r in rows:
-        cells = []
-        for (key, _, fmt), w in zip(columns, widths, strict=True):
-            v = r.get(key)
-            cells.append(f"{'-' if v is None else format(v, fmt):>{w}}")
-        print(" | ".join(cells))
+    for row in cells:
+        print(" | ".join(f"{c:>{w}}" for c, w in zip(row, widths, strict=True)))
 
 
 def synchronizer(device: str):
