@@ -86,7 +86,8 @@ def main() -> None:
     import openvino as ov
     from PIL import Image
     from stylecast.training.data import heldout_photos
-    from stylecast.training.trainer import cpu_has_amx
+
+    from stylecast.sysinfo import cpu_has_amx
 
     path, ckpt = onnx_path(a.model), ROOT / "checkpoints" / f"{a.model}.pt"
     runners: dict[str, Runner] = {

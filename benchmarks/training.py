@@ -33,8 +33,10 @@ def main() -> None:
     import torch
     from stylecast.training.losses import content_loss, gram_matrix, style_loss
     from stylecast.training.networks import TransformerNet, one_hot
-    from stylecast.training.trainer import autocast, cpu_has_amx
+    from stylecast.training.trainer import autocast
     from stylecast.training.vgg import CONTENT_LAYER, VGGFeatures
+
+    from stylecast.sysinfo import cpu_has_amx
 
 
     torch.manual_seed(0)

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from stylecast.sysinfo import cpu_has_amx
+
 from .checkpoint import load_network
 from .data import ImageFolder, Prefetcher, load_rgb, resize_square, to_tensor
 from .losses import content_loss, gram_matrix, style_loss, tv_loss
@@ -87,15 +89,6 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def cpu_has_amx() -> bool:
-    """bf16 pays off on CPUs with AMX; elsewhere it is many times slower than fp32."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return "amx_bf16" in f.read()
-    except OSError:
-        return False
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
