@@ -25,32 +25,34 @@ ROOT = Path(__file__).resolve().parent.parent
 SIZES = (256, 512)
 
 
-def photos(folder: Path, n: int, side: int) -> list[np.ndarray]:
+def squares(paths: list[Path], side: int) -> list[np.ndarray]:
     from PIL import Image
 
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:n]
-    return [np.asarray(Image.open(p).convert("RGB").resize((side, side), Image.Resampling.LANCZOS)) for p in files]
-
-
-def calibration_photos(n: int, side: int) -> list[np.ndarray]:
-    """Bundled photos that the held-out set does not use."""
-    from PIL import Image
-    from stylecast.training.data import bundled_photos
-
-    held_out = {p.stem for p in (ROOT / "data" / "starter" / "eval").glob("*")}
-    paths = [p for name, p in bundled_photos() if name not in held_out and p.stem not in held_out][:n]
     return [np.asarray(Image.open(p).convert("RGB").resize((side, side), Image.Resampling.LANCZOS)) for p in paths]
 
 
+def calibration_paths(n: int) -> list[Path]:
+    """Bundled photos that the held-out set does not use."""
+    from stylecast.training.data import bundled_photos
+
+    held_out = {p.stem for p in (ROOT / "data" / "starter" / "eval").glob("*")}
+    return [p for name, p in bundled_photos() if name not in held_out and p.stem not in held_out][:n]
+
+
+def latest_onnx(model_dir: Path) -> Path:
+    version = max(int(p.name) for p in model_dir.iterdir() if p.name.isdigit())
+    return model_dir / str(version) / "model.onnx"
+
+
 def add_int8(repo: Path, model: str, n_styles: int, calibration: list[np.ndarray]) -> str:
+    """A copy of ``model`` named ``<model>_int8`` whose graph is quantized."""
     from stylecast.export.quantize import quantize
 
     name = f"{model}_int8"
     shutil.copytree(repo / model, repo / name)
     cfg = repo / name / "config.pbtxt"
     cfg.write_text(cfg.read_text().replace(f'name: "{model}"', f'name: "{name}"'))
-    version = max(int(p.name) for p in (repo / name).iterdir() if p.name.isdigit())
-    onnx_path = repo / name / str(version) / "model.onnx"
+    onnx_path = latest_onnx(repo / name)
     quantize(onnx_path, onnx_path.with_name("int8.onnx"), calibration, n_styles)
     onnx_path.with_name("int8.onnx").replace(onnx_path)
     return name
@@ -93,10 +95,11 @@ def main() -> None:
     from stylecast.export.quantize import level_difference
     from stylecast.server.app import Server, ServerOptions
     from stylecast.server.config import read_config
+    from stylecast.training.data import list_images
 
     source = Path(a.repository)
     names = [m for m in a.models.split(",") if (source / m).exists()]
-    held_out = photos(ROOT / "data" / "starter" / "eval", 4, 256)
+    held_out = squares(list_images(ROOT / "data" / "starter" / "eval")[:4], 256)
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(tmp)
         models: dict[str, int] = {}
@@ -105,13 +108,11 @@ def main() -> None:
             models[m] = len(styles_of(m, read_config(repo / m)))
         diffs: dict[str, dict] = {}
         if a.int8:
-            calibration = calibration_photos(8, 256)
+            calibration = squares(calibration_paths(8), 256)
             for m in names:
                 q = add_int8(repo, m, models[m], calibration)
                 models[q] = models[m]
-                version = max(int(p.name) for p in (repo / m).iterdir() if p.name.isdigit())
-                diffs[q] = level_difference(repo / m / str(version) / "model.onnx", repo / q / str(version) /
-                                            "model.onnx", held_out, models[m])
+                diffs[q] = level_difference(latest_onnx(repo / m), latest_onnx(repo / q), held_out, models[m])
         srv = Server(ServerOptions(model_repository=repo, port=0, metrics_port=None, sidecar=False))
         srv.start()
         try:

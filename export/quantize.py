@@ -30,7 +30,7 @@ def calibration_feeds(photos: Sequence[np.ndarray], n_styles: int) -> Iterator[d
 
 
 def quantize(fp32_path: Path, int8_path: Path, photos: Sequence[np.ndarray], n_styles: int) -> Path:
-    """Write the int8 QDQ model next to nothing else; returns its path."""
+    """Write the int8 QDQ model of ``fp32_path`` to ``int8_path`` (the pre-processed copy is removed)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 

@@ -181,20 +181,26 @@ def test_config_that_contradicts_the_graph_is_reported(triton):
     assert "TYPE_INT32 for input 'INPUT0', model provides FP32" in index["mismatch"]["reason"]
 
 
-def test_openvino_runtime_per_model(tmp_path, tiny_style_checkpoint):
-    """A model's config can choose the OpenVINO runtime; it serves the same pixels as ONNX Runtime within one
-    grey level, and an unknown runtime leaves the model UNAVAILABLE with the reason."""
+def _runtime_copies(checkpoint, folder, base: str, runtimes: dict[str, str]) -> None:
+    """Export ``base`` into ``folder``, then a copy per name whose config picks that runtime."""
     import shutil
 
     from stylecast.export.onnx_export import export_to_repository
+
+    export_to_repository(checkpoint, base, folder)
+    for name, runtime in runtimes.items():
+        shutil.copytree(folder / base, folder / name)
+        cfg = folder / name / "config.pbtxt"
+        cfg.write_text(cfg.read_text().replace(f'name: "{base}"', f'name: "{name}"') +
+                       f'parameters {{ key: "stylecast_runtime" value {{ string_value: "{runtime}" }} }}\n')
+
+
+def test_openvino_runtime_per_model(tmp_path, tiny_style_checkpoint):
+    """A model's config can choose the OpenVINO runtime; it serves the same pixels as ONNX Runtime within one
+    grey level, and an unknown runtime leaves the model UNAVAILABLE with the reason."""
     from stylecast.server.app import Server, ServerOptions
 
-    export_to_repository(tiny_style_checkpoint, "ort", tmp_path)
-    for name, runtime in (("ov", "openvino"), ("bad", "tensorflow")):
-        shutil.copytree(tmp_path / "ort", tmp_path / name)
-        cfg = tmp_path / name / "config.pbtxt"
-        cfg.write_text(cfg.read_text().replace('name: "ort"', f'name: "{name}"') +
-                       f'parameters {{ key: "stylecast_runtime" value {{ string_value: "{runtime}" }} }}\n')
+    _runtime_copies(tiny_style_checkpoint, tmp_path, "ort", {"ov": "openvino", "bad": "tensorflow"})
     srv = Server(ServerOptions(model_repository=tmp_path, port=0, metrics_port=None))
     srv.start()
     try:
@@ -213,9 +219,6 @@ def test_openvino_runtime_per_model(tmp_path, tiny_style_checkpoint):
 def test_a_registered_runtime_serves_a_model_and_only_the_chosen_one_is_built(tmp_path, tiny_style_checkpoint,
                                                                                monkeypatch):
     """Runtimes plug in through the registry; a model that picks OpenVINO never builds ONNX Runtime sessions."""
-    import shutil
-
-    from stylecast.export.onnx_export import export_to_repository
     from stylecast.server import onnx_backend, registry
     from stylecast.server.app import Server, ServerOptions
 
@@ -232,12 +235,7 @@ def test_a_registered_runtime_serves_a_model_and_only_the_chosen_one_is_built(tm
     real_ort = onnx_backend.ort_sessions
     monkeypatch.setattr(onnx_backend, "ort_sessions", lambda *a: built.append(a[1].name) or real_ort(*a))
     monkeypatch.setitem(registry._RUNTIMES, "counting", counting)
-    export_to_repository(tiny_style_checkpoint, "plain", tmp_path)
-    for name, runtime in (("counted", "counting"), ("ov", "openvino")):
-        shutil.copytree(tmp_path / "plain", tmp_path / name)
-        cfg = tmp_path / name / "config.pbtxt"
-        cfg.write_text(cfg.read_text().replace('name: "plain"', f'name: "{name}"') +
-                       f'parameters {{ key: "stylecast_runtime" value {{ string_value: "{runtime}" }} }}\n')
+    _runtime_copies(tiny_style_checkpoint, tmp_path, "plain", {"counted": "counting", "ov": "openvino"})
     srv = Server(ServerOptions(model_repository=tmp_path, port=0, metrics_port=None))
     srv.start()
     try:

@@ -121,6 +121,11 @@ def style_grams(net: LossNetwork, styles: list[str], size: int, device: torch.de
     return {k: torch.stack(v) for k, v in grams.items()}
 
 
+def pixel_mse(y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference of two 0..255 images on the 0..1 scale (the distillation loss)."""
+    return ((y.float() - target.float()) / 255.0).pow(2).mean()
+
+
 class Trainer:
     """Trains one TransformerNet on one style (instance norm) or several (conditional instance norm),
     with perceptual losses, or by distillation from a trained network (``cfg.teacher``)."""
@@ -251,7 +256,7 @@ class Trainer:
         total = cfg.content_weight * c + cfg.style_weight * s + cfg.tv_weight * tv
         out = {"content": c, "style": s, "tv": tv}
         if target is not None:
-            out["distill"] = ((y.float() - target.float()) / 255.0).pow(2).mean()
+            out["distill"] = pixel_mse(y, target)
             total = total + cfg.teacher_weight * out["distill"]
         return {"total": total, **out}
 
@@ -261,7 +266,7 @@ class Trainer:
             y = self._net_fwd(x, w)
             with torch.no_grad():
                 target = self.teacher(x, w)
-        d = ((y.float() - target.float()) / 255.0).pow(2).mean()
+        d = pixel_mse(y, target)
         return {"total": d, "distill": d}
 
     def set_lr(self) -> float:
