@@ -25,7 +25,8 @@ def _fmt(v: float | None, spec: str = ".3f") -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "starter8.pt"))
+    ap.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "starter8.pt"),
+                    help="a checkpoint, or an exported graph in its model folder (e.g. an int8 .onnx)")
     ap.add_argument("--photos", default=str(ROOT / "data" / "starter" / "eval"))
     ap.add_argument("--size", type=int, default=256, help="long side of the photos")
     ap.add_argument("--max-photos", type=int, default=12)
@@ -43,13 +44,20 @@ def main() -> None:
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    import torch
     from stylecast.training.data import gather_starter, list_images
-    from stylecast.training.quality import JUDGE_LAYERS, fidelity, gallery, measure, rows_as_dicts, summarize
+    from stylecast.training.quality import (
+        JUDGE_LAYERS,
+        fidelity,
+        gallery,
+        load_stylizer,
+        measure,
+        rows_as_dicts,
+        summarize,
+    )
 
     if not Path(a.photos).exists():
         gather_starter(Path(a.photos).parent)
-    names = torch.load(a.checkpoint, map_location="cpu", weights_only=False)["style_names"]
+    names = load_stylizer(a.checkpoint)[1]
     styles = [ROOT / "styles" / f"{n}.jpg" for n in names]
     t0 = time.perf_counter()
     rows = measure(a.checkpoint, styles, a.photos, a.size, a.max_photos, a.gatys_photos, a.gatys_steps, a.device,

@@ -8,13 +8,13 @@ stylecast code to call the model.
 from __future__ import annotations
 
 import torch
-from stylecast.training.networks import STRIDE, TransformerNet
+from stylecast.training.networks import SERVING_MARGIN, STRIDE, TransformerNet
 from torch import nn
 from torch.nn import functional as F
 
 # Fixed replicate margin on every side: lets any size (even 1x1) through the network's reflection
 # pads, and keeps the border of the output free of padding artefacts.
-MARGIN = 4
+MARGIN = SERVING_MARGIN
 
 
 class ServingModel(nn.Module):

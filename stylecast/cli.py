@@ -20,6 +20,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
         lr=a.lr, style_lr_scale=a.style_lr_scale, lr_schedule=a.lr_schedule,
         lr_decay_start=a.lr_decay_start, lr_final=a.lr_final, seed=a.seed, device=a.device, precision=a.precision,
         compile=a.compile, residual_blocks=a.residual_blocks, edge_kernel=a.edge_kernel,
+        margin=a.margin,
         width=a.width, checkpoint_every=a.checkpoint_every, sample_every=a.sample_every,
         loss_network=a.loss_network, content_layers=a.content_layer or [],
         vgg_weights=a.vgg_weights, time_limit=a.time_limit, teacher=a.teacher,
@@ -80,6 +81,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--residual-blocks", type=int, default=5, help="residual blocks at 1/4 resolution")
     p.add_argument("--edge-kernel", type=int, default=9, choices=(3, 5, 7, 9),
                    help="side of the first and last convolutions (full resolution); 3 for a fast model")
+    p.add_argument("--margin", type=int, default=4,  # networks.SERVING_MARGIN (the CLI imports torch lazily)
+                   help="replicated pixels around each crop, cropped off before the losses, as the server does "
+                        "(0: the bare network, which learns to paint lines along the borders)")
     p.add_argument("--checkpoint-every", type=int, default=200)
     p.add_argument("--sample-every", type=int, default=500)
     p.add_argument("--teacher", help="trained checkpoint to distill: learn its outputs (e.g. at --width 0.5); "

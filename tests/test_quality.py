@@ -98,3 +98,24 @@ def test_the_reference_optimization_takes_another_loss_network(judge, photo_dir)
     target = judge.painting(STYLES[0], 96)
     y = optimize_photo(judge, x, STYLES[0], 96, steps=15, network="vgg16")
     assert mean_distance(judge.distances(y, target)) < mean_distance(judge.distances(x, target))
+
+
+def test_an_exported_graph_measures_as_its_checkpoint_is_served(tiny_style_checkpoint, photo_dir, tmp_path):
+    """The measure runs what the server answers: the checkpoint inside the serving graph equals its ONNX
+    export through ONNX Runtime within the export's parity tolerance, and both differ from the bare network
+    (whose border pixels the serving margin replaces)."""
+    from stylecast.export.onnx_export import PARITY_MAX_LEVELS, export_to_repository
+    from stylecast.training.checkpoint import load_network
+    from stylecast.training.quality import load_stylizer, photo_tensor, style_weights
+
+    onnx_path, _ = export_to_repository(tiny_style_checkpoint, "tiny", tmp_path / "repo")
+    served, names = load_stylizer(tiny_style_checkpoint)
+    exported, onnx_names = load_stylizer(onnx_path)
+    bare = load_network(tiny_style_checkpoint)[0].eval()
+    assert onnx_names == names == ["red", "green", "blue"]
+    x = photo_tensor(next(photo_dir.iterdir()), 64)
+    w = style_weights(1, 3)
+    with torch.no_grad():
+        a, b, c = served(x, w), exported(x, w), bare(x, w).clamp(0, 255).round()
+    assert (a - b).abs().max() <= PARITY_MAX_LEVELS
+    assert (c - b).abs().mean() > 10 * max(float((a - b).abs().mean()), 0.01)

@@ -19,6 +19,10 @@ from torch.nn import functional as F
 
 # Height and width must be multiples of this for the two stride-2 stages to invert exactly.
 STRIDE = 4
+# The server runs the network on the photo with this many replicated pixels on every side and crops them
+# away (export/graph.py): any size gets through the reflection pads, and the borders the network paints
+# badly are not in the answer. Training does the same, so the losses see what the server answers.
+SERVING_MARGIN = 4
 
 
 class ConditionalInstanceNorm2d(nn.Module):

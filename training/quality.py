@@ -37,6 +37,64 @@ STYLE_SCALE = 1.5  # the painting is seen at 1.5x the photo's long side, as in t
 GATYS = {"content_weight": 4.0, "style_weight": 6.0, "tv_weight": 20.0, "lr": 4.0}
 
 
+class OnnxStylizer:
+    """An exported style graph (an int8 one, say) behind the PyTorch network's call: NCHW 0..255 floats and
+    one-hot style weights in, NCHW 0..255 out, run by ONNX Runtime on uint8 HWC as the server runs it."""
+
+    def __init__(self, path: str | Path) -> None:
+        import onnxruntime as ort
+
+        from stylecast.contract import IMAGE_INPUT, STYLE_WEIGHTS_INPUT, STYLIZED_OUTPUT
+
+        self._session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self._names = (IMAGE_INPUT, STYLE_WEIGHTS_INPUT, STYLIZED_OUTPUT)
+
+    def to(self, device: torch.device | str) -> OnnxStylizer:
+        if torch.device(device).type != "cpu":
+            raise ValueError("an ONNX model is measured on the CPU")
+        return self
+
+    def __call__(self, x: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+        image, style, out = self._names
+        feed = {image: x.clamp(0, 255).round().byte().permute(0, 2, 3, 1).contiguous().numpy()}
+        if weights is not None:
+            feed[style] = weights.float().numpy()
+        y = self._session.run([out], feed)[0]
+        return torch.from_numpy(y).permute(0, 3, 1, 2).float()
+
+
+class ServedNetwork(torch.nn.Module):
+    """A checkpoint's network inside the serving graph (``export/graph.py``: uint8 pixels, the replicate
+    margin, stride padding, rounding), so that a checkpoint measures as the server will answer. The bare
+    network's outer pixels differ: it paints lines along the borders that the served graph crops away."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        from stylecast.export.graph import ServingModel
+
+        self.served = ServingModel(net.eval())
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+        image = x.clamp(0, 255).round().to(torch.uint8).permute(0, 2, 3, 1)
+        return self.served(image, weights).permute(0, 3, 1, 2).float()
+
+
+def load_stylizer(path: str | Path) -> tuple[ServedNetwork | OnnxStylizer, list[str]]:
+    """What the server would run: a checkpoint's network in the serving graph, or an exported ONNX file
+    inside its model folder (``<model>/<version>/<file>.onnx``, style names from the folder's config)."""
+    path = Path(path)
+    if path.suffix != ".onnx":
+        net, names = load_network(path)
+        return ServedNetwork(net), names
+    from stylecast.server.config import read_config
+
+    from stylecast.contract import STYLES_PARAMETER
+
+    config = read_config(path.parent.parent)
+    names = config.parameters[STYLES_PARAMETER].string_value.split(",")
+    return OnnxStylizer(path), names
+
+
 class Judge:
     """EfficientNet-Lite0 (ImageNet): Gram statistics at five layers and top-k classes."""
 
@@ -130,7 +188,7 @@ def measure(checkpoint: str | Path, styles: list[str | Path], photos: str | Path
     """Every style on up to ``max_photos`` held-out photos; per-image optimization (with ``gatys_network``
     as its loss network) on the first ``gatys_photos``. The judge is always EfficientNet-Lite0."""
     dev = torch.device(device)
-    net, names = load_network(checkpoint)
+    net, names = load_stylizer(checkpoint)
     net = net.to(dev)
     if len(styles) != len(names):
         raise ValueError(f"{len(styles)} style images for a network with {len(names)} styles")
@@ -189,8 +247,8 @@ def fidelity(checkpoint: str | Path, reference: str | Path, photos: str | Path, 
              max_photos: int = 4) -> list[dict]:
     """How closely one network reproduces another (a distilled student its teacher), per style over
     held-out photos: PSNR in dB and mean absolute difference in output levels (uint8 outputs)."""
-    net, names = load_network(checkpoint)
-    ref, ref_names = load_network(reference)
+    net, names = load_stylizer(checkpoint)
+    ref, ref_names = load_stylizer(reference)
     if names != ref_names:
         raise ValueError(f"style lists differ: {names} vs {ref_names}")
     sq: dict[str, list[float]] = {n: [] for n in names}
@@ -231,8 +289,8 @@ def gallery(checkpoint: str | Path, styles: list[str | Path], photos: list[Path]
     from stylecast.client.imaging import contact_sheet
 
     dev = torch.device(device)
-    net, names = load_network(checkpoint)
-    others = {label: load_network(path) for label, path in (compare or {}).items()}
+    net, names = load_stylizer(checkpoint)
+    others = {label: load_stylizer(path) for label, path in (compare or {}).items()}
     for label, (_, other_names) in others.items():
         if other_names != names:
             raise ValueError(f"{label} holds styles {other_names}, not {names}")

@@ -14,13 +14,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torch.nn import functional as F
 
 from stylecast.sysinfo import cpu_has_amx
 
 from .checkpoint import load_network
 from .data import ImageFolder, Prefetcher, load_rgb, resize_square, to_tensor
 from .losses import content_loss, gram_matrix, style_loss, tv_loss
-from .networks import STRIDE, TransformerNet, one_hot
+from .networks import SERVING_MARGIN, STRIDE, TransformerNet, one_hot
 from .perceptual import DEFAULT_LOSS_NETWORK, LossNetwork, default_layers, loss_network, training_layers
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,10 @@ class TrainConfig:
     width: float = 1.0
     residual_blocks: int = 5
     edge_kernel: int = 9  # first and last convolution (full resolution): 9 as Johnson; 3 for a fast model
+    # Replicated pixels around each crop, cropped off the output before the losses, as the server does
+    # (networks.SERVING_MARGIN). Without it the network learns to paint high-contrast lines along the
+    # borders, which lower the Gram loss but are never served. 0 trains the bare network.
+    margin: int = SERVING_MARGIN
     checkpoint_every: int = 200
     sample_every: int = 500
     log_every: int = 10
@@ -133,6 +138,8 @@ class Trainer:
     def __init__(self, cfg: TrainConfig) -> None:
         if cfg.image_size % STRIDE:
             raise ValueError(f"image size must be a multiple of {STRIDE}")
+        if cfg.margin < 0 or 2 * cfg.margin % STRIDE:
+            raise ValueError(f"margin must be 0 or more with 2 x margin a multiple of {STRIDE}")
         if cfg.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"unknown lr schedule {cfg.lr_schedule!r}: use one of {', '.join(LR_SCHEDULES)}")
         self.cfg = cfg
@@ -244,11 +251,11 @@ class Trainer:
         if self.loss_net is None:
             return self.distill_losses(x, w)
         with autocast(self.device, self.precision):
-            y = self._net_fwd(x, w)
+            y = self._served(self._net_fwd, x, w)
             fy = self._loss_fwd(y)
             with torch.no_grad():
                 fx = self._loss_fwd(x)
-                target = None if self.teacher is None else self.teacher(x, w)
+                target = None if self.teacher is None else self._served(self.teacher, x, w)
         targets = {k: v[idx] for k, v in self.grams.items()}
         c = sum(content_loss(fy[n], fx[n]) for n in cfg.content_layers) / len(cfg.content_layers)
         s = style_loss(fy, targets)
@@ -260,12 +267,19 @@ class Trainer:
             total = total + cfg.teacher_weight * out["distill"]
         return {"total": total, **out}
 
+    def _served(self, net, x: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+        """``net`` on ``x`` as the server runs it: inside a replicated margin, cropped back."""
+        m = self.cfg.margin
+        if m == 0:
+            return net(x, w)
+        return net(F.pad(x, [m, m, m, m], mode="replicate"), w)[:, :, m:-m, m:-m]
+
     def distill_losses(self, x: torch.Tensor, w: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """Mean squared difference to the teacher's output, on the 0..1 scale."""
         with autocast(self.device, self.precision):
-            y = self._net_fwd(x, w)
+            y = self._served(self._net_fwd, x, w)
             with torch.no_grad():
-                target = self.teacher(x, w)
+                target = self._served(self.teacher, x, w)
         d = pixel_mse(y, target)
         return {"total": d, "distill": d}
 
@@ -293,7 +307,7 @@ class Trainer:
         with torch.no_grad():
             for i in range(self.n_styles):
                 w = one_hot(torch.tensor([i]), self.n_styles).to(self.device) if self.n_styles > 1 else None
-                outs.append(self.net(x, w).clamp(0, 255))
+                outs.append(self._served(self.net, x, w).clamp(0, 255))
         grid = torch.cat(outs, dim=3)[0].permute(1, 2, 0).byte().cpu().numpy()
         (self.out / "samples").mkdir(exist_ok=True)
         Image.fromarray(grid).save(self.out / "samples" / f"step{self.step:06d}.png")
