@@ -25,20 +25,6 @@ ROOT = Path(__file__).resolve().parent.parent
 SIZES = (256, 512)
 
 
-def squares(paths: list[Path], side: int) -> list[np.ndarray]:
-    from PIL import Image
-
-    return [np.asarray(Image.open(p).convert("RGB").resize((side, side), Image.Resampling.LANCZOS)) for p in paths]
-
-
-def calibration_paths(n: int) -> list[Path]:
-    """Bundled photos that the held-out set does not use."""
-    from stylecast.training.data import bundled_photos
-
-    held_out = {p.stem for p in (ROOT / "data" / "starter" / "eval").glob("*")}
-    return [p for name, p in bundled_photos() if name not in held_out and p.stem not in held_out][:n]
-
-
 def latest_onnx(model_dir: Path) -> Path:
     version = max(int(p.name) for p in model_dir.iterdir() if p.name.isdigit())
     return model_dir / str(version) / "model.onnx"
@@ -92,14 +78,19 @@ def main() -> None:
     a = ap.parse_args()
 
     from stylecast.client.core import styles_of
-    from stylecast.export.quantize import level_difference
+    from stylecast.export.quantize import (
+        PRECISION_PARAMETER,
+        calibration_photos,
+        level_difference,
+        parity_photos,
+        photo_squares,
+    )
     from stylecast.server.app import Server, ServerOptions
     from stylecast.server.config import read_config
-    from stylecast.training.data import list_images
 
     source = Path(a.repository)
     names = [m for m in a.models.split(",") if (source / m).exists()]
-    held_out = squares(list_images(ROOT / "data" / "starter" / "eval")[:4], 256)
+    held_out = photo_squares(parity_photos())
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(tmp)
         models: dict[str, int] = {}
@@ -108,8 +99,8 @@ def main() -> None:
             models[m] = len(styles_of(m, read_config(repo / m)))
         diffs: dict[str, dict] = {}
         if a.int8:
-            calibration = squares(calibration_paths(8), 256)
-            for m in names:
+            calibration = photo_squares(calibration_photos())
+            for m in [m for m in names if PRECISION_PARAMETER not in read_config(repo / m).parameters]:
                 q = add_int8(repo, m, models[m], calibration)
                 models[q] = models[m]
                 diffs[q] = level_difference(latest_onnx(repo / m), latest_onnx(repo / q), held_out, models[m])

@@ -22,6 +22,7 @@ from stylecast.contract import (
 )
 
 from .graph import ServingModel
+from .quantize import PRECISION_PARAMETER
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,16 @@ class Parity:
     size: tuple[int, int, int]
     max_abs: int
     mean_abs: float
+    against: str = "PyTorch"  # what the exported graph was compared with
+    p99: float | None = None
+
+
+def _int8(onnx_path: Path, n_styles: int) -> Parity:
+    """Quantize the written graph in place; its parity row against the fp32 graph."""
+    from .quantize import PARITY_PHOTOS, PHOTO_SIDE, quantize_checked
+
+    d = quantize_checked(onnx_path, n_styles)
+    return Parity((PARITY_PHOTOS, PHOTO_SIDE, PHOTO_SIDE), int(d["max"]), d["mean"], "the fp32 graph (int8)", d["p99"])
 
 
 def export_onnx(net: TransformerNet, path: Path) -> None:
@@ -112,8 +123,10 @@ def model_config(name: str, styles: list[str], multi: bool, max_batch_size: int 
 
 def export_to_repository(checkpoint: str | Path, name: str, repository: str | Path,
                          max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
-                         deploy=None) -> tuple[Path, list[Parity]]:
-    """Export, check and write ``<repository>/<name>/{config.pbtxt, N/model.onnx}``; a re-export adds N+1."""
+                         deploy=None, int8: bool = False) -> tuple[Path, list[Parity]]:
+    """Export, check and write ``<repository>/<name>/{config.pbtxt, N/model.onnx}``; a re-export adds N+1.
+    With ``int8`` the written graph is the statically quantized one (``export/quantize.py``), checked
+    against the fp32 graph on held-out photos; its row in the report says so."""
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2 as mc
 
@@ -125,11 +138,15 @@ def export_to_repository(checkpoint: str | Path, name: str, repository: str | Pa
     export_onnx(net, onnx_path)
     try:
         report = parity_check(net, onnx_path)
+        if int8:
+            report.append(_int8(onnx_path, net.n_styles))
     except AssertionError:
         onnx_path.unlink()
         onnx_path.parent.rmdir()
         raise
     cfg = model_config(name, styles, net.n_styles > 1, max_batch_size)
+    if int8:
+        cfg.parameters[PRECISION_PARAMETER].string_value = "int8"
     if deploy is not None:  # export.deploy_config.DeployOptions: GPU instances, TensorRT, warm-up
         from .deploy_config import apply
 

@@ -254,9 +254,11 @@ def _add_configure(sub: argparse._SubParsersAction) -> None:
 def _cmd_export(a: argparse.Namespace) -> int:
     from stylecast.export.onnx_export import export_to_repository
 
-    path, report = export_to_repository(a.checkpoint, a.name, a.repository, a.max_batch_size, _deploy_options(a))
+    path, report = export_to_repository(a.checkpoint, a.name, a.repository, a.max_batch_size, _deploy_options(a),
+                                        int8=a.int8)
     for r in report:
-        print(f"parity {r.size}: max {r.max_abs} levels, mean {r.mean_abs:.4f}")
+        p99 = "" if r.p99 is None else f", p99 {r.p99:.0f}"
+        print(f"parity {r.size} against {r.against}: max {r.max_abs} levels, mean {r.mean_abs:.4f}{p99}")
     print(f"wrote {path}")
     return 0
 
@@ -267,6 +269,9 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", required=True, help="model name in the repository")
     p.add_argument("--repository", default="model_repository")
     p.add_argument("--max-batch-size", type=int, default=8)
+    p.add_argument("--int8", action="store_true",
+                   help="write the int8 graph (static QDQ, calibrated on bundled training photos) for CPU hosts, "
+                        "checked against the fp32 graph on held-out photos")
     _add_deploy_args(p)
     p.set_defaults(func=_cmd_export)
 

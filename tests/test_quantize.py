@@ -1,0 +1,48 @@
+"""int8 export for CPU hosts: static QDQ quantization calibrated on photos, checked against the fp32 graph."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from stylecast.export import quantize
+from stylecast.export.onnx_export import export_to_repository
+from stylecast.export.quantize import PRECISION_PARAMETER, parity_photos, photo_squares
+from stylecast.server.config import read_config
+
+FAST = Path(__file__).resolve().parent.parent / "checkpoints" / "starter8_fast.pt"
+
+
+def test_int8_export_quantizes_the_convolutions_and_serves_close_to_fp32(tmp_path):
+    """The shipped fast model: its int8 graph passes the int8 parity and answers nearly the fp32 picture."""
+    from stylecast.client import Client
+    from stylecast.server.app import Server, ServerOptions
+
+    repo = tmp_path / "repo"
+    fp32_path, _ = export_to_repository(FAST, "fp32", repo)
+    int8_path, report = export_to_repository(FAST, "int8", repo, int8=True)
+    ops = [n.op_type for n in onnx.load(str(int8_path)).graph.node]
+    convs = [n.op_type for n in onnx.load(str(fp32_path)).graph.node].count("Conv")
+    assert ops.count("Conv") == convs and ops.count("DequantizeLinear") >= 2 * convs  # weights and inputs
+    check = report[-1]
+    assert check.against == "the fp32 graph (int8)" and check.mean_abs <= quantize.INT8_MEAN_LEVELS
+    assert read_config(repo / "int8").parameters[PRECISION_PARAMETER].string_value == "int8"
+    assert PRECISION_PARAMETER not in read_config(repo / "fp32").parameters
+    photo = photo_squares(parity_photos(1), 96)[0]
+    srv = Server(ServerOptions(model_repository=repo, port=0, metrics_port=None, sidecar=False))
+    port = srv.start()
+    try:
+        with Client(f"127.0.0.1:{port}") as c:
+            a, b = (c.stylize(photo, "great_wave", model=m).astype(int) for m in ("fp32", "int8"))
+    finally:
+        srv.stop()
+    assert 0 < np.abs(a - b).mean() <= quantize.INT8_MEAN_LEVELS  # quantized, yet the same picture
+
+
+def test_an_int8_graph_off_its_fp32_graph_is_refused_and_not_written(tiny_style_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setattr(quantize, "INT8_MEAN_LEVELS", 0.0)
+    with pytest.raises(AssertionError, match="levels off fp32"):
+        export_to_repository(tiny_style_checkpoint, "int8", tmp_path / "repo", int8=True)
+    assert not (tmp_path / "repo" / "int8" / "1").exists()
