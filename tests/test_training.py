@@ -231,3 +231,21 @@ def test_the_losses_see_what_the_server_answers(photos, tmp_path):
     assert (bare - served).abs().mean() > 10 * max(float((trained - served).abs().mean()), 0.01)
     with pytest.raises(ValueError, match="margin"):
         Trainer(_cfg(photos, tmp_path / "odd", 1, margin=3))
+
+
+def test_the_upsampling_stage_equals_upsample_then_convolve():
+    """The low-resolution form of each upsampling stage gives the numbers of the textbook form: nearest x2,
+    reflection pad, 3x3 convolution, on odd sizes too, with the same gradients for the kernel."""
+    from stylecast.training.networks import upsample_conv
+    from torch.nn import functional as F
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(6, 5, 3)
+    x = torch.randn(2, 6, 7, 10)
+    textbook = conv(F.pad(F.interpolate(x, scale_factor=2.0, mode="nearest"), [1, 1, 1, 1], mode="reflect"))
+    fast = upsample_conv(x, conv)
+    assert fast.shape == textbook.shape == (2, 5, 14, 20)
+    assert torch.allclose(fast, textbook, atol=1e-5)
+    g_fast, = torch.autograd.grad(fast.square().sum(), conv.weight)
+    g_book, = torch.autograd.grad(textbook.square().sum(), conv.weight)
+    assert torch.allclose(g_fast, g_book, rtol=1e-4, atol=1e-4)
