@@ -121,7 +121,7 @@ def test_content_layers_are_the_ones_the_content_loss_reads(photos, tmp_path):
     idx = torch.zeros(2, dtype=torch.long)
     with torch.no_grad():
         got = t.losses(x, idx)["content"]
-        fy, fx = t.loss_net(t.net(x, None)), t.loss_net(x)
+        fy, fx = t.loss_net(t.served(t.net, x, None)), t.loss_net(x)
     expected = (content_loss(fy["block4"], fx["block4"]) + content_loss(fy["block10"], fx["block10"])) / 2
     assert torch.isclose(got, expected, rtol=1e-4)
     assert not torch.isclose(got, content_loss(fy["block2"], fx["block2"]), rtol=1e-2)

@@ -225,7 +225,7 @@ def test_the_losses_see_what_the_server_answers(photos, tmp_path):
     x, w = image.permute(0, 3, 1, 2).float(), torch.tensor([[0.0, 1.0]])
     with torch.no_grad():
         served = ServingModel(t.net.eval())(image, w).permute(0, 3, 1, 2).float()
-        trained = t._served(t.net, x, w).clamp(0, 255).round()
+        trained = t.served(t.net, x, w).clamp(0, 255).round()
         bare = t.net(x, w).clamp(0, 255).round()
     assert (trained - served).abs().max() <= 1
     assert (bare - served).abs().mean() > 10 * max(float((trained - served).abs().mean()), 0.01)

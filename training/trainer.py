@@ -251,11 +251,11 @@ class Trainer:
         if self.loss_net is None:
             return self.distill_losses(x, w)
         with autocast(self.device, self.precision):
-            y = self._served(self._net_fwd, x, w)
+            y = self.served(self._net_fwd, x, w)
             fy = self._loss_fwd(y)
             with torch.no_grad():
                 fx = self._loss_fwd(x)
-                target = None if self.teacher is None else self._served(self.teacher, x, w)
+                target = None if self.teacher is None else self.served(self.teacher, x, w)
         targets = {k: v[idx] for k, v in self.grams.items()}
         c = sum(content_loss(fy[n], fx[n]) for n in cfg.content_layers) / len(cfg.content_layers)
         s = style_loss(fy, targets)
@@ -267,7 +267,7 @@ class Trainer:
             total = total + cfg.teacher_weight * out["distill"]
         return {"total": total, **out}
 
-    def _served(self, net, x: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+    def served(self, net, x: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
         """``net`` on ``x`` as the server runs it: inside a replicated margin, cropped back."""
         m = self.cfg.margin
         if m == 0:
@@ -277,9 +277,9 @@ class Trainer:
     def distill_losses(self, x: torch.Tensor, w: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """Mean squared difference to the teacher's output, on the 0..1 scale."""
         with autocast(self.device, self.precision):
-            y = self._served(self._net_fwd, x, w)
+            y = self.served(self._net_fwd, x, w)
             with torch.no_grad():
-                target = self._served(self.teacher, x, w)
+                target = self.served(self.teacher, x, w)
         d = pixel_mse(y, target)
         return {"total": d, "distill": d}
 
@@ -307,7 +307,7 @@ class Trainer:
         with torch.no_grad():
             for i in range(self.n_styles):
                 w = one_hot(torch.tensor([i]), self.n_styles).to(self.device) if self.n_styles > 1 else None
-                outs.append(self._served(self.net, x, w).clamp(0, 255))
+                outs.append(self.served(self.net, x, w).clamp(0, 255))
         grid = torch.cat(outs, dim=3)[0].permute(1, 2, 0).byte().cpu().numpy()
         (self.out / "samples").mkdir(exist_ok=True)
         Image.fromarray(grid).save(self.out / "samples" / f"step{self.step:06d}.png")
