@@ -81,7 +81,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--residual-blocks", type=int, default=5, help="residual blocks at 1/4 resolution")
     p.add_argument("--edge-kernel", type=int, default=9, choices=(3, 5, 7, 9),
                    help="side of the first and last convolutions (full resolution); 3 for a fast model")
-    p.add_argument("--margin", type=int, default=4,  # networks.SERVING_MARGIN (the CLI imports torch lazily)
+    p.add_argument("--margin", type=int, default=12,  # networks.SERVING_MARGIN (the CLI imports torch lazily)
                    help="replicated pixels around each crop, cropped off before the losses, as the server does "
                         "(0: the bare network, which learns to paint lines along the borders)")
     p.add_argument("--checkpoint-every", type=int, default=200)

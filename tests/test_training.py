@@ -249,3 +249,18 @@ def test_the_upsampling_stage_equals_upsample_then_convolve():
     g_fast, = torch.autograd.grad(fast.square().sum(), conv.weight)
     g_book, = torch.autograd.grad(textbook.square().sum(), conv.weight)
     assert torch.allclose(g_fast, g_book, rtol=1e-4, atol=1e-4)
+
+
+def test_the_network_compiles_and_matches_eager():
+    """torch.compile (inductor) takes the whole network, both upsampling stages included, and gives the
+    eager numbers: the GPU benchmark and `stylecast train --compile` depend on it."""
+    from stylecast.training.networks import TransformerNet
+
+    torch.manual_seed(0)
+    net = TransformerNet(n_styles=2, width=0.25).eval()
+    x, w = torch.rand(1, 3, 32, 32) * 255, torch.tensor([[0.3, 0.7]])
+    with torch.no_grad():
+        eager = net(x, w)
+        compiled = torch.compile(net, dynamic=False)(x, w)
+    torch._dynamo.reset()
+    assert torch.allclose(compiled, eager, atol=1e-2)
