@@ -25,7 +25,7 @@ import torch
 from torch.nn import functional as F
 
 from .checkpoint import load_network
-from .data import list_images, load_rgb, resize_square, to_tensor
+from .data import list_images, load_painting, load_rgb, resize_square, to_tensor
 from .losses import energy, gram_matrix, relative_mse
 from .networks import STRIDE, one_hot
 from .perceptual import EFFICIENTNET_CONTENT_LAYER, EFFICIENTNET_STYLE_LAYERS, load_efficientnet_lite0, loss_network
@@ -119,7 +119,7 @@ class Judge:
         return self.classifier(x * (2.0 / 255.0) - 1.0)[0].topk(k).indices.tolist()
 
     def painting(self, path: str | Path, size: int) -> dict[str, torch.Tensor]:
-        return self.grams(to_tensor(load_rgb(path, size))[None].to(self.device))
+        return self.grams(to_tensor(load_painting(path, size))[None].to(self.device))
 
 
 def mean_distance(d: dict[str, float]) -> float:
@@ -175,7 +175,7 @@ def optimize_photo(judge: Judge, x: torch.Tensor, painting: str | Path, size: in
         net = loss_network(network).to(judge.device)
         content_layer = net.content_layer
         with torch.no_grad():
-            feats = net(to_tensor(load_rgb(painting, size))[None].to(judge.device))
+            feats = net(to_tensor(load_painting(painting, size))[None].to(judge.device))
         grams = {k: gram_matrix(feats[k]) for k in net.style_layers}
     r = gatys_transfer(net, x, [], [], GATYS["content_weight"], GATYS["style_weight"], GATYS["tv_weight"],
                        content_layer=content_layer, steps=steps, lr=GATYS["lr"], grams=grams)

@@ -19,7 +19,7 @@ from torch.nn import functional as F
 from stylecast.sysinfo import cpu_has_amx
 
 from .checkpoint import load_network
-from .data import ImageFolder, Prefetcher, load_rgb, resize_square, to_tensor
+from .data import ImageFolder, Prefetcher, load_painting, resize_square, to_tensor
 from .losses import content_loss, gram_matrix, style_loss, tv_loss
 from .networks import SERVING_MARGIN, STRIDE, TransformerNet, one_hot
 from .perceptual import DEFAULT_LOSS_NETWORK, LossNetwork, default_layers, loss_network, training_layers
@@ -119,7 +119,7 @@ def style_grams(net: LossNetwork, styles: list[str], size: int, device: torch.de
     grams: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
     with torch.no_grad():
         for path in styles:
-            x = to_tensor(load_rgb(path, size)).unsqueeze(0).to(device)
+            x = to_tensor(load_painting(path, size)).unsqueeze(0).to(device)
             feats = net(x)
             for name in layers:
                 grams[name].append(gram_matrix(feats[name])[0])
