@@ -153,3 +153,13 @@ def test_the_served_picture_has_no_painted_border_lines(photo_dir):
                 raw.append(_worst_edge_line(bare(x, style_weights(i, len(names))).clamp(0, 255).round()))
     assert np.mean(out) <= own, (np.mean(out), own)  # a 4-pixel margin scored 43 on these photos, which score 33
     assert np.mean(raw) > 2 * np.mean(out), (np.mean(raw), np.mean(out))
+
+
+def test_a_painting_target_leaves_out_the_scans_frame():
+    """starry_night's scan has a black frame shadow and a beige canvas edge along two sides; the Gram target
+    is taken from inside them."""
+    from stylecast.training.data import load_painting
+
+    starry = STYLES[STYLE_NAMES.index("starry_night")]
+    scan, target = (to_tensor(f(starry, 384))[None] for f in (load_rgb, load_painting))
+    assert _worst_edge_line(scan) > 80 and _worst_edge_line(target) < 40
