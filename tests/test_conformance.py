@@ -300,11 +300,22 @@ def test_statistics_count_inferences(client):
     x = np.ones((2, 16), np.float32)
     for _ in range(3):
         client.infer("add_sub", add_sub_inputs(x, x))
-    after = counts()
+    after = _settled(counts, lambda c: c[2] - before[2] >= 3)
     assert (after[0] - before[0], after[1] - before[1], after[2] - before[2]) == (6, 3, 3)
 
 
 STAT_FIELDS = ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output")
+
+
+def _settled(fetch, done, timeout: float = 10.0):
+    """``fetch()`` once ``done(result)`` holds: Triton records a request's statistics after it has sent the
+    response, so on a loaded machine they can lag the client by a moment."""
+    end = time.monotonic() + timeout
+    result = fetch()
+    while not done(result) and time.monotonic() < end:
+        time.sleep(0.05)
+        result = fetch()
+    return result
 
 
 def test_statistics_agree_field_by_field(grpc_urls):
@@ -322,7 +333,8 @@ def test_statistics_agree_field_by_field(grpc_urls):
             for _ in range(4):
                 c.infer("identity", [img])
             t0 = time.time_ns()
-            after = stats()
+            done = int(before.get("inference_stats", {}).get("success", {}).get("count", 0)) + 4
+            after = _settled(stats, lambda a, done=done: int(a["inference_stats"]["success"]["count"]) >= done)
             inf_b, inf_a = before.get("inference_stats", {}), after["inference_stats"]
             delta = {f: int(inf_a.get(f, {}).get("count", 0)) - int(inf_b.get(f, {}).get("count", 0))
                      for f in STAT_FIELDS}
@@ -423,7 +435,9 @@ def test_http_statistics_agree(urls):
             t.set_data_from_numpy(x)
             for _ in range(2):
                 c.infer("identity", [t])
-            after = c.get_inference_statistics("identity")["model_stats"][0]["inference_stats"]
+            done = before.get("success", {}).get("count", 0) + 2
+            after = _settled(lambda: c.get_inference_statistics("identity")["model_stats"][0]["inference_stats"],
+                             lambda a, done=done: a["success"]["count"] >= done)
             deltas[name] = {f: after.get(f, {}).get("count", 0) - before.get(f, {}).get("count", 0)
                             for f in STAT_FIELDS}
             assert isinstance(after["success"]["count"], int)  # numbers, not strings, as Triton writes them

@@ -35,7 +35,9 @@ def judge():
 
 def test_the_style_ratio_measures_the_painting(judge, photo_dir):
     """A painting's mirror image is far closer to the painting than a photo is; the photo's ratio is 1."""
-    starry = to_tensor(load_rgb(STYLES[0], 144))[None]
+    from stylecast.training.data import load_painting
+
+    starry = to_tensor(load_painting(STYLES[0], 144))[None]
     target = judge.painting(STYLES[0], 144)
     photo = to_tensor(load_rgb(next(photo_dir.iterdir()), 96))[None]
     d_photo = mean_distance(judge.distances(photo, target))
