@@ -19,15 +19,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from report import print_table, save
+from report import latest_onnx, print_table, save
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZES = (256, 512)
-
-
-def latest_onnx(model_dir: Path) -> Path:
-    version = max(int(p.name) for p in model_dir.iterdir() if p.name.isdigit())
-    return model_dir / str(version) / "model.onnx"
 
 
 def add_int8(repo: Path, model: str, n_styles: int, calibration: list[np.ndarray]) -> str:

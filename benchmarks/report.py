@@ -6,6 +6,12 @@ import json
 from pathlib import Path
 
 
+def latest_onnx(model_dir: Path) -> Path:
+    """``<model_dir>/<highest version>/model.onnx`` of a model in a Triton repository."""
+    version = max(int(p.name) for p in model_dir.iterdir() if p.name.isdigit())
+    return model_dir / str(version) / "model.onnx"
+
+
 def print_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> None:
     """``columns``: (key, header, format spec) per column; each column as wide as its widest cell."""
     cells = [[("-" if r.get(key) is None else format(r[key], fmt)).strip() for key, _, fmt in columns]

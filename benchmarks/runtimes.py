@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from report import print_table, save
+from report import latest_onnx, print_table, save
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZES = {"256": (256, 256), "512": (512, 512), "1080p": (1080, 1920)}
@@ -26,8 +26,7 @@ Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]  # uint8 [1,H,W,3], fp32
 
 
 def onnx_path(model: str) -> Path:
-    d = ROOT / "model_repository" / model
-    return d / str(max(int(p.name) for p in d.iterdir() if p.name.isdigit())) / "model.onnx"
+    return latest_onnx(ROOT / "model_repository" / model)
 
 
 def ort_runner(path: Path, tuned: bool) -> Runner:

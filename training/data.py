@@ -28,13 +28,16 @@ def list_images(root: str | Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
-def load_rgb(path: str | Path, max_side: int | None = None) -> Image.Image:
-    img = Image.open(path)
-    img.load()
-    img = img.convert("RGB")
+def _fit(img: Image.Image, max_side: int | None) -> Image.Image:
     if max_side and max(img.size) > max_side:
         img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     return img
+
+
+def load_rgb(path: str | Path, max_side: int | None = None) -> Image.Image:
+    img = Image.open(path)
+    img.load()
+    return _fit(img.convert("RGB"), max_side)
 
 
 # Scans of paintings carry their frame's shadow and the canvas edge (starry_night: a black band and a
@@ -48,10 +51,7 @@ def load_painting(path: str | Path, max_side: int | None = None) -> Image.Image:
     img = load_rgb(path)
     w, h = img.size
     dx, dy = round(w * PAINTING_INSET), round(h * PAINTING_INSET)
-    img = img.crop((dx, dy, w - dx, h - dy))
-    if max_side and max(img.size) > max_side:
-        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-    return img
+    return _fit(img.crop((dx, dy, w - dx, h - dy)), max_side)
 
 
 def to_uint8_tensor(img: Image.Image) -> torch.Tensor:

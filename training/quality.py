@@ -37,6 +37,16 @@ STYLE_SCALE = 1.5  # the painting is seen at 1.5x the photo's long side, as in t
 GATYS = {"content_weight": 4.0, "style_weight": 6.0, "tv_weight": 20.0, "lr": 4.0}
 
 
+def _pixels(x: torch.Tensor) -> torch.Tensor:
+    """NCHW 0..255 floats -> uint8 NHWC, the wire's pixels."""
+    return x.clamp(0, 255).round().to(torch.uint8).permute(0, 2, 3, 1)
+
+
+def _planes(y: torch.Tensor) -> torch.Tensor:
+    """uint8 NHWC -> NCHW floats, the measure's layout."""
+    return y.permute(0, 3, 1, 2).float()
+
+
 class OnnxStylizer:
     """An exported style graph (an int8 one, say) behind the PyTorch network's call: NCHW 0..255 floats and
     one-hot style weights in, NCHW 0..255 out, run by ONNX Runtime on uint8 HWC as the server runs it."""
@@ -56,11 +66,10 @@ class OnnxStylizer:
 
     def __call__(self, x: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
         image, style, out = self._names
-        feed = {image: x.clamp(0, 255).round().byte().permute(0, 2, 3, 1).contiguous().numpy()}
+        feed = {image: _pixels(x).contiguous().numpy()}
         if weights is not None:
             feed[style] = weights.float().numpy()
-        y = self._session.run([out], feed)[0]
-        return torch.from_numpy(y).permute(0, 3, 1, 2).float()
+        return _planes(torch.from_numpy(self._session.run([out], feed)[0]))
 
 
 class ServedNetwork(torch.nn.Module):
@@ -75,8 +84,7 @@ class ServedNetwork(torch.nn.Module):
         self.served = ServingModel(net.eval())
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
-        image = x.clamp(0, 255).round().to(torch.uint8).permute(0, 2, 3, 1)
-        return self.served(image, weights).permute(0, 3, 1, 2).float()
+        return _planes(self.served(_pixels(x), weights))
 
 
 def load_stylizer(path: str | Path) -> tuple[ServedNetwork | OnnxStylizer, list[str]]:
