@@ -35,6 +35,11 @@ class ServerOptions:
     token: str | None = None
     sidecar: bool = False  # host the PyTorch techniques (saliency, Grad-CAM, ...) next to the models
     max_optimizations: int = 1  # iterative techniques running at once (the rest wait for a slot)
+    max_streams: int = 8  # streams open at once over gRPC and HTTP; the next one gets UNAVAILABLE / 503
+    max_json_mb: int = 16  # the JSON part of an HTTP request (binary tensors: max_message_mb)
+    max_json_elements: int = 4 * 1024 * 1024  # elements of the JSON tensors of one HTTP request
+    allow_origins: tuple[str, ...] = ()  # web origins (besides the server's own) whose pages may call the API
+    grace: float = 5.0  # seconds requests in flight get to finish when the server stops
 
 
 class Server:
@@ -44,7 +49,7 @@ class Server:
         self.options = options
         self.repository = repository or ModelRepository(
             options.model_repository, options.model_control_mode, options.load_models)
-        self.plane = DataPlane(self.repository, options.max_message_mb * 1024 * 1024)
+        self.plane = DataPlane(self.repository, options.max_message_mb * 1024 * 1024, options.max_streams)
         self.health = health.HealthServicer()
         self.metrics: MetricsServer | None = None
         self.http = None
@@ -84,9 +89,12 @@ class Server:
         if o.metrics_port is not None:
             self.metrics = MetricsServer(self.repository, o.host, o.metrics_port)
         if o.http_port is not None:
-            from .http import HttpServer
+            from .http import HttpServer, Limits
 
-            self.http = HttpServer(self.plane, o.host, o.http_port, limit, o.token, o.tls_cert, o.tls_key)
+            limits = Limits(max_body=limit, max_json=o.max_json_mb * 1024 * 1024,
+                            max_json_elements=o.max_json_elements)
+            self.http = HttpServer(self.plane, o.host, o.http_port, limits, o.token, o.tls_cert, o.tls_key,
+                                   o.allow_origins, o.grace)
         log.info("serving %s on %s:%d (%s)", o.model_repository, o.host, self.port,
                  "TLS" if o.tls_cert else "plaintext")
         return self.port
@@ -95,7 +103,8 @@ class Server:
         if self._grpc is not None:
             self._grpc.wait_for_termination()
 
-    def stop(self, grace: float = 5.0) -> None:
+    def stop(self, grace: float | None = None) -> None:
+        grace = self.options.grace if grace is None else grace
         self.health.enter_graceful_shutdown()
         if self.http is not None:
             self.http.close()

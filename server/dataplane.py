@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 
@@ -18,6 +18,7 @@ from .datatypes import datatype_of
 from .errors import DeadlineExceeded, InvalidArgument, ServerError
 from .repository import ModelRepository
 from .shm import SharedMemoryManager
+from .streams import Outbox, StreamLimit, StreamPump
 from .tensors import InferRequest, InferResult, RequestedOutput, decode_request, encode_response
 
 log = logging.getLogger(__name__)
@@ -28,10 +29,12 @@ EXTENSIONS = ["classification", "model_repository", "model_repository(unload_dep
 
 
 class DataPlane:
-    def __init__(self, repository: ModelRepository, max_message_bytes: int | None = None) -> None:
+    def __init__(self, repository: ModelRepository, max_message_bytes: int | None = None,
+                 max_streams: int = 8) -> None:
         self.repository = repository
         self.shm = SharedMemoryManager()
         self.max_message_bytes = max_message_bytes  # the transport's limit on one answer
+        self.streams = StreamLimit(max_streams)
 
     # --- health and metadata -------------------------------------------------------------------
 
@@ -125,6 +128,14 @@ class DataPlane:
                 f"limit of {self.max_message_bytes / mb:.0f} MiB: send a smaller image, ask for fewer outputs, "
                 "or receive them in shared memory")
 
+    def stream(self, outbox: Outbox, cancelled: threading.Event, timeout_fn: Callable[[], float | None],
+               max_in_flight: int = 64) -> StreamPump:
+        """The one stream operation (ModelStreamInfer, generate, generate_stream): see :mod:`.streams`.
+        The caller holds one of :attr:`streams` while it runs."""
+        def submit(request: pb.ModelInferRequest, emit) -> Future:
+            return self.infer_async(request, timeout_fn(), emit, cancelled)
+        return StreamPump(submit, outbox, cancelled, max_in_flight)
+
     # --- statistics and repository -------------------------------------------------------------
 
     def statistics(self, name: str = "", version: str = "") -> pb.ModelStatisticsResponse:
@@ -184,59 +195,3 @@ class DataPlane:
 
 def _fill(duration: pb.StatisticDuration, counter) -> None:
     duration.count, duration.ns = counter.count, counter.ns
-
-
-def stream_responses(plane: DataPlane, requests, timeout_fn, max_in_flight: int = 64,
-                     cancelled: threading.Event | None = None):
-    """ModelStreamInfer: requests are queued as they arrive (so stream frames pipeline and can share
-    dynamic batches); responses go back in request order; an error answers that request only; a
-    decoupled model's progress responses come before its final one; at most ``max_in_flight`` requests
-    of one stream are outstanding. When the client goes away (``cancelled`` is set, or the stream ends
-    before its answers are read), its queued and running work stops."""
-    cancelled = cancelled or threading.Event()
-    pending: queue.Queue = queue.Queue()
-    slots = threading.Semaphore(max_in_flight)
-    done = object()
-    open_ = threading.Event()
-    open_.set()
-
-    def reader() -> None:
-        try:
-            for request in requests:
-                slots.acquire()
-                progress: queue.Queue = queue.Queue()
-
-                def emit(resp, progress=progress) -> bool:
-                    progress.put(resp)
-                    return open_.is_set()
-
-                try:
-                    future = plane.infer_async(request, timeout_fn(), emit, cancelled)
-                except Exception as e:  # noqa: BLE001 - answered in order, the stream goes on
-                    future = Future()
-                    future.set_exception(e)
-                future.add_done_callback(lambda f, progress=progress: progress.put(done))
-                pending.put((future, progress))
-        except Exception as e:  # noqa: BLE001 - the client went away or cancelled
-            log.debug("stream reader stopped: %s", e)
-        finally:
-            pending.put(done)
-
-    threading.Thread(target=reader, name="stream-reader", daemon=True).start()
-    try:
-        while (item := pending.get()) is not done:
-            future, progress = item
-            try:
-                while (resp := progress.get()) is not done:
-                    yield pb.ModelStreamInferResponse(infer_response=resp)
-                yield pb.ModelStreamInferResponse(infer_response=future.result())
-            except ServerError as e:
-                yield pb.ModelStreamInferResponse(error_message=e.message)
-            except Exception as e:  # noqa: BLE001 - the stream must outlive one bad request
-                log.exception("stream request failed")
-                yield pb.ModelStreamInferResponse(error_message=f"internal error: {e}")
-            finally:
-                slots.release()
-    finally:
-        open_.clear()
-        cancelled.set()

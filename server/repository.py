@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import enum
 import logging
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from . import registry
 from .config import read_config
-from .errors import InvalidArgument, NotFound, ServerError, Unavailable, unknown_model
+from .errors import InvalidArgument, NotFound, ServerError, Status, Unavailable, shorten, unknown_model
 from .model import ModelVersion
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,17 @@ class ModelEntry:
     config: mc.ModelConfig | None = None
     fingerprint: tuple = ()
     failed_fingerprint: tuple = ()  # files that failed to load (poll mode does not retry them until they change)
+
+
+_VERSION = re.compile(r"-?[0-9]{1,18}")
+
+
+def parse_version(name: str, version: str) -> int:
+    """A version from the wire: ASCII digits only (``str.isdigit`` also takes '²'), at most 18 of them."""
+    if not _VERSION.fullmatch(version):
+        raise InvalidArgument(f"invalid model version '{shorten(version)}' for model '{shorten(name)}': "
+                              "give a version number such as 1, or none for the latest")
+    return int(version)
 
 
 def _fingerprint(model_dir: Path) -> tuple:
@@ -147,7 +159,7 @@ class ModelRepository:
                 else:  # the versions loaded before keep serving; the index says why the new files did not load
                     entry.reason = (f"failed to load the changed model files, still serving versions "
                                     f"{sorted(old)} loaded before: {msg}")
-            if isinstance(e, ServerError) and e.status.name == "NOT_FOUND" and name not in dirs:
+            if isinstance(e, ServerError) and e.status is Status.NOT_FOUND and name not in dirs:
                 with self._lock:
                     self._models.pop(name, None)
                 raise
@@ -196,9 +208,7 @@ class ModelRepository:
                 raise NotFound(f"Request for unknown model: '{name}' has no available versions{reason}")
             if not version:
                 return entry.versions[max(entry.versions)]
-            if not version.lstrip("-").isdigit():
-                raise InvalidArgument(f"invalid model version '{version}' for model '{name}'")
-            mv = entry.versions.get(int(version))
+            mv = entry.versions.get(parse_version(name, version))
             if mv is None:
                 raise unknown_model(name, version)
             return mv

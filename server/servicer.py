@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hmac
 import logging
 import threading
 
@@ -10,8 +11,9 @@ import grpc
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 
-from .dataplane import DataPlane, stream_responses
-from .errors import to_grpc
+from .dataplane import DataPlane
+from .errors import describe, to_grpc
+from .streams import END, Outbox
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +40,7 @@ def _rpc(method):
         try:
             return method(self, request, context)
         except Exception as e:  # noqa: BLE001
-            code, message = to_grpc(e)
-            if code == grpc.StatusCode.INTERNAL:
-                log.exception("%s failed", method.__name__)
-            context.abort(code, message)
+            context.abort(*to_grpc(e))
 
     return wrapper
 
@@ -79,8 +78,25 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         return self.plane.infer(request, remaining(context), cancel_event(context))
 
     def ModelStreamInfer(self, request_iterator, context):  # noqa: N802
-        yield from stream_responses(self.plane, request_iterator, lambda: remaining(context),
-                                    cancelled=cancel_event(context))
+        """The data plane's stream pump, encoded as ModelStreamInferResponse messages; the request stream is
+        read on its own thread, so frames pipeline."""
+        try:
+            self.plane.streams.acquire()
+        except Exception as e:  # noqa: BLE001 - too many streams open
+            context.abort(*to_grpc(e))
+        cancelled = cancel_event(context)
+        outbox = Outbox()
+        pump = self.plane.stream(outbox, cancelled, lambda: remaining(context))
+        threading.Thread(target=pump.run, args=(request_iterator,), name="stream-reader", daemon=True).start()
+        try:
+            while (item := outbox.get()) is not END:
+                if isinstance(item, BaseException):
+                    yield pb.ModelStreamInferResponse(error_message=describe(item)[1])
+                else:
+                    yield pb.ModelStreamInferResponse(infer_response=item)
+        finally:
+            cancelled.set()
+            self.plane.streams.release()
 
     @_rpc
     def ModelStatistics(self, request, context):  # noqa: N802
@@ -119,7 +135,7 @@ class TokenAuthInterceptor(grpc.ServerInterceptor):
     """Rejects calls without ``authorization: Bearer <token>`` (health checks stay open for probes)."""
 
     def __init__(self, token: str) -> None:
-        self._expected = f"Bearer {token}"
+        self._expected = f"Bearer {token}".encode()
 
         def deny(request, context):
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token")
@@ -131,6 +147,6 @@ class TokenAuthInterceptor(grpc.ServerInterceptor):
         if handler_call_details.method.startswith("/grpc.health.v1."):
             return continuation(handler_call_details)
         md = dict(handler_call_details.invocation_metadata or ())
-        if md.get("authorization") == self._expected:
+        if hmac.compare_digest(str(md.get("authorization", "")).encode(), self._expected):
             return continuation(handler_call_details)
         return self._deny_stream if handler_call_details.method.endswith("StreamInfer") else self._deny

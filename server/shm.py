@@ -1,8 +1,13 @@
-"""System shared memory regions, registered by key exactly as ``tritonclient.utils.shared_memory`` makes them."""
+"""System shared memory regions, registered by key exactly as ``tritonclient.utils.shared_memory`` makes them.
+
+Regions are read and written with ``pread`` / ``pwrite`` on the descriptor opened at registration, never through
+a mapping: a client can truncate its object at any time, and touching a mapped page past the new end of the file
+kills the whole process with SIGBUS. A short read or a region past the object's current size is the request's
+INVALID_ARGUMENT instead, and every other client goes on being served.
+"""
 
 from __future__ import annotations
 
-import mmap
 import os
 import stat
 import threading
@@ -17,7 +22,7 @@ class Region:
     key: str
     offset: int
     byte_size: int
-    mm: mmap.mmap
+    fd: int
 
 
 SHM_DIR = "/dev/shm"
@@ -58,7 +63,8 @@ def open_shm(key: str, shm_dir: str = SHM_DIR) -> int:
 
 
 class SharedMemoryManager:
-    """Maps POSIX shared memory objects (``/dev/shm/<key>``) that clients register by name."""
+    """Holds the POSIX shared memory objects (``/dev/shm/<key>``) that clients register by name, one open
+    descriptor each."""
 
     def __init__(self, shm_dir: str = SHM_DIR) -> None:
         self._regions: dict[str, Region] = {}
@@ -79,10 +85,10 @@ class SharedMemoryManager:
                     raise InvalidArgument(
                         f"failed to register shared memory region '{name}': invalid args: offset {offset} and "
                         f"byte size {byte_size} exceed the object's size {total}")
-                mm = mmap.mmap(fd, total)
-            finally:
+            except BaseException:
                 os.close(fd)
-            self._regions[name] = Region(name, key, offset, byte_size, mm)
+                raise
+            self._regions[name] = Region(name, key, offset, byte_size, fd)
 
     def unregister(self, name: str = "") -> None:
         """Unregister one region, or all when ``name`` is empty (as Triton does)."""
@@ -91,7 +97,7 @@ class SharedMemoryManager:
             for n in names:
                 region = self._regions.pop(n, None)
                 if region is not None:
-                    region.mm.close()
+                    os.close(region.fd)
 
     def status(self, name: str = "") -> list[Region]:
         with self._lock:
@@ -114,8 +120,10 @@ class SharedMemoryManager:
     def read(self, name: str, size: int, offset: int) -> bytes:
         with self._lock:
             r = self._get(name, offset, size)
-            start = r.offset + offset
-            return bytes(r.mm[start:start + size])
+            data = os.pread(r.fd, size, r.offset + offset)
+        if len(data) != size:
+            raise InvalidArgument(self._shrunk(r, "read", size, offset))
+        return data
 
     def write(self, name: str, offset: int, size: int, data: bytes, tensor: str) -> None:
         with self._lock:
@@ -125,7 +133,16 @@ class SharedMemoryManager:
                     f"shared memory size specified with the request for output '{tensor}' ({size} bytes) "
                     f"should be at least {len(data)} bytes to hold the results")
             start = r.offset + offset
-            r.mm[start:start + len(data)] = data
+            # pwrite past the end would grow the client's object: refuse a region that no longer holds it
+            if os.fstat(r.fd).st_size < start + len(data):
+                raise InvalidArgument(self._shrunk(r, "write", len(data), offset))
+            os.pwrite(r.fd, data, start)
+
+    @staticmethod
+    def _shrunk(r: Region, verb: str, size: int, offset: int) -> str:
+        return (f"shared memory region '{r.name}' (key '{r.key}') no longer holds the {size} bytes to {verb} at "
+                f"offset {offset}: its object was truncated after registration; unregister it and register it "
+                "again with its current size")
 
     def close(self) -> None:
         self.unregister("")

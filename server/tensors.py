@@ -15,7 +15,7 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.utils import deserialize_bytes_tensor, serialize_byte_tensor
 
 from .datatypes import BY_NAME, CONTENT_FIELD, numpy_dtype
-from .errors import InvalidArgument
+from .errors import InvalidArgument, shorten
 from .shm import SharedMemoryManager
 
 DATATYPES = set(BY_NAME)
@@ -87,11 +87,15 @@ def _shm_ref(name: str, params: dict, what: str) -> tuple[str, int, int] | None:
 
 
 MAX_DIMS_PRODUCT = 2**62  # numpy cannot shape an array past this, even one with a zero dimension
+MAX_RANK = 64  # numpy's most dimensions
 
 
 def element_count(name: str, shape: list[int]) -> int:
     """Elements of ``shape``, in Python integers (no int64 overflow); negative dims, and dims whose product
     no array can have (even beside a zero), are refused."""
+    if len(shape) > MAX_RANK:
+        raise InvalidArgument(f"invalid shape for input '{shorten(name)}': {len(shape)} dimensions, more than "
+                              f"{MAX_RANK}")
     if any(d < 0 for d in shape):
         raise InvalidArgument(f"invalid shape {shape} for input '{name}': dimensions must be non-negative")
     count = math.prod(shape)

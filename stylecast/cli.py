@@ -118,7 +118,8 @@ def _cmd_serve(a: argparse.Namespace) -> int:
         http_port=None if a.http_port < 0 else a.http_port, model_control_mode=a.model_control_mode,
         load_models=a.load_model or [], max_message_mb=a.max_message_mb, workers=a.workers,
         tls_cert=a.tls_cert, tls_key=a.tls_key, token=a.token, sidecar=a.sidecar and _torch_available(),
-        max_optimizations=a.max_optimizations,
+        max_optimizations=a.max_optimizations, max_streams=a.max_streams, max_json_mb=a.max_json_mb,
+        max_json_elements=a.max_json_elements, allow_origins=tuple(a.allow_origin or ()), grace=a.grace,
     )
     server = Server(opts)
     port = server.start()
@@ -314,6 +315,20 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                    help="do not host the PyTorch techniques (saliency, Grad-CAM, ...)")
     p.add_argument("--max-optimizations", type=int, default=1,
                    help="iterative techniques (DeepDream, Gatys, ...) running at once; the rest wait for a slot")
+    p.add_argument("--max-streams", type=int, default=8,
+                   help="streams open at once (gRPC ModelStreamInfer, HTTP generate and generate_stream); the next "
+                   "is refused with UNAVAILABLE / 503")
+    p.add_argument("--max-json-mb", type=int, default=16,
+                   help="limit of the JSON part of an HTTP request, after decompression (binary tensors are bounded "
+                   "by --max-message-mb): JSON tensors cost about 10x their size to parse")
+    p.add_argument("--max-json-elements", type=int, default=4 * 1024 * 1024,
+                   help="elements of all JSON tensors of one HTTP request")
+    p.add_argument("--allow-origin", action="append", metavar="ORIGIN",
+                   help="let web pages of ORIGIN (e.g. https://app.example) call the HTTP API; by default only the "
+                   "server's own page may (repeat; '*' allows any)")
+    p.add_argument("--grace", type=float, default=5.0,
+                   help="seconds requests in flight get to finish on SIGTERM; then they are answered 503 / an "
+                   "error event")
     p.set_defaults(func=_cmd_serve)
 
 

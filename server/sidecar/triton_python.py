@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from google.protobuf import text_format
 
-from ..errors import ServerError, Status
+from ..errors import describe
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +47,9 @@ def write_repository(out: str | Path, names: list[str] | None = None) -> list[st
 
 
 def _triton_error(pb_utils, e: Exception):
-    codes = {Status.INVALID_ARGUMENT: "INVALID_ARG", Status.NOT_FOUND: "NOT_FOUND", Status.UNAVAILABLE: "UNAVAILABLE",
-             Status.CANCELLED: "CANCELLED", Status.ALREADY_EXISTS: "ALREADY_EXISTS"}
-    message = e.message if isinstance(e, ServerError) else f"{type(e).__name__}: {e}"
-    code = codes.get(e.status) if isinstance(e, ServerError) else None
+    """The error as Triton's python backend reports it, its code from the one error table."""
+    status, message = describe(e)
+    code = status.value.triton
     if code is not None and hasattr(pb_utils.TritonError, code):
         return pb_utils.TritonError(message, getattr(pb_utils.TritonError, code))
     return pb_utils.TritonError(message)

@@ -9,7 +9,9 @@ const ATTRIBUTIONS = ["saliency", "guided_backprop", "gradcam", "occlusion"];
 const state = { models: {}, weights: [], photo: null, busy: false, again: false, webcam: null, version: 0 };
 
 async function api(path, options = {}) {
-  const r = await fetch(path, { ...options, headers: { ...authHeaders, ...(options.headers || {}) } });
+  // The server refuses POSTs typed text/plain (what fetch gives a string body): they could come from any page.
+  const typed = typeof options.body === "string" ? { "Content-Type": "application/json" } : {};
+  const r = await fetch(path, { ...options, headers: { ...authHeaders, ...typed, ...(options.headers || {}) } });
   if (!r.ok) {
     let message = `${r.status}`;
     try { message = (await r.json()).error; } catch (e) { /* not JSON */ }
