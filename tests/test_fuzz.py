@@ -30,6 +30,15 @@ SETTINGS = settings(max_examples=400, deadline=None, derandomize=True, database=
 
 # Half small dims, half huge ones whose products overflow 64 bits (2^32 * 2^32 wraps to 0).
 dims = st.one_of(st.integers(-2, 16), st.sampled_from([2**31, 2**32, 2**33, 2**62 + 1, 2**63 - 1]))
+# Strings that pass a lax check and break what follows: lone surrogates (JSON's "\ud800"), digits that
+# str.isdigit() takes and int() does not, a version past int()'s 4300-digit limit, NUL, a 70 KB name.
+ODD_TEXT = ["\ud800", "\udfff", "a\ud83d", "\u00b2", "\u0663", "--1", "+1", "9" * 5000, "\x00", "x" * 70000]
+odd_text = st.sampled_from(ODD_TEXT)
+HUGE_INTS = [2**63, 2**64, 2**70, -(2**63) - 1]
+json_dims = st.one_of(dims, st.sampled_from(HUGE_INTS))
+# Shapes of every rank up to 70: numpy takes at most 64 dimensions.
+shapes = st.one_of(st.lists(dims, max_size=5), st.lists(st.integers(0, 1), min_size=60, max_size=70))
+versions = st.sampled_from(["", "1", "-1", "x", "99", "--1", "\u00b2", "9" * 5000, "1" * 19])
 param_values = st.one_of(st.integers(-(2**63), 2**63 - 1).map(lambda v: pb.InferParameter(int64_param=v)),
                          st.text(max_size=12).map(lambda v: pb.InferParameter(string_param=v)),
                          st.booleans().map(lambda v: pb.InferParameter(bool_param=v)),
@@ -58,7 +67,7 @@ def tensors(draw, name: str):
     if name in TRUE_DATATYPE:  # half the time the right datatype, so checks past the datatype are reached
         datatype = st.one_of(st.just(TRUE_DATATYPE[name]), datatype)
     t = pb.ModelInferRequest.InferInputTensor(name=name, datatype=draw(datatype),
-                                              shape=draw(st.lists(dims, max_size=5)))
+                                              shape=draw(shapes))
     for key, value in draw(st.dictionaries(param_keys, param_values, max_size=3)).items():
         t.parameters[key].CopyFrom(value)
     if draw(st.booleans()):
@@ -72,7 +81,7 @@ def requests(draw):
     model = draw(st.sampled_from(list(MODELS) + ["nope", "", "../add_sub"]))
     names = MODELS.get(model, ["image"])
     names = draw(st.lists(st.sampled_from(names + ["extra"]), max_size=3)) if draw(st.booleans()) else names
-    req = pb.ModelInferRequest(model_name=model, model_version=draw(st.sampled_from(["", "1", "-1", "x", "99"])))
+    req = pb.ModelInferRequest(model_name=model, model_version=draw(versions))
     for n in names:
         req.inputs.append(draw(tensors(n)))
     raw = draw(st.lists(st.one_of(st.just(b""), st.binary(max_size=96)), max_size=3))
@@ -241,7 +250,8 @@ def test_random_technique_parameters_never_get_internal(sidecar_url):
             assert time.monotonic() - t0 < 10, f"{model} was still busy with abandoned work"
 
 
-json_values = st.recursive(st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=8),
+json_values = st.recursive(st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=8)
+                           | odd_text | st.sampled_from(HUGE_INTS),
                            lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner,
                                                                                        max_size=4), max_leaves=12)
 
@@ -252,9 +262,9 @@ def http_bodies(draw):
     if draw(st.integers(0, 4)) == 0:
         return draw(json_values)
     inputs = []
-    for name in draw(st.lists(st.sampled_from(["INPUT0", "INPUT1", "image", "x"]), max_size=3)):
-        t = {"name": name, "datatype": draw(st.sampled_from(DATATYPES + ["FP32", "FP32"])),
-             "shape": draw(st.lists(dims, max_size=4))}
+    for name in draw(st.lists(st.sampled_from(["INPUT0", "INPUT1", "image", "x"]) | odd_text, max_size=3)):
+        t = {"name": name, "datatype": draw(st.sampled_from(DATATYPES + ["FP32", "FP32"]) | json_values),
+             "shape": draw(st.lists(json_dims, max_size=4) | shapes)}
         if draw(st.booleans()):
             t["data"] = draw(st.lists(json_values, max_size=20))
         if draw(st.booleans()):
@@ -263,6 +273,8 @@ def http_bodies(draw):
                                                    max_size=2))
         inputs.append(t)
     body = {"inputs": inputs}
+    if draw(st.booleans()):
+        body["id"] = draw(json_values)
     if draw(st.booleans()):
         body["outputs"] = draw(st.lists(st.dictionaries(st.sampled_from(["name", "parameters"]), json_values,
                                                         max_size=2), max_size=2))
@@ -280,17 +292,54 @@ def test_random_http_bodies_never_get_500(http_url, channel, server, reference):
 
         @settings(max_examples=200, deadline=None, derandomize=True, database=None,
                   suppress_health_check=[HealthCheck.too_slow])
-        @given(http_bodies(), st.sampled_from(["add_sub", "tiny_style", "nope"]), st.booleans())
-        def run(body, model, binary_header):
+        @given(http_bodies(), st.sampled_from(["add_sub", "tiny_style", "nope"]), st.booleans(), versions,
+               st.sampled_from(["", "\u00b2", "-3", "1" * 30]))
+        def run(body, model, binary_header, version, header_length):
             import json as jsonlib
+            from urllib.parse import quote
 
             text = jsonlib.dumps(body, allow_nan=True).encode()
-            headers = {"Inference-Header-Content-Length": str(len(text))} if binary_header else {}
-            r = h.post(f"/v2/models/{model}/infer", content=text, headers=headers)
+            length = str(len(text)) if header_length == "" else header_length
+            headers = {"Inference-Header-Content-Length": length.encode()} if binary_header else {}
+            path = f"/v2/models/{model}" + (f"/versions/{quote(version, safe='')}" if version else "")
+            r = h.post(f"{path}/infer", content=text, headers=headers)
             assert r.status_code < 500, (r.status_code, r.text, body)
             assert r.status_code == 200 or "error" in r.json()
             codes[r.status_code] = codes.get(r.status_code, 0) + 1
 
         run()
     assert codes.get(400, 0) > 0, codes  # client mistakes are named as such
+    _assert_healthy(channel, server, reference, rss, threads)
+
+
+@st.composite
+def generate_bodies(draw):
+    """Triton generate bodies: the model's inputs (and odd keys) as nested, sometimes ragged, lists."""
+    body = {}
+    for key in draw(st.lists(st.sampled_from(["image", "style_weights", "parameters", "id"]) | odd_text,
+                             max_size=3)):
+        ragged = st.lists(st.lists(st.integers(0, 255), max_size=3), max_size=3)
+        body[key] = draw(json_values | ragged)
+    return body
+
+
+def test_random_generate_bodies_never_get_500(http_url, channel, server, reference):
+    import json as jsonlib
+
+    import httpx
+
+    rss, threads = _rss_mb(), threading.active_count()
+    with httpx.Client(base_url=f"http://{http_url}", timeout=30) as h:
+
+        @settings(max_examples=150, deadline=None, derandomize=True, database=None,
+                  suppress_health_check=[HealthCheck.too_slow])
+        @given(generate_bodies(), st.sampled_from(["generate", "generate_stream"]))
+        def run(body, route):
+            r = h.post(f"/v2/models/tiny_style/{route}", content=jsonlib.dumps(body, allow_nan=True),
+                       headers={"Content-Type": "application/json"})
+            assert r.status_code < 500, (r.status_code, r.text, body)
+            if route == "generate":
+                assert r.status_code == 200 or "error" in r.json()
+
+        run()
     _assert_healthy(channel, server, reference, rss, threads)

@@ -45,7 +45,7 @@ def digits(value: str, what: str) -> int:
     return int(value)
 
 
-def inflate(data: bytes, encoding: str, limit: int) -> bytes:
+def inflate(data: bytes, encoding: str, limit: int, which: str = "body limit (--max-message-mb)") -> bytes:
     """Undo gzip/deflate, stopping as soon as the output passes ``limit`` (a 1 KB body can inflate to 1 GB)."""
     if encoding not in ("gzip", "deflate"):
         return data
@@ -55,7 +55,7 @@ def inflate(data: bytes, encoding: str, limit: int) -> bytes:
     except zlib.error as e:
         raise InvalidArgument(f"malformed {encoding} request body: {e}") from e
     if len(out) > limit or d.unconsumed_tail:
-        raise ResourceExhausted(f"the decompressed request body exceeds the limit of {limit} bytes")
+        raise ResourceExhausted(f"the decompressed request body exceeds the server's {which} of {limit} bytes")
     return out
 
 

@@ -101,10 +101,12 @@ class HttpApi:
         data = await self.body(request)
         encoding = request.headers.get("content-encoding", "").lower()
         length = request.headers.get(HEADER_LENGTH)
-        limit = self.limits.max_body if length is not None else self.limits.max_json
+        # a body without binary tensors is all JSON: it may inflate only to the JSON limit
+        limit, which = ((self.limits.max_body, "body limit (--max-message-mb)") if length is not None
+                        else (self.limits.max_json, "JSON limit (--max-json-mb)"))
 
         def work():
-            header, binary = split_body(inflate(data, encoding, limit), length, self.limits)
+            header, binary = split_body(inflate(data, encoding, limit, which), length, self.limits)
             return parse(header, binary)
 
         return await anyio.to_thread.run_sync(work, limiter=self.decoding)
@@ -118,21 +120,18 @@ class HttpApi:
     # -- waiting without a thread --
 
     async def watch(self, request: Request, cancelled: threading.Event) -> None:
-        """Set ``cancelled`` when the client disconnects or the server stops."""
-        async def disconnect() -> None:
+        """Return when the client disconnects, setting ``cancelled``. When the server stops, set it too but go
+        on: the work then ends with an error that is still answered (503, or a stream's last event)."""
+        async with anyio.create_task_group() as tg:
+            async def stop() -> None:
+                while not self.stopping.is_set():
+                    await anyio.sleep(0.2)
+                cancelled.set()
+
+            tg.start_soon(stop)
             while (await request.receive())["type"] != "http.disconnect":
                 pass
-
-        async def stop() -> None:
-            while not self.stopping.is_set():
-                await anyio.sleep(0.2)
-
-        async with anyio.create_task_group() as tg:
-            for waiter in (disconnect, stop):
-                async def first(waiter=waiter) -> None:
-                    await waiter()
-                    tg.cancel_scope.cancel()
-                tg.start_soon(first)
+            tg.cancel_scope.cancel()
         cancelled.set()
 
     async def until_done(self, request: Request, cancelled: threading.Event, awaitable):
