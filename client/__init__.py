@@ -8,7 +8,7 @@
 from .aio import AsyncClient
 from .core import Client, Explanation, ModelInfo, StylecastError
 from .imaging import blend_strength, preserve_color
-from .techniques import GalleryView, Optimized
+from .techniques import GalleryView, LearnedStyle, Optimized
 
-__all__ = ["AsyncClient", "Client", "Explanation", "GalleryView", "ModelInfo", "Optimized", "StylecastError",
-           "blend_strength", "preserve_color"]
+__all__ = ["AsyncClient", "Client", "Explanation", "GalleryView", "LearnedStyle", "ModelInfo", "Optimized",
+           "StylecastError", "blend_strength", "preserve_color"]

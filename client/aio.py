@@ -227,6 +227,8 @@ class AsyncClient(TechniquesMixin):
         losses: list[float] = []
         out = await self.optimize(call.model, call.inputs, progress=recording(losses, call.progress),
                                   timeout=call.timeout, **call.params)
+        if call.changes is not None:
+            self._configs.pop(call.changes, None)
         return call.parse(out, losses)
 
     async def optimize(self, technique: str, inputs: Mapping[str, np.ndarray] | None = None,

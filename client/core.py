@@ -207,6 +207,8 @@ class Client(TechniquesMixin):
         losses: list[float] = []
         out = self.optimize(call.model, call.inputs, progress=recording(losses, call.progress), timeout=call.timeout,
                             **call.params)
+        if call.changes is not None:
+            self._configs.pop(call.changes, None)
         return call.parse(out, losses)
 
     def optimize(self, technique: str, inputs: Mapping[str, np.ndarray] | None = None,

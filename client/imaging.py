@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-ImageLike = "Image.Image | np.ndarray"
-
 
 def to_array(image) -> np.ndarray:
     """PIL image or array -> contiguous uint8 [H, W, 3] RGB."""

@@ -55,6 +55,23 @@ class GalleryView:
 
 
 @dataclass(frozen=True)
+class LearnedStyle:
+    """What ``learn_style`` returns: the model's new version and its styles (the new one last), a preview of
+    the new style on a training photo, the steps run and every streamed loss."""
+
+    model: str
+    version: int
+    styles: list[str]
+    preview: np.ndarray
+    steps: int
+    losses: list[float] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.styles[-1]
+
+
+@dataclass(frozen=True)
 class Call:
     """One technique request without I/O: the model, its inputs, the outputs wanted (None: all), the
     request parameters, and ``parse(outputs, losses)`` to build the typed answer. ``streamed`` calls run
@@ -68,6 +85,7 @@ class Call:
     streamed: bool = False
     progress: Progress | None = None
     timeout: float | None = None
+    changes: str | None = None  # a model whose config the call changes: the client forgets its cached one
 
 
 @dataclass(frozen=True)
@@ -216,6 +234,20 @@ class TechniquesMixin:
         the server's, 130 flamingo)."""
         inputs = {} if class_index is None else {"class_index": np.array([class_index], np.int32)}
         return self._optimized("class_visualization", inputs, progress, timeout, _given(**params))
+
+    def learn_style(self, painting, model: str, name: str, steps: int | None = None, *,
+                    progress: Progress | None = None, timeout: float | None = None, **params) -> LearnedStyle:
+        """Teach ``model`` (a multi-style model of the server) the style of ``painting`` under ``name``; the server
+        then serves the model's next version, the new style last. Needs a server started with
+        ``--allow-learning``; takes minutes on a CPU (``steps``, ``image_size`` and ``batch_size`` trade time for
+        quality). A cancel or passed deadline stops it and leaves the repository as it was."""
+        def parse(out: dict[str, np.ndarray], losses: list[float]) -> LearnedStyle:
+            return LearnedStyle(model, int(out["version"][0]), _text(out["styles"])[0].split(","), out["image"],
+                                int(out["steps"][0]), list(losses))
+
+        return self._perform(Call("learn_style", {"painting": to_array(painting)}, None,
+                                  _given(model=model, name=name, steps=steps, **params), parse, True, progress,
+                                  timeout, changes=model))
 
     def neighbours(self, image, k: int | None = None, timeout: float | None = None) -> GalleryView:
         """The k gallery images nearest in the classifier's penultimate-feature space."""

@@ -134,8 +134,3 @@ def stylize_video(client: Client, src: str | Path, dst: str | Path, style: Style
              audio_packets)
     return report
 
-
-def stylize_live(client: Client, source: str, dst: str | Path, style: Style = None, *,
-                 input_format: str | None = None, max_frames: int | None = None, **kwargs) -> VideoReport:
-    """A live source: a camera (``/dev/video0`` with ``input_format='v4l2'``) or any FFmpeg input URL."""
-    return stylize_video(client, source, dst, style, input_format=input_format, max_frames=max_frames, **kwargs)

@@ -19,6 +19,8 @@ from stylecast.contract import (
     STYLE_WEIGHTS_INPUT,
     STYLES_PARAMETER,
     STYLIZED_OUTPUT,
+    WEIGHTS_FILE,
+    WEIGHTS_PARAMETER,
 )
 
 from .graph import ServingModel
@@ -123,36 +125,69 @@ def model_config(name: str, styles: list[str], multi: bool, max_batch_size: int 
 
 def export_to_repository(checkpoint: str | Path, name: str, repository: str | Path,
                          max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
-                         deploy=None, int8: bool = False) -> tuple[Path, list[Parity]]:
-    """Export, check and write ``<repository>/<name>/{config.pbtxt, N/model.onnx}``; a re-export adds N+1.
-    With ``int8`` the written graph is the statically quantized one (``export/quantize.py``), checked
-    against the fp32 graph on held-out photos; its row in the report says so."""
+                         deploy=None, int8: bool = False, base_config=None) -> tuple[Path, list[Parity]]:
+    """Export, check and write ``<repository>/<name>/{config.pbtxt, N/model.onnx, N/weights.pt}``; a
+    re-export adds N+1. With ``int8`` the written graph is the statically quantized one
+    (``export/quantize.py``), checked against the fp32 graph on held-out photos; its row in the report says so.
+    ``base_config`` (the model's current config) keeps its deployment settings; only the styles change.
+
+    The version is built in a hidden folder and renamed into place once it passed its checks, then the
+    config is replaced: a failed or interrupted export leaves the repository as it was."""
+    import shutil
+    import uuid
+
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2 as mc
 
     net, styles = load_network(checkpoint)
     model_dir = Path(repository) / name
-    existing = [int(p.name) for p in model_dir.glob("*") if p.is_dir() and p.name.isdigit()]
-    version = max(existing, default=0) + 1
-    onnx_path = model_dir / str(version) / "model.onnx"
-    export_onnx(net, onnx_path)
+    staging = model_dir / f".staging-{uuid.uuid4().hex[:8]}"
     try:
+        onnx_path = staging / "model.onnx"
+        export_onnx(net, onnx_path)
         report = parity_check(net, onnx_path)
         if int8:
             report.append(_int8(onnx_path, net.n_styles))
-    except AssertionError:
-        onnx_path.unlink()
-        onnx_path.parent.rmdir()
-        raise
-    cfg = model_config(name, styles, net.n_styles > 1, max_batch_size)
+        torch.save(_weights_only(checkpoint), staging / WEIGHTS_FILE)
+        cfg = _config(name, styles, net.n_styles, max_batch_size, deploy, int8, base_config)
+        existing = [int(p.name) for p in model_dir.glob("*") if p.is_dir() and p.name.isdigit()]
+        version = max(existing, default=0) + 1
+        cfg.parameters[WEIGHTS_PARAMETER].string_value = f"{version}/{WEIGHTS_FILE}"
+        text = text_format.MessageToString(cfg)
+        text_format.Parse(text, mc.ModelConfig())  # the written text must parse back as Triton's ModelConfig
+        staging.rename(model_dir / str(version))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    tmp = model_dir / ".config.pbtxt.tmp"
+    tmp.write_text(text)
+    tmp.replace(model_dir / "config.pbtxt")
+    log.info("exported %s version %d (%d styles) to %s", name, version, len(styles), model_dir)
+    return model_dir / str(version) / "model.onnx", report
+
+
+def _weights_only(checkpoint: str | Path) -> dict:
+    """The checkpoint without its optimizer and RNG states: what a later add-style starts from."""
+    s = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    keep = ("model", "step", "config", "style_names", "n_styles", "width", "arch", "loss_network")
+    return {k: s[k] for k in keep if k in s}
+
+
+def _config(name: str, styles: list[str], n_styles: int, max_batch_size: int, deploy, int8: bool, base_config):
+    cfg = model_config(name, styles, n_styles > 1, max_batch_size)
+    if base_config is not None:
+        cfg.CopyFrom(base_config)
+        for t in cfg.input:
+            if t.name == STYLE_WEIGHTS_INPUT:
+                t.dims[:] = [len(styles)]
+        cfg.parameters[STYLES_PARAMETER].string_value = ",".join(styles)
+        # warm-up samples feed style_weights of the old length: rebuilt by `stylecast configure --warmup`
+        del cfg.model_warmup[:]
     if int8:
         cfg.parameters[PRECISION_PARAMETER].string_value = "int8"
+    elif PRECISION_PARAMETER in cfg.parameters:
+        del cfg.parameters[PRECISION_PARAMETER]
     if deploy is not None:  # export.deploy_config.DeployOptions: GPU instances, TensorRT, warm-up
         from .deploy_config import apply
 
-        apply(cfg, deploy, net.n_styles)
-    text = text_format.MessageToString(cfg)
-    text_format.Parse(text, mc.ModelConfig())  # the written text must parse back as Triton's ModelConfig
-    (model_dir / "config.pbtxt").write_text(text)
-    log.info("exported %s version %d (%d styles) to %s", name, version, len(styles), model_dir)
-    return onnx_path, report
+        apply(cfg, deploy, n_styles)
+    return cfg

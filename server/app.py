@@ -35,6 +35,7 @@ class ServerOptions:
     token: str | None = None
     sidecar: bool = False  # host the PyTorch techniques (saliency, Grad-CAM, ...) next to the models
     max_optimizations: int = 1  # iterative techniques running at once (the rest wait for a slot)
+    allow_learning: bool = False  # serve learn_style: it writes new model versions into the repository
     max_streams: int = 8  # streams open at once over gRPC and HTTP; the next one gets UNAVAILABLE / 503
     max_json_mb: int = 16  # the JSON part of an HTTP request (binary tensors: max_message_mb)
     max_json_elements: int = 4 * 1024 * 1024  # elements of the JSON tensors of one HTTP request
@@ -62,7 +63,7 @@ class Server:
             from .sidecar import catalog
             from .sidecar.spec import Slots
 
-            names = catalog.register(self.repository, Slots(o.max_optimizations))
+            names = catalog.register(self.repository, Slots(o.max_optimizations), o.allow_learning)
             log.info("sidecar techniques: %s", ", ".join(names))
         self.repository.start()
         limit = o.max_message_mb * 1024 * 1024
@@ -95,8 +96,8 @@ class Server:
                             max_json_elements=o.max_json_elements)
             self.http = HttpServer(self.plane, o.host, o.http_port, limits, o.token, o.tls_cert, o.tls_key,
                                    o.allow_origins, o.grace)
-        log.info("serving %s on %s:%d (%s)", o.model_repository, o.host, self.port,
-                 "TLS" if o.tls_cert else "plaintext")
+        log.info("serving %s on %s:%d (%s)", o.model_repository or "the sidecar's techniques alone", o.host,
+                 self.port, "TLS" if o.tls_cert else "plaintext")
         return self.port
 
     def wait(self) -> None:

@@ -100,11 +100,6 @@ def check_against_graph(cfg: mc.ModelConfig, inputs: list[TensorSpec], outputs: 
         raise ConfigError(f"unable to load model '{cfg.name}', configuration lacks model inputs {sorted(missing)}")
 
 
-def parameter(cfg: mc.ModelConfig, key: str, default: str | None = None) -> str | None:
-    p = cfg.parameters.get(key)
-    return p.string_value if p is not None else default
-
-
 def select_versions(cfg: mc.ModelConfig, available: list[int]) -> list[int]:
     """Apply version_policy (latest 1 by default) to the version folders that exist."""
     available = sorted(available)

@@ -171,6 +171,11 @@ class ModelRepository:
             mv.close()
         log.info("model '%s' ready (versions %s)", name, sorted(versions))
 
+    def reload(self, name: str) -> None:
+        """Read a model's folder again now, in any control mode: a server job (learn_style) wrote its next
+        version. The versions loaded before keep serving if the new files fail to load."""
+        self._load(name)
+
     def _require_explicit(self) -> None:
         if self.mode != ControlMode.EXPLICIT:
             raise Unavailable("explicit model load / unload is not allowed if polling is enabled"

@@ -120,11 +120,13 @@ def _cmd_serve(a: argparse.Namespace) -> int:
         tls_cert=a.tls_cert, tls_key=a.tls_key, token=a.token, sidecar=a.sidecar and _torch_available(),
         max_optimizations=a.max_optimizations, max_streams=a.max_streams, max_json_mb=a.max_json_mb,
         max_json_elements=a.max_json_elements, allow_origins=tuple(a.allow_origin or ()), grace=a.grace,
+        allow_learning=a.allow_learning,
     )
     server = Server(opts)
     port = server.start()
     http = f", HTTP/REST and the web studio on http://{a.host}:{server.http.port}/" if server.http else ""
-    print(f"stylecast serving {a.model_repository} on {a.host}:{port} (gRPC){http}", flush=True)
+    what = a.model_repository or "the sidecar's techniques"
+    print(f"stylecast serving {what} on {a.host}:{port} (gRPC){http}", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: server.stop())
     try:
         server.wait()
@@ -277,6 +279,72 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_export)
 
 
+def _cmd_add_style(a: argparse.Namespace) -> int:
+    from stylecast.export.styles import add_style
+
+    settings = {k: v for k, v in (("device", a.device), ("image_size", a.image_size), ("batch_size", a.batch_size),
+                                  ("lr", a.lr)) if v is not None}
+    r = add_style(a.painting, a.model, a.repository, a.name, a.steps, a.checkpoint, a.data, a.out,
+                  progress=not a.quiet, **settings)
+    print(f"{a.model} version {r.version}: {len(r.styles)} styles ({', '.join(r.styles)}); "
+          f"{r.steps} steps in {r.seconds:.0f} s; wrote {r.onnx}")
+    return 0
+
+
+def _add_add_style(sub: argparse._SubParsersAction) -> None:
+    from stylecast.export.styles import DEFAULT_STEPS
+
+    p = sub.add_parser("add-style", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       help="teach a multi-style model a new painting (only its new normalization rows train) and "
+                       "write the model's next version")
+    p.add_argument("painting", help="the painting's image file")
+    p.add_argument("--model", required=True, help="multi-style model in the repository (e.g. starter8)")
+    p.add_argument("--name", help="style name (default: the file's stem)")
+    p.add_argument("--repository", default="model_repository", help="model repository folder")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="training steps")
+    p.add_argument("--checkpoint", help="the model's weights (default: its config's stylecast_weights, else "
+                   "checkpoints/MODEL.pt beside the repository)")
+    p.add_argument("--data", help="folder of training photos (default: the bundled starter photos)")
+    p.add_argument("--out", help="run folder, resumable (default: runs/add_style/MODEL-NAME)")
+    p.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda when there is one)")
+    p.add_argument("--image-size", type=int, help="training crop size (default: 256)")
+    p.add_argument("--batch-size", type=int, help="crops per step (default: 4)")
+    p.add_argument("--lr", type=float, help="learning rate of the new rows (default: 3e-3)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_add_style)
+
+
+def _cmd_remove_style(a: argparse.Namespace) -> int:
+    from stylecast.export.styles import remove_style
+
+    r = remove_style(a.model, a.style, a.repository, a.checkpoint)
+    print(f"{a.model} version {r.version}: {len(r.styles)} styles ({', '.join(r.styles)}); wrote {r.onnx}")
+    return 0
+
+
+def _cmd_rename_style(a: argparse.Namespace) -> int:
+    from stylecast.export.styles import rename_style
+
+    styles = rename_style(a.model, a.style, a.new_name, a.repository)
+    print(f"{a.model}: {', '.join(styles)}")
+    return 0
+
+
+def _add_remove_rename(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("remove-style", help="write the model's next version without one style")
+    p.add_argument("style")
+    p.add_argument("--model", required=True)
+    p.add_argument("--repository", default="model_repository")
+    p.add_argument("--checkpoint", help="the model's weights (default: as add-style finds them)")
+    p.set_defaults(func=_cmd_remove_style)
+    p = sub.add_parser("rename-style", help="rename a style of a model (its config only)")
+    p.add_argument("style")
+    p.add_argument("new_name")
+    p.add_argument("--model", required=True)
+    p.add_argument("--repository", default="model_repository")
+    p.set_defaults(func=_cmd_rename_style)
+
+
 def _cmd_sidecar_repository(a: argparse.Namespace) -> int:
     from stylecast.server.sidecar.triton_python import write_repository
 
@@ -315,6 +383,9 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                    help="do not host the PyTorch techniques (saliency, Grad-CAM, ...)")
     p.add_argument("--max-optimizations", type=int, default=1,
                    help="iterative techniques (DeepDream, Gatys, ...) running at once; the rest wait for a slot")
+    p.add_argument("--allow-learning", action="store_true",
+                   help="serve the learn_style technique: a client's painting becomes a new style of a model of the "
+                   "repository (it writes the model's next version and takes minutes of CPU)")
     p.add_argument("--max-streams", type=int, default=8,
                    help="streams open at once (gRPC ModelStreamInfer, HTTP generate and generate_stream); the next "
                    "is refused with UNAVAILABLE / 503")
@@ -516,7 +587,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_serve, _add_stylize, _add_video, _add_explain, _add_demo, _add_train, _add_data, _add_export,
-    _add_configure, _add_sidecar_repository]
+    _add_add_style, _add_remove_rename, _add_configure, _add_sidecar_repository]
 
 
 def build_parser() -> argparse.ArgumentParser:

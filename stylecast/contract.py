@@ -15,6 +15,10 @@ STYLIZED_OUTPUT = "stylized"
 STYLES_PARAMETER = "styles"
 KIND_PARAMETER = "stylecast_kind"
 STYLE_MODEL_KIND = "style"
+# Where the weights a style model was exported from live, relative to its model folder (add-style starts
+# from them). Triton ignores the parameter.
+WEIGHTS_PARAMETER = "stylecast_weights"
+WEIGHTS_FILE = "weights.pt"
 
 IMAGE_DATATYPE = "UINT8"
 WEIGHTS_DATATYPE = "FP32"

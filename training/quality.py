@@ -192,21 +192,26 @@ def optimize_photo(judge: Judge, x: torch.Tensor, painting: str | Path, size: in
 
 def measure(checkpoint: str | Path, styles: list[str | Path], photos: str | Path, size: int = 256,
             max_photos: int = 12, gatys_photos: int = 2, gatys_steps: int = 200,
-            device: str = "cpu", gatys_network: str = "efficientnet-lite0") -> list[QualityRow]:
-    """Every style on up to ``max_photos`` held-out photos; per-image optimization (with ``gatys_network``
-    as its loss network) on the first ``gatys_photos``. The judge is always EfficientNet-Lite0."""
+            device: str = "cpu", gatys_network: str = "efficientnet-lite0",
+            only: set[str] | None = None) -> list[QualityRow]:
+    """Every style (or those named in ``only``) on up to ``max_photos`` held-out photos; per-image
+    optimization (with ``gatys_network`` as its loss network) on the first ``gatys_photos``. The judge is
+    always EfficientNet-Lite0."""
     dev = torch.device(device)
     net, names = load_stylizer(checkpoint)
     net = net.to(dev)
     if len(styles) != len(names):
         raise ValueError(f"{len(styles)} style images for a network with {len(names)} styles")
     judge = Judge(dev)
-    paintings = [judge.painting(s, round(size * STYLE_SCALE)) for s in styles]
+    paintings = [judge.painting(s, round(size * STYLE_SCALE)) if only is None or n in only else None
+                 for s, n in zip(styles, names)]
     rows = []
     for n_photo, path in enumerate(list_images(photos)[:max_photos]):
         x = photo_tensor(path, size, dev)
         top1 = judge.top(x, 1)[0]
         for i, name in enumerate(names):
+            if paintings[i] is None:
+                continue
             with torch.no_grad():
                 y = net(x, style_weights(i, len(names), dev)).clamp(0, 255).round()
             d_photo, d_out = judge.distances(x, paintings[i]), judge.distances(y, paintings[i])

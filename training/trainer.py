@@ -154,6 +154,7 @@ class Trainer:
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
         self.n_styles = len(cfg.styles)
+        self.style_names = cfg.names()  # the CIN rows' names, in order
         self.net = TransformerNet(self.n_styles, cfg.width, cfg.residual_blocks, cfg.edge_kernel).to(self.device)
         cin = [p for n, p in self.net.named_parameters() if ".cin." in n]
         rest = [p for n, p in self.net.named_parameters() if ".cin." not in n]
@@ -170,6 +171,7 @@ class Trainer:
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self._net_fwd = torch.compile(self.net) if cfg.compile else self.net
+        self.on_step = None  # on_step(step, losses) -> bool, after each step; False stops fit()
         self._loss_fwd = torch.compile(self.loss_net) if cfg.compile and self.loss_net else self.loss_net
 
     def _loss_network(self, cfg: TrainConfig) -> torch.nn.Module:
@@ -200,7 +202,7 @@ class Trainer:
             "model": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},  # portable to CPU hosts
             "step": self.step,
             "config": asdict(self.cfg),
-            "style_names": self.cfg.names(),
+            "style_names": self.style_names,
             "n_styles": self.n_styles,
             "width": self.cfg.width,
             "arch": self.net.arch,
@@ -245,6 +247,14 @@ class Trainer:
 
     # --- one step ------------------------------------------------------------------------------
 
+    def draw_styles(self, n: int) -> torch.Tensor:
+        """The style of each sample of a batch (row indices of the CIN tables)."""
+        return torch.randint(0, self.n_styles, (n,), generator=self.gen)
+
+    def gram_rows(self, idx: torch.Tensor) -> torch.Tensor:
+        """The rows of ``self.grams`` that are the targets of styles ``idx``."""
+        return idx
+
     def losses(self, x: torch.Tensor, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         w = one_hot(idx, self.n_styles).to(self.device) if self.n_styles > 1 else None
@@ -256,7 +266,7 @@ class Trainer:
             with torch.no_grad():
                 fx = self._loss_fwd(x)
                 target = None if self.teacher is None else self.served(self.teacher, x, w)
-        targets = {k: v[idx] for k, v in self.grams.items()}
+        targets = {k: v[self.gram_rows(idx)] for k, v in self.grams.items()}
         c = sum(content_loss(fy[n], fx[n]) for n in cfg.content_layers) / len(cfg.content_layers)
         s = style_loss(fy, targets)
         tv = tv_loss(y)
@@ -291,7 +301,7 @@ class Trainer:
         return lr
 
     def train_step(self, x: torch.Tensor) -> dict[str, float]:
-        idx = torch.randint(0, self.n_styles, (x.shape[0],), generator=self.gen)
+        idx = self.draw_styles(x.shape[0])
         lr = self.set_lr()
         self.opt.zero_grad(set_to_none=True)
         loss = self.losses(x.to(self.device), idx.to(self.device))
@@ -336,6 +346,9 @@ class Trainer:
         while self.step < end:
             x, self._data_state = next(stream)
             vals = self.train_step(x)
+            if self.on_step is not None and not self.on_step(self.step, vals):
+                log.info("stopped by the caller at step %d", self.step)
+                break
             running = {k: 0.9 * running.get(k, v) + 0.1 * v for k, v in vals.items()}
             bar.update(1)
             bar.set_postfix({k: f"{v:.3g}" for k, v in running.items()})

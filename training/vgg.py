@@ -27,7 +27,6 @@ _CFGS = {
     "vgg19": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
               512, 512, 512, 512, "M"],
 }
-_CFG = _CFGS["vgg16"]
 TORCHVISION_FILES = {"vgg16": "vgg16-397923af.pth", "vgg19": "vgg19-dcbb9e9d.pth"}
 TORCHVISION_FILE = TORCHVISION_FILES["vgg16"]
 

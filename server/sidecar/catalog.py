@@ -27,12 +27,21 @@ def build(name: str, slots: Slots | None = None) -> SpecBackend:
     return b
 
 
-def register(repository, slots: Slots) -> list[str]:
+def register(repository, slots: Slots, allow_learning: bool = False) -> list[str]:
     """Add every technique to a ModelRepository as a virtual model (loaded when the repository starts);
-    the decoupled ones share ``slots``, the server's limit on optimizations at once."""
+    the decoupled ones share ``slots``, the server's limit on optimizations at once. ``allow_learning`` adds
+    ``learn_style``, which writes new model versions into the repository."""
     from ..model import ModelVersion
 
     names = list(specs())
     for name in names:
         repository.add_virtual(name, lambda name=name: [ModelVersion(build(name, slots), 1)])
+    if allow_learning:
+        from stylecast.export.styles import DEFAULT_STEPS
+
+        from . import learning
+
+        learn = learning.spec(repository, DEFAULT_STEPS)
+        repository.add_virtual(learn.name, lambda: [ModelVersion(SpecBackend(learn, slots), 1)])
+        names.append(learn.name)
     return names

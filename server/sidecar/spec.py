@@ -47,6 +47,11 @@ class Param:
     choices: tuple[str, ...] = ()
 
     def parse(self, value) -> float | int | str:
+        if self.kind is str and not self.choices:  # free text: low and high bound its length
+            if not isinstance(value, str) or not self.low <= len(value) <= self.high:
+                raise InvalidArgument(f"parameter '{self.name}' must be a string of {self.low} to {self.high} "
+                                      "characters")
+            return value
         if self.choices:
             if str(value) not in self.choices:
                 raise InvalidArgument(f"parameter '{self.name}' = {value!r} is not one of {list(self.choices)}")
