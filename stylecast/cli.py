@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 log = logging.getLogger("stylecast")
 
@@ -154,15 +155,47 @@ def _parse_blend(text: str | None) -> dict[str, float] | None:
     return out
 
 
+class _LocalServer:
+    """``--local``: the embedded server in this process on a free loopback port, serving the repository with
+    ONNX Runtime (the same graphs and pixels as ``stylecast serve``), stopped on exit."""
+
+    def __init__(self, repository: str) -> None:
+        from stylecast.server.app import Server, ServerOptions
+
+        if not Path(repository).is_dir():
+            raise FileNotFoundError(f"no model repository at {repository!r} (give --model-repository)")
+        logging.getLogger("stylecast.server").setLevel(logging.WARNING)  # its start-up log is not the answer
+        self.server = Server(ServerOptions(model_repository=repository, port=0, metrics_port=None))
+
+    def __enter__(self) -> str:
+        return f"127.0.0.1:{self.server.start()}"
+
+    def __exit__(self, *exc) -> None:
+        self.server.stop(grace=0)
+
+
+def _server_url(a: argparse.Namespace):
+    """A context giving the address to call: ``--url``, or an in-process server with ``--local``."""
+    from contextlib import nullcontext
+
+    return _LocalServer(a.model_repository) if getattr(a, "local", False) else nullcontext(a.url)
+
+
 def _cmd_stylize(a: argparse.Namespace) -> int:
     from PIL import Image
 
     from stylecast.client import Client
 
     style = _parse_blend(a.blend) or a.style
-    with Client(a.url, token=a.token) as c:
-        out = c.stylize(Image.open(a.input).convert("RGB"), style, model=a.model, strength=a.strength,
-                        keep_colors=a.keep_colors)
+    image = Image.open(a.input).convert("RGB")
+    with _server_url(a) as url, Client(url, token=a.token, timeout=a.timeout) as c:
+        if style is None:
+            models = c.style_models()
+            model = a.model or next(iter(models), None)
+            if model is None or model not in models:
+                raise ValueError(f"no style model {model!r} on the server: `stylecast models` lists them")
+            raise ValueError(f"give --style (or --blend); {model}'s styles: {', '.join(models[model])}")
+        out = c.stylize(image, style, model=a.model, strength=a.strength, keep_colors=a.keep_colors)
     out.save(a.output)
     print(f"wrote {a.output} ({out.size[0]}x{out.size[1]})")
     return 0
@@ -171,7 +204,7 @@ def _cmd_stylize(a: argparse.Namespace) -> int:
 def _cmd_models(a: argparse.Namespace) -> int:
     from stylecast.client import Client
 
-    with Client(a.url, token=a.token) as c:
+    with Client(a.url, token=a.token, timeout=a.timeout) as c:
         styles = c.style_models()
         for m in c.models():
             extra = f"  styles: {', '.join(styles[m.name])}" if m.name in styles else ""
@@ -404,19 +437,24 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_client_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--url", default="127.0.0.1:8001")
-    p.add_argument("--token")
+    p.add_argument("--url", default="127.0.0.1:8001", help="gRPC address of a stylecast or Triton server")
+    p.add_argument("--token", help="bearer token of a server started with --token")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each answer")
 
 
 def _add_stylize(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("stylize", help="stylize an image through a running server")
-    p.add_argument("input")
-    p.add_argument("-o", "--output", required=True)
-    p.add_argument("--style", help="style name")
+    p = sub.add_parser("stylize", help="stylize an image through a running server, or in this process (--local)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("input", help="photo to stylize (any format Pillow reads)")
+    p.add_argument("-o", "--output", required=True, help="where to write the stylized image")
+    p.add_argument("--style", help="style name (see `stylecast models`)")
     p.add_argument("--blend", help="blend styles, e.g. starry_night=0.7,great_wave=0.3")
     p.add_argument("--model", help="style model (default: the one holding the style)")
     p.add_argument("--strength", type=float, default=1.0, help="0 = photo, 1 = fully stylized")
     p.add_argument("--keep-colors", action="store_true", help="keep the photo's colours")
+    p.add_argument("--local", action="store_true",
+                   help="no server needed: run the model repository in this process with ONNX Runtime")
+    p.add_argument("--model-repository", default="model_repository", help="the repository --local serves")
     _add_client_args(p)
     p.set_defaults(func=_cmd_stylize)
     m = sub.add_parser("models", help="list the models of a running server")
@@ -429,7 +467,7 @@ def _cmd_video(a: argparse.Namespace) -> int:
     from stylecast.client.video import stylize_video
 
     style = _parse_blend(a.blend) or a.style
-    with Client(a.url, token=a.token) as c:
+    with Client(a.url, token=a.token, timeout=a.timeout) as c:
         r = stylize_video(c, a.input, a.output, style, model=a.model, in_flight=a.in_flight, stable=a.stable,
                           input_format=a.format, max_frames=a.max_frames, strength=a.strength,
                           keep_colors=a.keep_colors)
@@ -468,7 +506,7 @@ def _cmd_explain(a: argparse.Namespace) -> int:
     from stylecast.client import Client
     from stylecast.client.techniques import parse_explanation, parse_optimized, recording, technique_params
 
-    with Client(a.url, token=a.token) as c:
+    with Client(a.url, token=a.token, timeout=a.timeout) as c:
         cfg = c.config(a.technique)
         params = _explain_params(a, technique_params(cfg))
         inputs = _explain_inputs(a, cfg, params)
@@ -602,11 +640,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def explain_failure(e: BaseException, a: argparse.Namespace) -> list[str]:
+    """What went wrong, in a line or two a user can act on (None: an unexpected error, shown in full)."""
+    import grpc
+
+    from stylecast.client import StylecastError
+
+    if isinstance(e, StylecastError):
+        if e.status == grpc.StatusCode.UNAVAILABLE and ("connect" in e.message or "unavailable" in e.message.lower()):
+            return [f"no server answers at {getattr(a, 'url', '?')}: {e.message.splitlines()[0][:200]}",
+                    "start one with `stylecast serve` (or pass --local to stylize, or --url HOST:PORT)"]
+        return [f"the server answered {e.status.name}: {e.message.splitlines()[0][:300]}"]
+    if isinstance(e, FileNotFoundError):
+        return [f"{e.strerror or 'not found'}: {e.filename}" if e.filename else str(e)]
+    if isinstance(e, (ValueError, OSError)):
+        return [str(e).splitlines()[0][:300] if str(e) else type(e).__name__]
+    return []
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return int(args.func(args) or 0)
+    if not args.verbose:  # a client command's answer is its output; its retries are not news
+        logging.getLogger("stylecast.client").setLevel(logging.WARNING)
+    try:
+        return int(args.func(args) or 0)
+    except Exception as e:
+        lines = [] if args.verbose else explain_failure(e, args)
+        if not lines:
+            raise
+        print(f"stylecast {args.cmd}: error: {lines[0]}", file=sys.stderr)
+        for line in lines[1:]:
+            print(f"  {line}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
