@@ -89,3 +89,21 @@ def test_upload_stylize_and_blend_in_a_real_browser(browser, http_url, tmp_path)
     change = sum(abs(a - b) for a, b in zip(blended, first, strict=True)) / len(first)
     assert change > 2, f"the blend did not change the result ({change:.2f} levels)"
     browser.save_screenshot(str(tmp_path / "studio.png"))
+
+
+def test_the_api_documents_itself(browser, http_url, server):
+    """/openapi.json lists every route the server serves; /docs renders it (Swagger UI from its package)."""
+    from starlette.routing import Mount, Route
+    from stylecast.server.http.openapi import ROUTES
+
+    spec = httpx.get(f"http://{http_url}/openapi.json").json()
+    assert "post" in spec["paths"]["/v2/models/{model}/infer"]
+    served = {r.path.replace(":str", "") for r in server.http.app.routes if isinstance(r, Route)
+              and r.path.startswith("/v2")}
+    assert served == set(ROUTES), served ^ set(ROUTES)
+    assert not [r for r in server.http.app.routes if isinstance(r, Mount) and r.path.startswith("/v2")]
+    assert httpx.get(f"http://{http_url}/favicon.ico").headers["content-type"].startswith("image/")
+    browser.get(f"http://{http_url}/docs")
+    summaries = _wait(browser, "const s = [...document.querySelectorAll('.opblock-summary-path')]"
+                      ".map(e => e.textContent); return s.length > 20 && s", what="the rendered API")
+    assert any("/v2/models/{model}/infer" in s.replace("\u200b", "") for s in summaries), summaries[:5]

@@ -44,6 +44,7 @@ from .codec import (
     response_body,
     split_body,
 )
+from .openapi import document, swagger_ui
 from .security import Guard
 
 log = logging.getLogger(__name__)
@@ -363,6 +364,13 @@ def build_app(plane: DataPlane, limits: Limits, token: str | None = None, allow_
             Route(base + "/generate", _guard(api.generate), methods=["POST"]),
             Route(base + "/generate_stream", _guard(api.generate_stream), methods=["POST"]),
         ]
+    spec = document()
+    routes.append(Route("/openapi.json", lambda request: json_response(spec)))
+    docs = swagger_ui()
+    if docs is not None:
+        folder, page = docs
+        routes += [Route("/docs", lambda request: Response(page, media_type="text/html")),
+                   Mount("/docs", StaticFiles(directory=folder))]
     if static is not None and static.is_dir():
         routes.append(Mount("/", StaticFiles(directory=static, html=True)))
     guard = Middleware(Guard, token=token, allow_origins=allow_origins, loopback_only=loopback_only)

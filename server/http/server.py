@@ -29,9 +29,9 @@ class HttpServer:
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((host, port))
         self.port = self._sock.getsockname()[1]
-        app, self.api = build_app(plane, limits, token, allow_origins, loopback_only=is_loopback(host))
+        self.app, self.api = build_app(plane, limits, token, allow_origins, loopback_only=is_loopback(host))
         self.grace = grace
-        config = uvicorn.Config(app, log_level="warning", access_log=False, ssl_certfile=tls_cert,
+        config = uvicorn.Config(self.app, log_level="warning", access_log=False, ssl_certfile=tls_cert,
                                 ssl_keyfile=tls_key, timeout_graceful_shutdown=grace)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]},

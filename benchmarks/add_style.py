@@ -1,0 +1,135 @@
+"""Your own style, measured: ``stylecast add-style`` with its defaults on paintings no shipped model saw.
+
+    .venv/bin/python benchmarks/add_style.py [--model starter8 --model starter8_fast] [--painting FILE ...]
+
+For each model and painting: the time of the default add-style on this machine (training and export, on a
+copy of the repository, so model_repository/ is left alone), then on the held-out photos the new style's
+ratio (the EfficientNet-Lite0 Gram distance to the painting over the photo's, as benchmarks/quality.py) and
+content kept, and the largest difference of every old style between the old and the new version (levels).
+Prints a table, writes benchmarks/results/add_style.json and, with --gallery, a labelled picture: each
+painting, then the new style on held-out photos.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from report import print_table, save
+
+ROOT = Path(__file__).resolve().parent.parent
+PAINTINGS = sorted((ROOT / "benchmarks" / "paintings").glob("*.jpg"))
+
+
+def old_styles_difference(old_onnx: Path, new_onnx: Path, n_old: int, photos: list[Path]) -> int:
+    """The largest level difference of any old style between the two versions, on ``photos``."""
+    import onnxruntime as ort
+    from PIL import Image
+
+    a = ort.InferenceSession(str(old_onnx), providers=["CPUExecutionProvider"])
+    b = ort.InferenceSession(str(new_onnx), providers=["CPUExecutionProvider"])
+    worst = 0
+    for p in photos:
+        x = np.asarray(Image.open(p).convert("RGB").resize((256, 192)))[None]
+        for i in range(n_old):
+            ya = a.run(None, {"image": x, "style_weights": np.eye(n_old, dtype=np.float32)[i:i + 1]})[0]
+            yb = b.run(None, {"image": x, "style_weights": np.eye(n_old + 1, dtype=np.float32)[i:i + 1]})[0]
+            worst = max(worst, int(np.abs(ya.astype(int) - yb).max()))
+    return worst
+
+
+def run_one(model: str, painting: Path, a: argparse.Namespace, work: Path) -> tuple[dict, Path]:
+    from stylecast.export.styles import add_style
+    from stylecast.training.data import list_images
+    from stylecast.training.quality import measure, summarize
+
+    repo = work / model / "model_repository"
+    shutil.copytree(ROOT / "model_repository" / model, repo / model)
+    (repo.parent / "checkpoints").mkdir()
+    shutil.copy(ROOT / "checkpoints" / f"{model}.pt", repo.parent / "checkpoints")
+    settings = {k: v for k, v in (("image_size", a.image_size), ("batch_size", a.batch_size), ("lr", a.lr))
+                if v is not None}
+    t0 = time.perf_counter()
+    change = add_style(painting, model, repo, painting.stem, a.steps, out=work / model / f"run-{painting.stem}",
+                       progress=False, **settings)
+    seconds = time.perf_counter() - t0
+    styles = [ROOT / "styles" / f"{n}.jpg" for n in change.styles[:-1]] + [painting]
+    s = summarize(measure(change.onnx, styles, a.photos, 256, a.max_photos, gatys_photos=0,
+                          only={painting.stem}))
+    old = sorted(p for p in (repo / model).iterdir() if p.name.isdigit())[-2] / "model.onnx"
+    diff = old_styles_difference(old, change.onnx, len(change.styles) - 1, list_images(a.photos)[:2])
+    row = {"model": model, "painting": painting.stem, "steps": change.steps, "seconds": seconds,
+           "ratio": s["mean_ratio"], "content_kept": s["content_kept"], "old_styles_max_levels": diff,
+           "photos": s["photos"]}
+    logging.info("%s + %s: %.0f s, style ratio %.3f, content kept %.0f%%, old styles within %d levels", model,
+                 painting.stem, seconds, row["ratio"], 100 * row["content_kept"], diff)
+    return row, change.onnx
+
+
+def gallery(rows: list[tuple[dict, Path]], photos: list[Path], out: Path, tile: int = 160) -> None:
+    """One row per (model, painting): the painting, then its new style on each photo."""
+    import torch
+    from stylecast.client.imaging import contact_sheet
+    from stylecast.training.data import load_rgb, to_tensor
+    from stylecast.training.quality import _square, load_stylizer, photo_tensor, style_weights
+
+    sheet_rows, labels = [], []
+    xs = [photo_tensor(p, 256) for p in photos]
+    sheet_rows.append([None] + [_square(x, tile) for x in xs])
+    labels.append("photo")
+    for row, onnx in rows:
+        net, names = load_stylizer(onnx)
+        painting = ROOT / "benchmarks" / "paintings" / f"{row['painting']}.jpg"
+        tiles = [_square(to_tensor(load_rgb(painting, tile * 2))[None], tile)]
+        with torch.no_grad():
+            tiles += [_square(net(x, style_weights(len(names) - 1, len(names))).clamp(0, 255), tile) for x in xs]
+        sheet_rows.append(tiles)
+        labels.append(f"{row['model']} + {row['painting']} (ratio {row['ratio']:.2f})")
+    contact_sheet(sheet_rows, ["painting"] + [p.stem for p in photos], labels, tile).save(out)
+    print(f"wrote {out}")
+
+
+def main() -> None:
+    from stylecast.export.styles import DEFAULT_STEPS
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", action="append", help="model of model_repository/ (default: starter8)")
+    ap.add_argument("--painting", action="append", type=Path, help="painting file (default: benchmarks/paintings)")
+    ap.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    ap.add_argument("--image-size", type=int)
+    ap.add_argument("--batch-size", type=int)
+    ap.add_argument("--lr", type=float)
+    ap.add_argument("--photos", default=str(Path.home() / ".cache" / "stylecast" / "starter" / "eval"),
+                    help="held-out photos (the starter set's evaluation split, gathered if missing)")
+    ap.add_argument("--max-photos", type=int, default=12)
+    ap.add_argument("--gallery", type=Path, help="also write the labelled gallery here (PNG)")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "add_style.json"))
+    a = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    from stylecast.export.styles import default_photos
+    from stylecast.training.data import list_images
+
+    default_photos()  # gathers the starter set (train and eval) once
+    results = []
+    with tempfile.TemporaryDirectory(prefix="stylecast-add-style-") as tmp:
+        for model in a.model or ["starter8"]:
+            for painting in a.painting or PAINTINGS:
+                results.append(run_one(model, painting, a, Path(tmp) / f"{model}-{painting.stem}"))
+        if a.gallery:
+            photos = list_images(a.photos)
+            gallery(results, photos[:: max(1, len(photos) // 5)][:5], a.gallery)
+    rows = [r for r, _ in results]
+    print_table(rows, [("model", "model", ""), ("painting", "painting", ""), ("steps", "steps", "d"),
+                       ("seconds", "seconds", ".0f"), ("ratio", "style ratio", ".3f"),
+                       ("content_kept", "content kept", ".0%"), ("old_styles_max_levels", "old styles, levels", "d")])
+    save(a.out, {"rows": rows, "steps": a.steps})
+
+
+if __name__ == "__main__":
+    sys.exit(main())
