@@ -8,7 +8,8 @@
 from .aio import AsyncClient
 from .core import Client, Explanation, ModelInfo, StylecastError
 from .imaging import blend_strength, preserve_color
-from .techniques import GalleryView, LearnedStyle, Optimized
+from .techniques import GalleryView, LearnedStyle, NeuronExplanation, Optimized
 
-__all__ = ["AsyncClient", "Client", "Explanation", "GalleryView", "LearnedStyle", "ModelInfo", "Optimized",
+__all__ = ["AsyncClient", "Client", "Explanation", "GalleryView", "LearnedStyle", "ModelInfo", "NeuronExplanation",
+           "Optimized",
            "StylecastError", "blend_strength", "preserve_color"]

@@ -33,6 +33,22 @@ class Explanation:
 
 
 @dataclass(frozen=True)
+class NeuronExplanation:
+    """Saliency or guided backprop of one neuron: the map and overlay, which neuron (layer, channel and its
+    position in the layer's grid), its activation there, and its receptive field in the image's pixels
+    (top, left, bottom, right)."""
+
+    map: np.ndarray
+    overlay: np.ndarray
+    layer: str
+    channel: int
+    y: int
+    x: int
+    activation: float
+    box: tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
 class Optimized:
     """The result of an iterative technique: the image, the steps run, every streamed loss, and the
     technique's other outputs (for fooling: label, linf, l2)."""
@@ -197,6 +213,21 @@ class TechniquesMixin:
         return self._perform(Call(technique, {"image": to_array(image)}, ATTRIBUTION_OUTPUTS,
                                   _given(target=target, **params), parse_explanation, timeout=timeout))
 
+    def explain_neuron(self, image, layer: str, channel: int, *, y: int | None = None, x: int | None = None,
+                       technique: str = "guided_backprop", timeout: float | None = None,
+                       **params) -> NeuronExplanation:
+        """Which pixels drive one neuron: ``technique`` (``guided_backprop`` or ``saliency``) of the activation of
+        ``channel`` in ``layer`` (a VGG16 ReLU as max_activating_patches names it, a classifier block such as
+        ``block4``, or ``class``) at ``(y, x)`` of the layer's grid, by default where it is most active."""
+        def parse(out: dict[str, np.ndarray], losses: list[float]) -> NeuronExplanation:
+            c, ny, nx = (int(v) for v in out["neuron"].reshape(-1))
+            return NeuronExplanation(out["map"], out["overlay"], layer, c, ny, nx, float(out["activation"][0]),
+                                     tuple(int(v) for v in out["box"].reshape(-1)))
+
+        return self._perform(Call(technique, {"image": to_array(image)}, ("map", "overlay", "neuron", "activation",
+                                                                          "box"),
+                                  _given(layer=layer, channel=channel, y=y, x=x, **params), parse, timeout=timeout))
+
     def deepdream(self, image, layer: str | None = None, *, progress: Progress | None = None,
                   timeout: float | None = None, **params) -> Optimized:
         """Amplify what a VGG16 layer sees (octaves, jitter, steps per octave)."""
@@ -248,6 +279,15 @@ class TechniquesMixin:
         return self._perform(Call("learn_style", {"painting": to_array(painting)}, None,
                                   _given(model=model, name=name, steps=steps, **params), parse, True, progress,
                                   timeout, changes=model))
+
+    def visualize_feature(self, layer: str, channel: int, *, image=None, progress: Progress | None = None,
+                          timeout: float | None = None, **params) -> Optimized:
+        """Gradient ascent on one channel of ``layer`` (a VGG16 ReLU as ``patches`` names it, a classifier block, or
+        ``class``) from noise (or from ``image``); ``extra["activation"]`` is the channel's maximum over positions
+        on the result, comparable with ``patches(layer, channel).values``."""
+        inputs = {} if image is None else {"image": to_array(image)}
+        return self._optimized("feature_visualization", inputs, progress, timeout,
+                               _given(layer=layer, channel=channel, **params))
 
     def neighbours(self, image, k: int | None = None, timeout: float | None = None) -> GalleryView:
         """The k gallery images nearest in the classifier's penultimate-feature space."""

@@ -340,9 +340,9 @@ def _add_add_style(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="folder of training photos (default: the bundled starter photos)")
     p.add_argument("--out", help="run folder, resumable (default: runs/add_style/MODEL-NAME)")
     p.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda when there is one)")
-    p.add_argument("--image-size", type=int, help="training crop size (default: 256)")
+    p.add_argument("--image-size", type=int, help="training crop size (default: 192)")
     p.add_argument("--batch-size", type=int, help="crops per step (default: 4)")
-    p.add_argument("--lr", type=float, help="learning rate of the new rows (default: 3e-3)")
+    p.add_argument("--lr", type=float, help="learning rate of the new rows (default: 1e-2)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_add_style)
 

@@ -130,6 +130,6 @@ def adder_config(painting: str | Path, name: str, base: str | Path, data: str | 
     unknown = set(overrides) - allowed
     if unknown:
         raise ValueError(f"unknown settings {sorted(unknown)}")
-    settings = {"lr": 3e-3, "batch_size": 4, "image_size": 256, "checkpoint_every": 25, "sample_every": 0,
+    settings = {"lr": 1e-2, "batch_size": 4, "image_size": 192, "checkpoint_every": 25, "sample_every": 0,
                 "log_every": 5, **recipe(base), **overrides}
     return TrainConfig(styles=[str(painting)], style_names=[name], data=str(data), out=str(out), **settings)

@@ -24,6 +24,10 @@ MAX_SIDE = 512  # larger inputs are resized: a limit on pixels per request
 LAYERS = tuple(n for n in LAYER_INDEX if n.startswith("relu") and LAYER_INDEX[n] <= LAYER_INDEX["relu4_3"])
 # EfficientNet-Lite0 layers feature inversion may match
 EFFICIENTNET_LAYERS = ("stem", *(f"block{i}" for i in range(11)))
+# Layers whose neurons the neuron-level techniques take (see neurons.py): the classifier's logits, VGG16's
+# ReLUs (max_activating_patches' names) and every EfficientNet-Lite0 block
+CLASSIFIER_BLOCKS = (*EFFICIENTNET_LAYERS, *(f"block{i}" for i in range(11, 16)))
+NEURON_LAYERS = ("class", *LAYERS, *CLASSIFIER_BLOCKS)
 NETWORKS = tuple(LOSS_NETWORKS)
 
 
@@ -80,6 +84,28 @@ def _run_class_viz(inputs: dict, p: dict, progress) -> dict:
     return _result(r)
 
 
+def _run_feature_viz(inputs: dict, p: dict, progress) -> dict:
+    from .neurons import network
+
+    net = network(p["layer"])
+    given = inputs.get("image")
+    start = None if given is None or given.size == 0 else F.interpolate(
+        _image(given), size=(p["size"], p["size"]), mode="bilinear", align_corners=False, antialias=True)
+    r = optimize.feature_visualization(net, p["channel"], p["size"], p["steps"], p["lr"], p["l2"],
+                                       jitter_px=p["jitter"], scales=(1.0, 0.9, 1.1) if p["robust"] else (1.0,),
+                                       seed=p["seed"], progress=progress, start=start)
+    with torch.no_grad():
+        a = net(r.image)[0]
+    if p["channel"] >= a.shape[0]:
+        raise InvalidArgument(f"parameter 'channel' must be in [0, {a.shape[0] - 1}] for {p['layer']}")
+    return {**_result(r), "activation": np.array([float(a[p["channel"]].max())], np.float32)}
+
+
+def _channel_rule(p: dict) -> None:
+    if p["layer"] == "class" and p["channel"] > 999:
+        raise InvalidArgument("for layer 'class' the channel is an ImageNet class in [0, 999]")
+
+
 def _run_texture(inputs: dict, p: dict, progress) -> dict:
     net = _net(p, default_layers(p["loss_network"])[0])
     r = optimize.texture_synthesis(net, _image(inputs["image"], 256), p["size"], p["steps"], p["lr"],
@@ -121,10 +147,12 @@ def _run_gatys(inputs: dict, p: dict, progress) -> dict:
 
 
 def optimization(name: str, description: str, inputs: tuple[Tensor, ...], params: tuple[Param, ...], run,
-                 extra_outputs: tuple[Tensor, ...] = ()) -> Spec:
+                 extra_outputs: tuple[Tensor, ...] = (), rule=None) -> Spec:
     """An iterative technique: the image and the steps run, then (step, loss) streamed as it goes."""
     outputs = (image(), scalar("steps"), scalar("step"), scalar("loss", mc.TYPE_FP32), *extra_outputs)
-    return Spec(name, description, inputs, outputs, (*params, *COMMON), run, decoupled=True, family="optimization")
+    extra = {"rule": rule} if rule else {}
+    return Spec(name, description, inputs, outputs, (*params, *COMMON), run, decoupled=True, family="optimization",
+                **extra)
 
 
 SPECS = (
@@ -138,6 +166,20 @@ SPECS = (
                  (Tensor("class_index", mc.TYPE_INT32, (1,), optional=True),),
                  (Param("size", int, 128, 32, 384, "image side"), Param("lr", float, 8.0, 0.01, 100.0, "step size"),
                   Param("l2", float, 1.0, 0.0, 100.0, "L2 regularizer weight")), _run_class_viz),
+    optimization("feature_visualization", "gradient ascent on one channel of one layer (a VGG16 ReLU as "
+                 "max_activating_patches names it, a classifier block, or 'class': a logit) from noise, with L2, "
+                 "blur, jitter and scale regularizers; 'activation' is the channel's maximum over positions on the "
+                 "result, the quantity max_activating_patches scores (image: optional, a start instead of noise)",
+                 (Tensor("image", mc.TYPE_UINT8, (-1, -1, 3), optional=True),),
+                 (choice("layer", "relu4_3", NEURON_LAYERS, "the channel's layer"),
+                  Param("channel", int, 0, 0, 2047, "the channel (for 'class': an ImageNet class)"),
+                  Param("size", int, 224, 32, 384, "image side (224: the gallery's scale)"),
+                  Param("lr", float, 4.0, 0.01, 100.0, "step size (grey levels)"),
+                  Param("l2", float, 1.0, 0.0, 100.0, "L2 regularizer weight"),
+                  Param("jitter", int, 8, 0, 64, "random shift per step (pixels)"),
+                  Param("robust", int, 1, 0, 1, "1: random rescaling by 0.9-1.1 each step (transformation "
+                        "robustness)")), _run_feature_viz, (scalar("activation", mc.TYPE_FP32),),
+                 rule=_channel_rule),
     optimization("texture_synthesis", "a new image matching the Gram matrices of the input texture "
                  "(EfficientNet-Lite0 by default: strokes and motifs; vgg16 for the classic look)", (image(),),
                  (Param("size", int, 128, 32, 384, "output side"), Param("lr", float, 4.0, 0.01, 100.0, "step size"),

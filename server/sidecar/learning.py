@@ -33,9 +33,9 @@ def spec(repository, steps_default: int) -> Spec:
         Param("model", str, "starter8", 1, 64, "multi-style model of this server to add the style to"),
         Param("name", str, "my_style", 1, 64, "the new style's name (letters, digits, '_', '-')"),
         Param("steps", int, steps_default, 1, 5000, "training steps of the new style's rows"),
-        Param("image_size", int, 256, 64, 512, "training crop size"),
+        Param("image_size", int, 192, 64, 512, "training crop size"),
         Param("batch_size", int, 4, 1, 16, "crops per step"),
-        Param("lr", float, 3e-3, 1e-5, 1.0, "learning rate of the new rows"),
+        Param("lr", float, 1e-2, 1e-5, 1.0, "learning rate of the new rows"),
         Param("preview_every", int, 10, 1, 5000, "stream a preview image every k steps"),
         Param("seed", int, 0, 0, 2**31 - 1, "random seed"),
     )

@@ -1,5 +1,6 @@
-"""Attribution techniques: a map over the image of how much each pixel mattered to one class score,
-with the overlay, the explained class and its probability. One spec each."""
+"""Attribution techniques: a map over the image of how much each pixel mattered to one class score (or, for
+saliency and guided backprop, to one neuron of an intermediate layer), with the overlay, the explained class
+and its probability. One spec each."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from ..errors import InvalidArgument
 from ..scheduler import check_stop
 from .attribution import GradCAM, GuidedBackprop, Occlusion, Saliency, SmoothGrad, occlusion_windows
 from .imaging import heat_overlay
+from .iterative import NEURON_LAYERS
 from .networks import Classifier, load_classifier
-from .spec import Param, Run, Spec, Tensor, image, scalar
+from .neurons import NeuronScores, index, locate, network
+from .spec import Param, Run, Spec, Tensor, choice, image, scalar
 
 INPUT_SIZE = 224
 MAX_PIXELS = 4096 * 4096  # attribution maps come back at the input's size: 7 bytes a pixel
@@ -26,6 +29,15 @@ SMOOTH = (Param("smooth_samples", int, 0, 0, 64, "SmoothGrad: noisy copies to av
           Param("seed", int, 0, 0, 2**31 - 1, "random seed"))
 OUTPUTS = (Tensor("map", mc.TYPE_FP32, (-1, -1)), image("overlay"), Tensor("label", mc.TYPE_STRING, (1,)),
            scalar("class_index"), scalar("probability", mc.TYPE_FP32))
+# A neuron instead of a class (saliency, guided backprop): the lecture's "gradient of a neuron's value".
+NEURON = (choice("layer", "class", ("class", *NEURON_LAYERS[1:]),
+                 "explain a neuron of this layer instead of a class ('class': the target class); the VGG16 names "
+                 "are max_activating_patches' layers"),
+          Param("channel", int, 0, 0, 2047, "the neuron's channel in 'layer'"),
+          Param("y", int, -1, -1, 1023, "the neuron's row in the layer's grid at 224 px (-1: its most active one)"),
+          Param("x", int, -1, -1, 1023, "the neuron's column (-1: its most active one)"))
+NEURON_OUTPUTS = (Tensor("neuron", mc.TYPE_INT32, (3,)), scalar("activation", mc.TYPE_FP32),
+                  Tensor("box", mc.TYPE_INT32, (4,)))
 
 
 def answer_bytes(inputs: dict[str, np.ndarray], outputs: list[str]) -> int | None:
@@ -40,7 +52,8 @@ def answer_bytes(inputs: dict[str, np.ndarray], outputs: list[str]) -> int | Non
 
 
 def explain(method) -> Run:
-    """The run function of an attribution: ``method(classifier, params)`` builds the attribution."""
+    """The run function of an attribution: ``method(model, params)`` builds the attribution of ``model``'s
+    scores (the classifier's logits, or a layer's neurons)."""
 
     def run(inputs: dict[str, np.ndarray], p: dict, progress=None) -> dict[str, np.ndarray]:
         model = load_classifier()
@@ -50,16 +63,50 @@ def explain(method) -> Run:
         x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False, antialias=True)
         with torch.no_grad():
             probs = model(x).softmax(1)[0]
-        target = int(p["target"]) if p["target"] >= 0 else int(probs.argmax())
-        attr = method(model, p).attribute(x, torch.tensor([target]))
+        predicted = int(p["target"]) if p["target"] >= 0 else int(probs.argmax())
+        extra: dict[str, np.ndarray] = {}
+        if p.get("layer", "class") == "class":
+            attr = method(model, p).attribute(x, torch.tensor([predicted]))
+        else:
+            attr, extra = _neuron_attribution(method, p, x, (h, w))
         amap = F.interpolate(attr[None].float(), size=(h, w), mode="bilinear", align_corners=False)[0, 0]
         amap = amap.numpy().astype(np.float32)
+        label = extra.pop("text", None) or model.classes[predicted]
         return {"map": amap, "overlay": heat_overlay(picture, amap),
-                "label": np.array([model.classes[target].encode()], dtype=np.object_),
-                "class_index": np.array([target], np.int32),
-                "probability": np.array([float(probs[target])], np.float32)}
+                "label": np.array([label.encode()], dtype=np.object_),
+                "class_index": np.array([predicted], np.int32),
+                "probability": np.array([float(probs[predicted])], np.float32), **extra}
 
     return run
+
+
+def _neuron_attribution(method, p: dict, x: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, dict]:
+    """The attribution of one neuron; its position, activation and receptive-field box (image pixels)."""
+    net = network(p["layer"])
+    y, x_, value, shape = locate(net, x, p["channel"], p["y"], p["x"])
+    attr = method(NeuronScores(net), p).attribute(x, torch.tensor([index(p["channel"], y, x_, shape)]))
+    box = _box(p["layer"], y, x_, shape, size)
+    text = f"{p['layer']} channel {p['channel']} at ({y}, {x_}), activation {value:.3g}"
+    return attr, {"neuron": np.array([p["channel"], y, x_], np.int32), "activation": np.array([value], np.float32),
+                  "box": np.array(box, np.int32), "text": text}
+
+
+def _box(layer: str, y: int, x: int, shape: tuple, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right) of the neuron's receptive field in the image's pixels. For VGG16 layers it
+    is exact (convolutions and pools); elsewhere the layer's grid cell (the field is larger)."""
+    from .gallery import receptive_field
+    from .iterative import LAYERS
+
+    _, gh, gw = shape
+    if layer in LAYERS:
+        field, jump = receptive_field(layer)
+        cy, cx = y * jump + jump // 2, x * jump + jump // 2
+        box = (cy - field // 2, cx - field // 2, cy + field // 2 + 1, cx + field // 2 + 1)
+    else:
+        box = (y * INPUT_SIZE // gh, x * INPUT_SIZE // gw, (y + 1) * INPUT_SIZE // gh, (x + 1) * INPUT_SIZE // gw)
+    sy, sx = size[0] / INPUT_SIZE, size[1] / INPUT_SIZE
+    t, l, b, r = box
+    return (max(0, round(t * sy)), max(0, round(l * sx)), min(size[0], round(b * sy)), min(size[1], round(r * sx)))
 
 
 def smoothed(cls):
@@ -79,16 +126,19 @@ def occlusion_budget(p: dict) -> None:
             f"{MAX_OCCLUSION_PASSES} allowed: raise 'stride' (or 'patch')")
 
 
-def attribution(name: str, description: str, params: tuple[Param, ...], method, rule=None) -> Spec:
+def attribution(name: str, description: str, params: tuple[Param, ...], method, rule=None,
+                outputs: tuple[Tensor, ...] = OUTPUTS) -> Spec:
     extra = {"rule": rule} if rule else {}
-    return Spec(name, description, (image(),), OUTPUTS, params, explain(method), load=load_classifier,
+    return Spec(name, description, (image(),), outputs, params, explain(method), load=load_classifier,
                 answer_bytes=answer_bytes, family="attribution", **extra)
 
 
 SPECS = (
-    attribution("saliency", "|d score / d pixel|, max over channels", (TARGET, *SMOOTH), smoothed(Saliency)),
-    attribution("guided_backprop", "gradients with only positive signals passed back through every ReLU",
-                (TARGET, *SMOOTH), smoothed(GuidedBackprop)),
+    attribution("saliency", "|d score / d pixel|, max over channels, of a class score or of one neuron",
+                (TARGET, *SMOOTH, *NEURON), smoothed(Saliency), outputs=OUTPUTS + NEURON_OUTPUTS),
+    attribution("guided_backprop", "gradients with only positive signals passed back through every ReLU, of a "
+                "class score or of one neuron", (TARGET, *SMOOTH, *NEURON), smoothed(GuidedBackprop),
+                outputs=OUTPUTS + NEURON_OUTPUTS),
     attribution("gradcam", "Grad-CAM on the last conv stage", (TARGET, *SMOOTH), smoothed(GradCAM)),
     attribution("occlusion", "score drop when a patch is grey",
                 (TARGET, Param("patch", int, 48, 4, 224, "occluding square side (pixels at 224)"),

@@ -19,6 +19,7 @@ from .render import (
     clamp_pixels,
     gaussian_blur,
     jitter,
+    random_scale,
     render,
 )
 
@@ -72,6 +73,31 @@ def class_visualization(model: Classifier, target: int, size: int = 128, steps: 
 
     return render(param, class_logit(model, target) + l2 * l2_penalty(), steps, optimizer=adam(lr),
                   transforms=[jitter(jitter_px)], project=[blur, clamp_pixels], seed=seed, progress=progress)
+
+
+def channel_mean(net: torch.nn.Module, channel: int) -> Objective:
+    """-mean of one channel over positions (Lucent's channel objective); ``net`` returns [B, C, H, W]."""
+    return Objective(lambda s: -s.run(net)[:, channel].mean(), f"-mean[{channel}]")
+
+
+def feature_visualization(net: torch.nn.Module, channel: int, size: int = 224, steps: int = 100, lr: float = 4.0,
+                          l2: float = 1.0, blur_every: int = 4, blur_sigma: float = 0.5, jitter_px: int = 8,
+                          scales: tuple[float, ...] = (1.0, 0.9, 1.1), seed: int = 0, progress=None,
+                          start: torch.Tensor | None = None) -> RenderResult:
+    """I* = argmax_I f(I) + R(I) for one channel of a layer: gradient ascent from noise, with an L2 penalty, a
+    blur every few steps, and jitter and random rescaling (transformation robustness) before the network."""
+    g = torch.Generator().manual_seed(seed)
+    param = PixelImage(127.5 + 10 * torch.randn(1, 3, size, size, generator=g) if start is None else start)
+    count = {"n": 0}
+
+    def blur(x: torch.Tensor) -> None:
+        count["n"] += 1
+        if blur_every and count["n"] % blur_every == 0:
+            x.copy_(gaussian_blur(x, blur_sigma))
+
+    return render(param, channel_mean(net, channel) + l2 * l2_penalty(), steps, optimizer=adam(lr),
+                  transforms=[jitter(jitter_px), random_scale(scales)], project=[blur, clamp_pixels], seed=seed,
+                  progress=progress)
 
 
 @dataclass

@@ -1,0 +1,72 @@
+"""The lecture's neuron-level techniques: the gradient of one intermediate neuron with respect to the pixels (saliency
+and guided backprop of a neuron), and gradient ascent on one channel (feature visualization)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from stylecast.client import Client
+
+
+@pytest.fixture(scope="module")
+def client(sidecar_url):
+    with Client(sidecar_url, timeout=300) as c:
+        yield c
+
+
+def _centre(m: np.ndarray) -> tuple[float, float]:
+    m = np.clip(m, 0, None)
+    ys, xs = np.indices(m.shape)
+    return float((ys * m).sum() / m.sum()), float((xs * m).sum() / m.sum())
+
+
+def test_a_neurons_guided_backprop_lies_in_its_receptive_field(client, cat_on_grey):
+    n = client.explain_neuron(cat_on_grey, "relu3_3", 17)
+    assert n.layer == "relu3_3" and n.channel == 17 and n.activation > 0
+    t, l, b, r = n.box
+    assert 0 < b - t < 80 and 0 < r - l < 80  # relu3_3 sees 40 px of 224: 57 of this 320 px image
+    inside = np.clip(n.map, 0, None)[t:b, l:r].sum() / np.clip(n.map, 0, None).sum()
+    assert inside > 0.95, f"{inside:.2f} of the map lies inside the neuron's receptive field"
+    whole = client.explain("guided_backprop", cat_on_grey).map
+    assert np.corrcoef(n.map.ravel(), whole.ravel())[0, 1] < 0.5  # not the class-level map
+    assert "relu3_3 channel 17" in client.explain("saliency", cat_on_grey, layer="relu3_3", channel=17).label
+
+
+def test_the_map_moves_with_the_chosen_neuron(client):
+    from PIL import Image
+    from stylecast.training.data import bundled_photos
+
+    photo = np.asarray(Image.open(dict(bundled_photos())["skimage_astronaut"]).convert("RGB").resize((224, 224)))
+    live = []  # neurons of one channel that fire here (a dead ReLU has no gradient)
+    for y, x in ((12, 12), (12, 40), (40, 12), (40, 40), (26, 26), (20, 34)):
+        n = client.explain_neuron(photo, "relu3_3", 135, y=y, x=x, technique="saliency")
+        assert (n.y, n.x) == (y, x)
+        if n.activation > 0 and n.map.sum() > 0:
+            live.append(n)
+    assert len(live) >= 2, "too few firing neurons to compare"
+    a, b = live[0], live[-1]
+    (ay, ax), (by, bx) = _centre(a.map), _centre(b.map)
+    stride = 4  # relu3_3's stride in pixels of the 224 px input
+    assert abs((by - ay) - (b.y - a.y) * stride) < 12 and abs((bx - ax) - (b.x - a.x) * stride) < 12, \
+        (a.y, a.x, b.y, b.x, ay, ax, by, bx)
+
+
+def test_a_neuron_outside_the_layer_is_refused(client, cat_on_grey):
+    from stylecast.client import StylecastError
+
+    with pytest.raises(StylecastError, match="channel"):
+        client.explain_neuron(cat_on_grey, "relu1_1", 200)
+    with pytest.raises(StylecastError, match="outside"):
+        client.explain_neuron(cat_on_grey, "relu4_3", 3, y=500, x=0)
+
+
+def test_feature_visualization_raises_the_channels_activation(client):
+    losses: list[float] = []
+    r = client.visualize_feature("relu3_3", 5, steps=24, size=96, preview_every=8,
+                                 progress=lambda step, loss, preview: losses.append(loss))
+    assert r.image.shape == (96, 96, 3) and r.steps == 24 and len(losses) == 24
+    assert np.mean(losses[-4:]) < np.mean(losses[:4]) - 1.0, losses  # the channel's mean rose
+    start = client.visualize_feature("relu3_3", 5, steps=1, size=96)
+    assert r.extra["activation"] > 2 * start.extra["activation"]
+    logit = [client.visualize_feature("class", 130, steps=n, size=96).extra["activation"] for n in (1, 12)]
+    assert logit[1] > logit[0] + 1.0, logit  # 'class' is class visualization's objective
