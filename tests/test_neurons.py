@@ -70,3 +70,29 @@ def test_feature_visualization_raises_the_channels_activation(client):
     assert r.extra["activation"] > 2 * start.extra["activation"]
     logit = [client.visualize_feature("class", 130, steps=n, size=96).extra["activation"] for n in (1, 12)]
     assert logit[1] > logit[0] + 1.0, logit  # 'class' is class visualization's objective
+
+
+def test_texture_synthesis_matches_the_layers_asked_for(client):
+    """Gram reconstruction by layer (the lecture's figure): matching relu1_1 alone leaves the higher layers'
+    statistics unmatched; adding relu2_1 and relu3_1 brings them closer to the texture's."""
+    import torch
+    from stylecast.server.sidecar.networks import loss_network
+    from stylecast.training.data import load_rgb
+    from stylecast.training.losses import gram_matrix
+
+    from tests.images import STYLES
+
+    texture = np.asarray(load_rgb(STYLES / "starry_night.jpg", 96))
+    low = client.texture(texture, layers="relu1_1", loss_network="vgg16", size=64, steps=150)
+    many = client.texture(texture, layers="relu1_1,relu2_1,relu3_1", loss_network="vgg16", size=64, steps=150)
+    vgg = loss_network(("relu3_1",), "vgg16")
+
+    def gram(img: np.ndarray) -> torch.Tensor:
+        with torch.no_grad():
+            return gram_matrix(vgg(torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float())["relu3_1"])
+
+    target = gram(texture)
+    far, near = (float((gram(r.image) - target).pow(2).sum() / target.pow(2).sum()) for r in (low, many))
+    assert near < 0.85 * far, (near, far)
+    with pytest.raises(Exception, match="relu9_9"):
+        client.texture(texture, layers="relu9_9", loss_network="vgg16", size=32, steps=1)

@@ -106,8 +106,14 @@ def _channel_rule(p: dict) -> None:
         raise InvalidArgument("for layer 'class' the channel is an ImageNet class in [0, 999]")
 
 
+def _texture_layers(p: dict) -> tuple[str, ...]:
+    """The layers whose Gram matrices are matched: the request's (comma-separated), else the network's style ones."""
+    names = tuple(dict.fromkeys(n.strip() for n in p["layers"].split(",") if n.strip()))
+    return names or default_layers(p["loss_network"])[0]
+
+
 def _run_texture(inputs: dict, p: dict, progress) -> dict:
-    net = _net(p, default_layers(p["loss_network"])[0])
+    net = _net(p, _texture_layers(p))
     r = optimize.texture_synthesis(net, _image(inputs["image"], 256), p["size"], p["steps"], p["lr"],
                                    p["seed"], progress=progress)
     return _result(r)
@@ -183,7 +189,10 @@ SPECS = (
     optimization("texture_synthesis", "a new image matching the Gram matrices of the input texture "
                  "(EfficientNet-Lite0 by default: strokes and motifs; vgg16 for the classic look)", (image(),),
                  (Param("size", int, 128, 32, 384, "output side"), Param("lr", float, 4.0, 0.01, 100.0, "step size"),
-                  _network_param("efficientnet-lite0", "network whose Gram matrices are matched")), _run_texture),
+                  _network_param("efficientnet-lite0", "network whose Gram matrices are matched"),
+                  Param("layers", str, "", 0, 200, "comma-separated layers to match, e.g. relu1_1 or "
+                        "relu1_1,relu2_1,relu3_1 (default: the network's style layers); low layers give texture, "
+                        "higher ones larger structures")), _run_texture),
     optimization("deepdream", "amplify what a VGG16 layer sees: the gradient at the layer is set to its activation "
                  "(steps per octave; the image is resized to at most 512 px)", (image(),),
                  (choice("layer", "relu3_3", LAYERS, "VGG16 layer to amplify"),
