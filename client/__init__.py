@@ -8,8 +8,7 @@
 from .aio import AsyncClient
 from .core import Client, Explanation, ModelInfo, StylecastError
 from .imaging import blend_strength, preserve_color
-from .techniques import GalleryView, LearnedStyle, NeuronExplanation, Optimized
+from .techniques import GalleryView, LearnedStyle, NeuronExplanation, Optimized, Segmentation
 
 __all__ = ["AsyncClient", "Client", "Explanation", "GalleryView", "LearnedStyle", "ModelInfo", "NeuronExplanation",
-           "Optimized",
-           "StylecastError", "blend_strength", "preserve_color"]
+           "Optimized", "Segmentation", "StylecastError", "blend_strength", "preserve_color"]

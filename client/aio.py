@@ -146,12 +146,13 @@ class AsyncClient(TechniquesMixin):
         return model, weights_for(style, await self.styles(model), await self.config(model))
 
     async def stylize(self, image, style: Style = None, *, model: str | None = None, strength: float = 1.0,
-                      keep_colors: bool = False, timeout: float | None = None):
+                      keep_colors: bool = False, keep_subject: bool = False, timeout: float | None = None):
         """Stylize one image (PIL or uint8 [H, W, 3] array); see ``Client.stylize``."""
         arr = to_array(image)
         model, weights = await self.resolve_style(style, model)
         out = await self.infer(model, stylize_inputs(arr, weights), [STYLIZED_OUTPUT], timeout=timeout)
-        return finish_stylized(image, arr, out[STYLIZED_OUTPUT][0], strength, keep_colors)
+        mask = (await self.segment(arr, timeout=timeout)).mask if keep_subject else None
+        return finish_stylized(image, arr, out[STYLIZED_OUTPUT][0], strength, keep_colors, mask)
 
     async def stylize_stream(self, frames: Iterable | AsyncIterable, style: Style = None, *,
                              model: str | None = None, in_flight: int = 4, transport: str = "calls",

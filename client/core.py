@@ -23,7 +23,7 @@ from stylecast.contract import (
     parse_styles,
 )
 
-from .imaging import blend_strength, like_input, preserve_color, to_array
+from .imaging import blend_strength, keep_subject, like_input, preserve_color, to_array
 from .techniques import Call, Explanation, TechniquesMixin, recording  # noqa: F401 - Explanation re-exported
 
 log = logging.getLogger(__name__)
@@ -163,16 +163,19 @@ class Client(TechniquesMixin):
         return model, weights_for(style, self.styles(model), self.config(model))
 
     def stylize(self, image, style: Style = None, *, model: str | None = None, strength: float = 1.0,
-                keep_colors: bool = False, timeout: float | None = None):
+                keep_colors: bool = False, keep_subject: bool = False, timeout: float | None = None):
         """Stylize one image (PIL or uint8 [H, W, 3] array, any size); returns the same kind.
 
         ``style``: a style name, ``{name: weight}`` to blend several, or a weight vector.
-        ``strength`` blends back toward the photo; ``keep_colors`` keeps the photo's colours.
+        ``strength`` blends back toward the photo; ``keep_colors`` keeps the photo's colours;
+        ``keep_subject`` paints the background only, the subject found by the server's ``segmentation``
+        technique (the sidecar) staying as in the photo, with a soft edge.
         """
         arr = to_array(image)
         model, weights = self.resolve_style(style, model)
         out = self.infer(model, stylize_inputs(arr, weights), [STYLIZED_OUTPUT], timeout=timeout)
-        return finish_stylized(image, arr, out[STYLIZED_OUTPUT][0], strength, keep_colors)
+        mask = self.segment(arr, timeout=timeout).mask if keep_subject else None
+        return finish_stylized(image, arr, out[STYLIZED_OUTPUT][0], strength, keep_colors, mask)
 
     def stylize_stream(self, frames: Iterable, style: Style = None, *, model: str | None = None,
                        in_flight: int = 4, transport: str = "calls", **options) -> Iterator:
@@ -356,10 +359,12 @@ def stylize_inputs(arr: np.ndarray, weights: np.ndarray | None) -> dict[str, np.
     return inputs
 
 
-def finish_stylized(original, arr: np.ndarray, out: np.ndarray, strength: float, keep_colors: bool):
+def finish_stylized(original, arr: np.ndarray, out: np.ndarray, strength: float, keep_colors: bool,
+                    subject: np.ndarray | None = None):
     if keep_colors:
         out = preserve_color(arr, out)
-    return like_input(blend_strength(arr, out, strength), original)
+    out = blend_strength(arr, out, strength)
+    return like_input(out if subject is None else keep_subject(arr, out, subject), original)
 
 
 def style_vector(style: Style, names: list[str]) -> np.ndarray:

@@ -35,6 +35,17 @@ def blend_strength(content: np.ndarray, stylized: np.ndarray, strength: float) -
     return np.clip(np.rint(mix), 0, 255).astype(np.uint8)
 
 
+def keep_subject(photo: np.ndarray, stylized: np.ndarray, mask: np.ndarray, feather: float = 0.015) -> np.ndarray:
+    """The photo where ``mask`` (0/1, the subject) is set, the stylized image elsewhere, with a soft edge of
+    about ``feather`` x the image's long side."""
+    from PIL import ImageFilter
+
+    radius = max(1.0, feather * max(mask.shape))
+    soft = np.asarray(Image.fromarray((mask > 0).astype(np.uint8) * 255).filter(ImageFilter.GaussianBlur(radius)))
+    a = (soft.astype(np.float32) / 255.0)[..., None]
+    return np.clip(a * photo + (1 - a) * stylized, 0, 255).round().astype(np.uint8)
+
+
 def preserve_color(content: np.ndarray, stylized: np.ndarray) -> np.ndarray:
     """Keep the content's colours: luminance from the stylized image, chroma from the content (YCbCr)."""
     y = np.asarray(Image.fromarray(stylized).convert("YCbCr"))[:, :, 0]

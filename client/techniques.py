@@ -33,6 +33,18 @@ class Explanation:
 
 
 @dataclass(frozen=True)
+class Segmentation:
+    """The object of the explained class: ``mask`` (uint8 0/1, the image's H x W), an overlay to look at, and
+    the class that seeded it."""
+
+    mask: np.ndarray
+    overlay: np.ndarray
+    label: str
+    class_index: int
+    probability: float
+
+
+@dataclass(frozen=True)
 class NeuronExplanation:
     """Saliency or guided backprop of one neuron: the map and overlay, which neuron (layer, channel and its
     position in the layer's grid), its activation there, and its receptive field in the image's pixels
@@ -212,6 +224,18 @@ class TechniquesMixin:
         technique's knobs (see its ModelConfig), e.g. ``smooth_samples=8``."""
         return self._perform(Call(technique, {"image": to_array(image)}, ATTRIBUTION_OUTPUTS,
                                   _given(target=target, **params), parse_explanation, timeout=timeout))
+
+    def segment(self, image, target: int | None = None, *, seed_map: str | None = None, timeout: float | None = None,
+                **params) -> Segmentation:
+        """Unsupervised segmentation: a class map (``seed_map``: gradcam, saliency or guided_backprop) of
+        ``target`` (default: the predicted class) seeds GrabCut."""
+        def parse(out: dict[str, np.ndarray], losses: list[float]) -> Segmentation:
+            return Segmentation(out["mask"], out["overlay"], _text(out["label"])[0], int(out["class_index"][0]),
+                                float(out["probability"][0]))
+
+        return self._perform(Call("segmentation", {"image": to_array(image)},
+                                  ("mask", "overlay", "label", "class_index", "probability"),
+                                  _given(target=target, seed_map=seed_map, **params), parse, timeout=timeout))
 
     def explain_neuron(self, image, layer: str, channel: int, *, y: int | None = None, x: int | None = None,
                        technique: str = "guided_backprop", timeout: float | None = None,

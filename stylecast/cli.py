@@ -159,13 +159,13 @@ class _LocalServer:
     """``--local``: the embedded server in this process on a free loopback port, serving the repository with
     ONNX Runtime (the same graphs and pixels as ``stylecast serve``), stopped on exit."""
 
-    def __init__(self, repository: str) -> None:
+    def __init__(self, repository: str, sidecar: bool = False) -> None:
         from stylecast.server.app import Server, ServerOptions
 
         if not Path(repository).is_dir():
             raise FileNotFoundError(f"no model repository at {repository!r} (give --model-repository)")
         logging.getLogger("stylecast.server").setLevel(logging.WARNING)  # its start-up log is not the answer
-        self.server = Server(ServerOptions(model_repository=repository, port=0, metrics_port=None))
+        self.server = Server(ServerOptions(model_repository=repository, port=0, metrics_port=None, sidecar=sidecar))
 
     def __enter__(self) -> str:
         return f"127.0.0.1:{self.server.start()}"
@@ -178,7 +178,9 @@ def _server_url(a: argparse.Namespace):
     """A context giving the address to call: ``--url``, or an in-process server with ``--local``."""
     from contextlib import nullcontext
 
-    return _LocalServer(a.model_repository) if getattr(a, "local", False) else nullcontext(a.url)
+    if not getattr(a, "local", False):
+        return nullcontext(a.url)
+    return _LocalServer(a.model_repository, sidecar=getattr(a, "keep_subject", False))
 
 
 def _cmd_stylize(a: argparse.Namespace) -> int:
@@ -195,7 +197,8 @@ def _cmd_stylize(a: argparse.Namespace) -> int:
             if model is None or model not in models:
                 raise ValueError(f"no style model {model!r} on the server: `stylecast models` lists them")
             raise ValueError(f"give --style (or --blend); {model}'s styles: {', '.join(models[model])}")
-        out = c.stylize(image, style, model=a.model, strength=a.strength, keep_colors=a.keep_colors)
+        out = c.stylize(image, style, model=a.model, strength=a.strength, keep_colors=a.keep_colors,
+                        keep_subject=a.keep_subject)
     out.save(a.output)
     print(f"wrote {a.output} ({out.size[0]}x{out.size[1]})")
     return 0
@@ -452,6 +455,9 @@ def _add_stylize(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="style model (default: the one holding the style)")
     p.add_argument("--strength", type=float, default=1.0, help="0 = photo, 1 = fully stylized")
     p.add_argument("--keep-colors", action="store_true", help="keep the photo's colours")
+    p.add_argument("--keep-subject", action="store_true",
+                   help="paint the background only: the subject (the server's segmentation technique) stays as in "
+                   "the photo")
     p.add_argument("--local", action="store_true",
                    help="no server needed: run the model repository in this process with ONNX Runtime")
     p.add_argument("--model-repository", default="model_repository", help="the repository --local serves")

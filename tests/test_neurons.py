@@ -96,3 +96,57 @@ def test_texture_synthesis_matches_the_layers_asked_for(client):
     assert near < 0.85 * far, (near, far)
     with pytest.raises(Exception, match="relu9_9"):
         client.texture(texture, layers="relu9_9", loss_network="vgg16", size=32, steps=1)
+
+
+def _pasted(background: str, at: tuple[int, int], side: int = 130) -> tuple[np.ndarray, np.ndarray]:
+    """The cat photo pasted at ``at`` into a blurred bundled photo; and the pasted rectangle."""
+    from PIL import Image, ImageFilter
+    from stylecast.training.data import bundled_photos
+
+    photos = dict(bundled_photos())
+    canvas = Image.open(photos[background]).convert("RGB").resize((320, 320)).filter(ImageFilter.GaussianBlur(6))
+    cat = Image.open(photos["skimage_chelsea"]).convert("RGB")
+    cat = cat.resize((side, round(side * cat.height / cat.width)))
+    canvas.paste(cat, at)
+    box = np.zeros((320, 320), bool)
+    box[at[1]:at[1] + cat.height, at[0]:at[0] + cat.width] = True
+    return np.asarray(canvas), box
+
+
+def test_the_segmentation_mask_follows_a_pasted_object(client):
+    scores = []
+    for background, at in (("sklearn_china", (20, 30)), ("skimage_rocket", (170, 190)),
+                           ("skimage_coffee", (150, 20)), ("sklearn_flower", (40, 170))):
+        image, box = _pasted(background, at)
+        seg = client.segment(image, target=285)  # Egyptian cat
+        mask = seg.mask.astype(bool)
+        assert seg.mask.shape == image.shape[:2] and set(np.unique(seg.mask)) <= {0, 1}
+        cy, cx = _centre(mask.astype(float))
+        assert box[round(cy), round(cx)], (background, cy, cx)  # the mask sits on the pasted cat
+        scores.append(((mask & box).sum() / max(1, mask.sum()), (mask & box).sum() / box.sum()))
+    precision, coverage = np.median(scores, axis=0)
+    assert precision >= 0.7 and coverage >= 0.25, scores
+
+
+def test_keep_subject_leaves_the_subject_and_paints_the_rest(sidecar_server, tiny_style_checkpoint, tmp_path):
+    """A server with a style model and the sidecar: inside the subject the photo, away from it the stylization."""
+    from stylecast.export.onnx_export import export_to_repository
+    from stylecast.server.app import Server, ServerOptions
+
+    export_to_repository(tiny_style_checkpoint, "tiny", tmp_path / "repo")
+    image, box = _pasted("sklearn_china", (90, 80))
+    srv = Server(ServerOptions(model_repository=tmp_path / "repo", port=0, metrics_port=None, sidecar=True))
+    try:
+        with Client(f"127.0.0.1:{srv.start()}", timeout=300) as c:
+            plain = np.asarray(c.stylize(image, "red"), np.int32)
+            kept = np.asarray(c.stylize(image, "red", keep_subject=True), np.int32)
+            mask = c.segment(image).mask.astype(bool)
+    finally:
+        srv.stop()
+    from scipy.ndimage import binary_erosion
+
+    inner, outer = binary_erosion(mask, iterations=12), ~binary_erosion(~mask, iterations=12)
+    assert inner.sum() > 1000 and (~outer).sum() > 1000
+    assert np.abs(kept - image)[inner].mean() <= 12  # the subject as in the photo
+    assert np.abs(kept - plain)[~outer].mean() <= 6  # the rest as the plain stylization
+    assert np.abs(plain - image)[~outer].mean() > 20  # which is far from the photo

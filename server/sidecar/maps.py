@@ -20,7 +20,7 @@ from .spec import Param, Run, Spec, Tensor, choice, image, scalar
 
 INPUT_SIZE = 224
 MAX_PIXELS = 4096 * 4096  # attribution maps come back at the input's size: 7 bytes a pixel
-_BYTES_PER_PIXEL = {"map": 4, "overlay": 3}
+_BYTES_PER_PIXEL = {"map": 4, "overlay": 3, "mask": 1}
 MAX_OCCLUSION_PASSES = 1024  # about 45 s on two CPU cores; each window is one classifier forward pass
 
 TARGET = Param("target", int, -1, -1, 999, "ImageNet class to explain; -1 = the predicted class")
