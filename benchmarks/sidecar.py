@@ -55,6 +55,16 @@ def cases(c, cat: np.ndarray, astronaut: np.ndarray, starry: np.ndarray, wave: n
         "embedding_tsne": ("gallery (cached after the first call)", lambda: c.embedding("tsne").picture),
         "max_activating_patches": ("relu4_3 unit 17, k=16", lambda: c.patches("relu4_3", 17, k=16).picture),
         "filters": ("VGG16 conv1_1", lambda: c.filters("vgg16", scale=6)),
+        "guided_backprop_neuron": ("relu4_3 unit 17 at its most active position, cat",
+                                   lambda: c.explain_neuron(cat, "relu4_3", 17).overlay),
+        "feature_visualization": ("relu4_3 unit 17, 224 px, 100 steps",
+                                  lambda: c.visualize_feature("relu4_3", 17, steps=100).image),
+        "segmentation": ("cat, Grad-CAM seeds GrabCut", lambda: c.segment(cat).overlay),
+        "texture_by_layer": ("Starry Night, VGG16, relu1_1 / 2_1 / 3_1 / 4_1 alone, then all four; 128 px, "
+                             "150 steps each", lambda: np.concatenate(
+                                 [c.texture(starry, layers=layers, loss_network="vgg16", steps=150).image
+                                  for layers in ("relu1_1", "relu2_1", "relu3_1", "relu4_1",
+                                                 "relu1_1,relu2_1,relu3_1,relu4_1")], axis=1)),
     }
 
 

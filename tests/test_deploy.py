@@ -58,8 +58,25 @@ def test_sidecar_commands_are_valid_stylecast_commands():
         a = build_parser().parse_args(argv[1:])
         assert a.cmd == "serve" and a.model_repository == "" and a.host == "0.0.0.0" and a.sidecar
     ports = {p["containerPort"] for p in docs["sidecar.yaml"][0]["spec"]["template"]["spec"]["containers"][0]["ports"]}
-    assert {int(args[args.index("--port") + 1]), int(args[args.index("--metrics-port") + 1])} == ports
+    assert {int(args[args.index(k) + 1]) for k in ("--port", "--http-port", "--metrics-port")} == ports
     assert shlex.join(args)
+
+
+def test_triton_is_the_version_the_conformance_suite_tests():
+    """Compose and Kubernetes run one Triton image: 24.10, whose Triton (2.51) is the one of the nvidia-pytriton
+    wheel setup.sh installs for the conformance suite."""
+    images = {_docs()["docker-compose.yml"][0]["services"]["triton"]["image"]}
+    images |= {c["image"] for d in _docs()["triton.yaml"] if d["kind"] == "Deployment"
+               for c in d["spec"]["template"]["spec"]["containers"]}
+    assert images == {"nvcr.io/nvidia/tritonserver:24.10-py3"}
+    assert "nvidia-pytriton==0.7.0" in (ROOT / "setup.sh").read_text()  # bundles tritonserver 2.51 (24.10)
+    claims = {v["persistentVolumeClaim"]["claimName"] for d in _docs()["triton.yaml"] if d["kind"] == "Deployment"
+              for v in d["spec"]["template"]["spec"]["volumes"] if "persistentVolumeClaim" in v}
+    defined = {d["metadata"]["name"] for d in _docs()["triton.yaml"] if d["kind"] == "PersistentVolumeClaim"}
+    assert claims <= defined
+    rule = yaml.safe_load(_docs()["prometheus-adapter.yaml"][0]["data"]["config.yaml"])["rules"][0]
+    hpa = next(d for d in _docs()["triton.yaml"] if d["kind"] == "HorizontalPodAutoscaler")
+    assert rule["name"]["as"] == hpa["spec"]["metrics"][0]["pods"]["metric"]["name"]
 
 
 def test_production_config_options(tmp_path, capsys):
