@@ -84,8 +84,24 @@ def apply(cfg, options: DeployOptions, n_styles: int):
         if n_styles > 1:
             sample.inputs[STYLE_WEIGHTS_INPUT].data_type = mc.TYPE_FP32
             sample.inputs[STYLE_WEIGHTS_INPUT].dims.extend([n_styles])
-            sample.inputs[STYLE_WEIGHTS_INPUT].zero_data = True
+            # uniform weights, a blend clients may send (all zeros is refused by the contract's checks)
+            sample.inputs[STYLE_WEIGHTS_INPUT].input_data_file = warmup_weights_file(n_styles)
     return cfg
+
+
+def warmup_weights_file(n_styles: int) -> str:
+    return f"uniform_style_weights_{n_styles}"
+
+
+def write_warmup_files(model_dir, n_styles: int) -> None:
+    """The data files the warm-up samples name, in ``model_dir/warmup/`` where Triton reads them."""
+    from pathlib import Path
+
+    import numpy as np
+
+    folder = Path(model_dir) / "warmup"
+    folder.mkdir(exist_ok=True)
+    (folder / warmup_weights_file(n_styles)).write_bytes(np.full(n_styles, 1.0 / n_styles, np.float32).tobytes())
 
 
 def configure(model_dir, options: DeployOptions) -> str:
@@ -100,7 +116,10 @@ def configure(model_dir, options: DeployOptions) -> str:
     path = Path(model_dir) / "config.pbtxt"
     cfg = text_format.Parse(path.read_text(), mc.ModelConfig())
     styles = parse_styles(cfg.parameters[STYLES_PARAMETER].string_value) if STYLES_PARAMETER in cfg.parameters else []
-    text = text_format.MessageToString(apply(cfg, options, max(1, len(styles))))
+    n_styles = max(1, len(styles))
+    text = text_format.MessageToString(apply(cfg, options, n_styles))
     text_format.Parse(text, mc.ModelConfig())
+    if options.warmup and n_styles > 1:
+        write_warmup_files(model_dir, n_styles)
     path.write_text(text)
     return text

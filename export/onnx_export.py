@@ -158,6 +158,10 @@ def export_to_repository(checkpoint: str | Path, name: str, repository: str | Pa
         staging.rename(model_dir / str(version))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    if deploy is not None and deploy.warmup and net.n_styles > 1:
+        from .deploy_config import write_warmup_files
+
+        write_warmup_files(model_dir, net.n_styles)
     tmp = model_dir / ".config.pbtxt.tmp"
     tmp.write_text(text)
     tmp.replace(model_dir / "config.pbtxt")

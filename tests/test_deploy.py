@@ -103,6 +103,12 @@ def test_production_config_options(tmp_path, capsys):
     assert trt.parameters["trt_profile_max_shapes"] == "image:32x1080x1920x3,style_weights:32x8"
     warm = cfg.model_warmup[0]
     assert list(warm.inputs["image"].dims) == [512, 512, 3] and list(warm.inputs["style_weights"].dims) == [8]
+    import numpy as np
+
+    from stylecast.contract import style_weights_problem
+
+    weights = np.frombuffer((model / "warmup" / warm.inputs["style_weights"].input_data_file).read_bytes(), np.float32)
+    assert weights.shape == (8,) and style_weights_problem(weights) is None  # a blend a client may send too
     assert main(["configure", str(model), "--tensorrt", "--trt-shapes", "1x64x64,8x64x64,64x64x64"]) == 1
     assert "exceeds max_batch_size 32" in capsys.readouterr().err  # a one-line error, no traceback
     assert main(["configure", str(model)]) == 0  # back to plain: no accelerator block left behind
