@@ -36,6 +36,10 @@ class Backend(ABC):
         """
         return {}
 
+    def check_inputs(self, inputs: dict[str, np.ndarray]) -> None:  # noqa: B027 - optional hook
+        """Refuse (InvalidArgument) input values this model cannot use, after the config's generic checks of
+        names, datatypes and shapes; e.g. a style model's weights outside the contract."""
+
     def response_bytes(self, inputs: dict[str, np.ndarray], outputs: list[str]) -> int | None:
         """The answer's size in bytes when it can be told before any work (None: unknown, or bounded)."""
         return None

@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 import numpy as np
 from tritonclient.grpc import model_config_pb2 as mc
 
-from stylecast.contract import KIND_PARAMETER, STYLE_MODEL_KIND, STYLE_WEIGHTS_INPUT, style_weights_problem
-
 from .backend import Backend
 from .datatypes import datatype_of
 from .errors import InvalidArgument
@@ -80,8 +78,6 @@ class ModelVersion:
                                    max_queue, self._record)
         self._inputs = {t.name: t for t in cfg.input}
         self._outputs = {t.name: t for t in cfg.output}
-        self._style_model = (KIND_PARAMETER in cfg.parameters
-                             and cfg.parameters[KIND_PARAMETER].string_value == STYLE_MODEL_KIND)
 
     @property
     def name(self) -> str:
@@ -125,16 +121,13 @@ class ModelVersion:
         for o in req.outputs:
             if o.name not in self._outputs:
                 raise InvalidArgument(f"unexpected inference output '{o.name}' for model '{name}'")
+        self.backend.check_inputs(req.inputs)
         return batch or 1
 
     def _check_values(self, n: str, arr: np.ndarray) -> None:
-        """Values no model can use: non-finite floats anywhere, and style weights outside the contract."""
+        """Values no model can use: non-finite floats anywhere (the backend checks its own, check_inputs)."""
         if arr.dtype.kind == "f" and not np.isfinite(arr).all():
             raise InvalidArgument(f"input '{n}' for model '{self.name}' holds NaN or infinite values")
-        if self._style_model and n == STYLE_WEIGHTS_INPUT:
-            problem = style_weights_problem(arr)
-            if problem:
-                raise InvalidArgument(f"{problem} for model '{self.name}'")
 
     @property
     def decoupled(self) -> bool:

@@ -11,11 +11,13 @@ from pathlib import Path
 import numpy as np
 from tritonclient.grpc import model_config_pb2 as mc
 
+from stylecast.contract import KIND_PARAMETER, STYLE_MODEL_KIND, STYLE_WEIGHTS_INPUT, style_weights_problem
+
 from . import registry
 from .backend import Backend
 from .config import TensorSpec, autocomplete, check_against_graph
 from .datatypes import datatype_of, from_openvino, from_ort, numpy_dtype
-from .errors import ServerError, Status
+from .errors import InvalidArgument, ServerError, Status
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +179,14 @@ class OnnxRuntimeBackend(Backend):
 
     platform = "onnxruntime_onnx"
     model_file = "model.onnx"
+
+    def check_inputs(self, inputs: dict[str, np.ndarray]) -> None:
+        """A style model's ``style_weights`` must be a blend the contract allows (the graph has no check)."""
+        kind = self.config.parameters[KIND_PARAMETER].string_value if KIND_PARAMETER in self.config.parameters else ""
+        if kind == STYLE_MODEL_KIND and STYLE_WEIGHTS_INPUT in inputs:
+            problem = style_weights_problem(inputs[STYLE_WEIGHTS_INPUT])
+            if problem:
+                raise InvalidArgument(f"{problem} for model '{self.config.name}'")
 
     def load(self) -> None:
         path = self.version_dir / (self.config.default_model_filename or self.model_file)
