@@ -43,9 +43,13 @@ def _net(p: dict, layers: tuple[str, ...] | None = None):
         raise InvalidArgument(f"parameter 'loss_network' = {p['loss_network']!r}: {e}") from e
 
 
-COMMON = (Param("steps", int, 100, 1, 1000, "optimization steps (upper bound)"),
-          Param("preview_every", int, 10, 1, 1000, "stream a preview image every k steps"),
-          Param("seed", int, 0, 0, 2**31 - 1, "random seed (results repeat on CPU)"))
+def common(steps: int = 100, what: str = "optimization steps (upper bound)") -> tuple[Param, ...]:
+    return (Param("steps", int, steps, 1, 1000, what),
+            Param("preview_every", int, 10, 1, 1000, "stream a preview image every k steps"),
+            Param("seed", int, 0, 0, 2**31 - 1, "random seed (results repeat on CPU)"))
+
+
+COMMON = common()
 
 
 def _image(arr: np.ndarray, side: int | None = None) -> torch.Tensor:
@@ -121,7 +125,8 @@ def _run_texture(inputs: dict, p: dict, progress) -> dict:
 
 def _run_deepdream(inputs: dict, p: dict, progress) -> dict:
     vgg = loss_network(LAYERS)
-    r = optimize.deepdream(vgg, _image(inputs["image"]), p["layer"], p["steps"], p["lr"], p["octaves"],
+    side = min(p["size"], max(inputs["image"].shape[:2]))  # shrink to size, never enlarge
+    r = optimize.deepdream(vgg, _image(inputs["image"], side), p["layer"], p["steps"], p["lr"], p["octaves"],
                            p["octave_scale"], p["jitter"], p["seed"], progress=progress)
     return _result(r)
 
@@ -153,11 +158,11 @@ def _run_gatys(inputs: dict, p: dict, progress) -> dict:
 
 
 def optimization(name: str, description: str, inputs: tuple[Tensor, ...], params: tuple[Param, ...], run,
-                 extra_outputs: tuple[Tensor, ...] = (), rule=None) -> Spec:
+                 extra_outputs: tuple[Tensor, ...] = (), rule=None, steps: tuple[Param, ...] = COMMON) -> Spec:
     """An iterative technique: the image and the steps run, then (step, loss) streamed as it goes."""
     outputs = (image(), scalar("steps"), scalar("step"), scalar("loss", mc.TYPE_FP32), *extra_outputs)
     extra = {"rule": rule} if rule else {}
-    return Spec(name, description, inputs, outputs, (*params, *COMMON), run, decoupled=True, family="optimization",
+    return Spec(name, description, inputs, outputs, (*params, *steps), run, decoupled=True, family="optimization",
                 **extra)
 
 
@@ -194,12 +199,14 @@ SPECS = (
                         "relu1_1,relu2_1,relu3_1 (default: the network's style layers); low layers give texture, "
                         "higher ones larger structures")), _run_texture),
     optimization("deepdream", "amplify what a VGG16 layer sees: the gradient at the layer is set to its activation "
-                 "(steps per octave; the image is resized to at most 512 px)", (image(),),
+                 "(steps per octave; the image is resized to 'size' on its long side)", (image(),),
                  (choice("layer", "relu3_3", LAYERS, "VGG16 layer to amplify"),
+                  Param("size", int, 256, 32, MAX_SIDE, "long side a larger image is shrunk to (the answer's size)"),
                   Param("octaves", int, 2, 1, 6, "scales, coarse to fine"),
                   Param("octave_scale", float, 1.4, 1.0, 3.0, "size ratio between octaves"),
                   Param("jitter", int, 8, 0, 64, "random shift per step (pixels)"),
-                  Param("lr", float, 2.0, 0.01, 100.0, "step size")), _run_deepdream),
+                  Param("lr", float, 2.0, 0.01, 100.0, "step size")), _run_deepdream,
+                 steps=common(20, "steps per octave")),
     optimization("feature_inversion", "reconstruct an image from noise by matching one layer's features "
                  "(VGG16 by default)", (image(),),
                  (choice("layer", "relu2_2", LAYERS + EFFICIENTNET_LAYERS, "layer whose features are matched "
