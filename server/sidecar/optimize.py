@@ -64,15 +64,21 @@ def class_visualization(model: Classifier, target: int, size: int = 128, steps: 
                         seed: int = 0, progress=None) -> RenderResult:
     g = torch.Generator().manual_seed(seed)
     param = PixelImage(127.5 + 10 * torch.randn(1, 3, size, size, generator=g))
+    return render(param, class_logit(model, target) + l2 * l2_penalty(), steps, optimizer=adam(lr),
+                  transforms=[jitter(jitter_px)], project=[periodic_blur(blur_every, blur_sigma), clamp_pixels],
+                  seed=seed, progress=progress)
+
+
+def periodic_blur(every: int, sigma: float):
+    """A projection that blurs the image every ``every`` steps (a smoothness prior; 0: never)."""
     count = {"n": 0}
 
     def blur(x: torch.Tensor) -> None:
         count["n"] += 1
-        if blur_every and count["n"] % blur_every == 0:
-            x.copy_(gaussian_blur(x, blur_sigma))
+        if every and count["n"] % every == 0:
+            x.copy_(gaussian_blur(x, sigma))
 
-    return render(param, class_logit(model, target) + l2 * l2_penalty(), steps, optimizer=adam(lr),
-                  transforms=[jitter(jitter_px)], project=[blur, clamp_pixels], seed=seed, progress=progress)
+    return blur
 
 
 def channel_mean(net: torch.nn.Module, channel: int) -> Objective:
@@ -88,16 +94,9 @@ def feature_visualization(net: torch.nn.Module, channel: int, size: int = 224, s
     blur every few steps, and jitter and random rescaling (transformation robustness) before the network."""
     g = torch.Generator().manual_seed(seed)
     param = PixelImage(127.5 + 10 * torch.randn(1, 3, size, size, generator=g) if start is None else start)
-    count = {"n": 0}
-
-    def blur(x: torch.Tensor) -> None:
-        count["n"] += 1
-        if blur_every and count["n"] % blur_every == 0:
-            x.copy_(gaussian_blur(x, blur_sigma))
-
     return render(param, channel_mean(net, channel) + l2 * l2_penalty(), steps, optimizer=adam(lr),
-                  transforms=[jitter(jitter_px), random_scale(scales)], project=[blur, clamp_pixels], seed=seed,
-                  progress=progress)
+                  transforms=[jitter(jitter_px), random_scale(scales)],
+                  project=[periodic_blur(blur_every, blur_sigma), clamp_pixels], seed=seed, progress=progress)
 
 
 @dataclass
