@@ -107,3 +107,64 @@ def test_the_api_documents_itself(browser, http_url, server):
     summaries = _wait(browser, "const s = [...document.querySelectorAll('.opblock-summary-path')]"
                       ".map(e => e.textContent); return s.length > 20 && s", what="the rendered API")
     assert any("/v2/models/{model}/infer" in s.replace("\u200b", "") for s in summaries), summaries[:5]
+
+
+def test_every_technique_has_a_form_and_runs_in_the_browser(browser, sidecar_server, tmp_path):
+    """The page offers every technique of the repository index, with a form from its served config; an
+    attribution, a gallery technique and the filters show their pictures; DeepDream streams progress and is
+    cancelled; a file that is not an image is refused with a visible error."""
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+    from stylecast.training.data import bundled_photos
+
+    base = f"http://127.0.0.1:{sidecar_server.http.port}"
+    techniques = {m["name"] for m in httpx.post(f"{base}/v2/repository/index", json={}).json()
+                  if m.get("state") == "READY"}
+    photo = tmp_path / "cat.png"
+    Image.open(dict(bundled_photos())["skimage_chelsea"]).convert("RGB").resize((160, 120)).save(photo)
+    browser.get(base + "/")
+    offered = _wait(browser, "const o = [...document.querySelectorAll('#tech option')].map(e => e.value);"
+                    "return o.length > 10 && o", what="the technique list")
+    assert set(offered) == techniques
+    browser.find_element(By.ID, "file").send_keys(str(photo))
+    tech = Select(browser.find_element(By.ID, "tech"))
+
+    def run(name: str, output: str, values: dict | None = None) -> None:
+        status = browser.find_element(By.ID, "tech-status")
+        tech.select_by_value(name)
+        for key, value in (values or {}).items():
+            box = browser.find_element(By.CSS_SELECTOR, f"#tech-form [data-input='{key}'], "
+                                                        f"#tech-form [data-param='{key}']")
+            box.clear()
+            box.send_keys(str(value))
+        browser.find_element(By.ID, "tech-run").click()
+        _wait(browser, "const s = document.getElementById('tech-status').textContent;"
+              "return s.startsWith('done') || s.startsWith('error')", timeout=120, what=f"{name}'s answer")
+        assert status.text.startswith("done"), status.text
+        query = f"#tech-result canvas[data-output='{output}']"
+        lit = browser.execute_script(f"const c = document.querySelector(\"{query}\");"
+                                     "const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+                                     "return c.width * c.height > 100 && d.some((v, i) => i % 4 !== 3 && v > 0);")
+        assert lit, f"{name} showed an empty {output}"
+
+    run("saliency", "overlay")
+    run("knn", "picture", {"k": 4})
+    run("filters", "picture", {"network": "vgg16"})
+    run("segmentation", "overlay")
+    tech.select_by_value("deepdream")
+    steps = browser.find_element(By.CSS_SELECTOR, "#tech-form [data-param='steps']")
+    steps.clear()
+    steps.send_keys("1000")
+    browser.find_element(By.ID, "tech-run").click()
+    _wait(browser, "return document.getElementById('tech-status').textContent.startsWith('step')", timeout=120,
+          what="DeepDream's progress")
+    assert browser.execute_script("return document.getElementById('tech-progress').value") > 0
+    browser.find_element(By.ID, "tech-cancel").click()
+    _wait(browser, "return document.getElementById('tech-status').textContent === 'cancelled'", what="the cancel")
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    browser.find_element(By.ID, "style-file").send_keys(str(text))
+    _wait(browser, "return document.getElementById('tech-status').textContent.includes('not an image')",
+          what="the refusal of a text file")
+    browser.save_screenshot(str(tmp_path / "techniques.png"))

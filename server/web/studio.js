@@ -103,15 +103,22 @@ function finish(photo, stylized, strength, keep) {
 async function loadModels() {
   const index = await (await api("/v2/repository/index", { method: "POST", body: "{}" })).json();
   const ready = index.filter((m) => m.state === "READY").map((m) => m.name);
+  const techniques = {};
+  state.models = {};
   for (const name of ready) {
     const cfg = await (await api(`/v2/models/${encodeURIComponent(name)}/config`)).json();
     const params = cfg.parameters || {};
     const kind = params.stylecast_kind && params.stylecast_kind.string_value;
     if (kind === "style") {
       state.models[name] = params.styles ? params.styles.string_value.split(",").map((s) => s.trim()) : [name];
+    } else if (kind === "technique") {
+      techniques[name] = cfg;
     }
   }
+  setTechniques(techniques);
+  const model = $("model").value;
   $("model").replaceChildren(...Object.keys(state.models).map((m) => new Option(m, m)));
+  if (state.models[model]) $("model").value = model;
   $("technique").replaceChildren(...ATTRIBUTIONS.filter((t) => ready.includes(t)).map((t) => new Option(t, t)));
   $("run-explain").disabled = !$("technique").options.length;
   $("run-dream").disabled = !ready.includes("deepdream");

@@ -1,0 +1,209 @@
+// stylecast studio: every technique the server holds, each with a form built from its served model config
+// (inputs, parameters with defaults, bounds and choices), run over Triton's generate / generate_stream.
+// A new technique (one spec on the server) appears here without page code.
+"use strict";
+
+const T = { configs: {}, style: null, controller: null };
+const MAX_JSON_SIDE = 256; // images go as JSON in generate requests: bound their size
+
+function paramSpecs(cfg) {
+  // "int,default=5,min=1,max=50: help" or "str,default=a,choices=a|b: help"
+  return Object.entries(cfg.parameters || {}).filter(([k]) => k.startsWith("param.")).map(([k, v]) => {
+    const text = v.string_value, cut = text.indexOf(": ");
+    const head = cut >= 0 ? text.slice(0, cut) : text, help = cut >= 0 ? text.slice(cut + 2) : "";
+    const [kind, ...fields] = head.split(",");
+    const f = Object.fromEntries(fields.map((x) => [x.slice(0, x.indexOf("=")), x.slice(x.indexOf("=") + 1)]));
+    return { name: k.slice(6), kind, def: f.default, min: f.min, max: f.max,
+             choices: f.choices ? f.choices.split("|") : null, help };
+  });
+}
+
+const isImage = (t) => t.data_type === "TYPE_UINT8" && String(t.dims.slice(-1)[0]) === "3";
+
+function sourceFor(t) {
+  // which picture feeds an image input: the style image for paintings and styles, else the photo
+  return ["painting", "style"].includes(t.name) ? "style" : "photo";
+}
+
+function setTechniques(configs) {
+  // configs: {name: served model config} of the ready models whose stylecast_kind is "technique"
+  T.configs = configs;
+  const names = Object.keys(T.configs).sort();
+  const current = $("tech").value;
+  $("tech").replaceChildren(...names.map((n) => new Option(n, n)));
+  if (names.includes(current)) $("tech").value = current;
+  $("tech-run").disabled = !names.length;
+  renderForm();
+}
+
+function field(label, input, help) {
+  const row = document.createElement("label");
+  row.className = "field";
+  row.append(`${label} `, input);
+  if (help) row.title = help;
+  return row;
+}
+
+function renderForm() {
+  const cfg = T.configs[$("tech").value];
+  if (!cfg) return;
+  $("tech-about").textContent = cfg.parameters.description ? cfg.parameters.description.string_value : "";
+  const rows = [];
+  for (const t of cfg.input) {
+    if (isImage(t)) {
+      rows.push(field(t.name, Object.assign(document.createElement("span"),
+                                            { textContent: `← the ${sourceFor(t)}${t.optional ? " (optional)" : ""}` })));
+    } else {
+      const input = Object.assign(document.createElement("input"), { type: "text", placeholder: t.optional ? "optional" : "" });
+      input.dataset.input = t.name; input.dataset.type = t.data_type;
+      rows.push(field(t.name, input, `${t.data_type} ${t.dims.join("x")}`));
+    }
+  }
+  for (const p of paramSpecs(cfg)) {
+    let input;
+    if (p.choices) {
+      input = document.createElement("select");
+      input.append(...p.choices.map((c) => new Option(c, c, c === p.def, c === p.def)));
+    } else if (p.kind === "str") {
+      input = Object.assign(document.createElement("input"), { type: "text", value: p.def || "" });
+    } else {
+      input = Object.assign(document.createElement("input"), { type: "number", value: p.def, min: p.min, max: p.max,
+                                                                step: p.kind === "int" ? 1 : "any" });
+    }
+    input.dataset.param = p.name; input.dataset.kind = p.kind;
+    rows.push(field(p.name, input, p.help));
+  }
+  $("tech-form").replaceChildren(...rows);
+}
+
+function scaledNested(canvas, w, h) {
+  const s = Math.min(1, MAX_JSON_SIDE / Math.max(w, h));
+  const small = document.createElement("canvas");
+  small.width = Math.max(1, Math.round(w * s)); small.height = Math.max(1, Math.round(h * s));
+  small.getContext("2d").drawImage(canvas, 0, 0, small.width, small.height);
+  return nested(rgbOf(small), small.width, small.height);
+}
+
+function requestBody(cfg) {
+  const body = { parameters: {} };
+  for (const t of cfg.input) {
+    if (isImage(t)) {
+      const src = sourceFor(t) === "style" ? T.style : state.photo && { canvas: $("photo"), ...state.photo };
+      if (!src) { if (t.optional) continue; throw new Error(`upload a ${sourceFor(t)} first (input '${t.name}')`); }
+      const image = scaledNested(src.canvas, src.w, src.h);
+      body[t.name] = t.dims.length === 4 ? [image] : image;
+      continue;
+    }
+    const text = $("tech-form").querySelector(`[data-input="${t.name}"]`).value.trim();
+    if (!text) { if (t.optional) continue; throw new Error(`give input '${t.name}'`); }
+    const values = text.split(",").map((v) => v.trim());
+    body[t.name] = t.data_type === "TYPE_STRING" ? values : values.map(Number);
+  }
+  for (const input of $("tech-form").querySelectorAll("[data-param]")) {
+    const v = input.value;
+    body.parameters[input.dataset.param] = input.dataset.kind === "str" ? v : Number(v);
+  }
+  return body;
+}
+
+function showOutputs(cfg, out) {
+  const parts = [];
+  for (const t of cfg.output) {
+    const v = out[t.name];
+    if (v === undefined || ["step", "loss"].includes(t.name)) continue;
+    if (Array.isArray(v) && Array.isArray(v[0]) && Array.isArray(v[0][0]) && v[0][0].length === 3) {
+      const c = document.createElement("canvas"); c.dataset.output = t.name; paintNested(c, v); parts.push(field(t.name, c));
+    } else if (Array.isArray(v) && Array.isArray(v[0]) && typeof v[0][0] === "number" && v.length > 8 && v[0].length > 8) {
+      const c = document.createElement("canvas"); c.dataset.output = t.name; paintMap(c, v); parts.push(field(t.name, c));
+    } else {
+      const text = Array.isArray(v) ? v.flat().slice(0, 32).map((x) => (typeof x === "number" ? +x.toFixed(4) : x)).join(", ")
+        : (typeof v === "number" ? +v.toFixed(4) : v);
+      parts.push(field(t.name, Object.assign(document.createElement("code"), { textContent: String(text) })));
+    }
+  }
+  $("tech-result").replaceChildren(...parts);
+}
+
+function paintMap(canvas, rows) {
+  // a 2-D map (attribution, mask) as grey levels, normalized to its range
+  const h = rows.length, w = rows[0].length, flat = rows.flat();
+  let lo = Infinity, hi = -Infinity;
+  for (const x of flat) { lo = Math.min(lo, x); hi = Math.max(hi, x); }
+  const rgb = new Uint8Array(w * h * 3);
+  flat.forEach((x, i) => { rgb.fill(Math.round(255 * (x - lo) / ((hi - lo) || 1)), 3 * i, 3 * i + 3); });
+  paint(canvas, rgb, w, h);
+}
+
+async function runTechnique() {
+  const name = $("tech").value, cfg = T.configs[name];
+  let body;
+  try { body = requestBody(cfg); } catch (e) { $("tech-status").textContent = `error: ${e.message}`; return; }
+  const streamed = cfg.model_transaction_policy && cfg.model_transaction_policy.decoupled;
+  const steps = body.parameters.steps;
+  T.controller = new AbortController();
+  $("tech-cancel").disabled = !streamed;
+  $("tech-run").disabled = true;
+  $("tech-progress").value = 0; $("tech-progress").hidden = !streamed;
+  $("tech-status").textContent = "working…";
+  const t0 = performance.now();
+  try {
+    const route = streamed ? "generate_stream" : "generate";
+    const r = await api(`/v2/models/${encodeURIComponent(name)}/${route}`, {
+      method: "POST", body: JSON.stringify(body), signal: T.controller.signal,
+      headers: { "Content-Type": "application/json" } });
+    if (!streamed) { showOutputs(cfg, await r.json()); }
+    else {
+      await readEvents(r, (event) => {
+        if (event.error) throw new Error(event.error);
+        if (event.step !== undefined) {
+          if (steps) $("tech-progress").value = event.step / steps;
+          $("tech-status").textContent = `step ${event.step}${steps ? ` / ${steps}` : ""}, loss ${Number(event.loss).toFixed(3)}`;
+          if (event.image) { const c = document.createElement("canvas"); paintNested(c, event.image); $("tech-result").replaceChildren(c); }
+        } else {
+          showOutputs(cfg, event);
+        }
+      });
+    }
+    $("tech-status").textContent = `done in ${((performance.now() - t0) / 1000).toFixed(1)} s`;
+    $("tech-progress").value = 1;
+    if (name === "learn_style") await loadModels();  // the new style appears among the sliders
+  } catch (e) {
+    $("tech-status").textContent = e.name === "AbortError" ? "cancelled" : `error: ${e.message}`;
+  } finally {
+    $("tech-run").disabled = false; $("tech-cancel").disabled = true; T.controller = null;
+  }
+}
+
+async function readEvents(response, onEvent) {
+  const reader = response.body.getReader(), decoder = new TextDecoder();
+  let text = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    text += decoder.decode(value, { stream: true });
+    let cut;
+    while ((cut = text.indexOf("\n\n")) >= 0) {
+      const line = text.slice(0, cut); text = text.slice(cut + 2);
+      if (line.startsWith("data: ")) onEvent(JSON.parse(line.slice(6)));
+    }
+  }
+}
+
+$("tech").addEventListener("change", renderForm);
+$("tech-run").addEventListener("click", runTechnique);
+$("tech-cancel").addEventListener("click", () => T.controller && T.controller.abort());
+$("style-file").addEventListener("change", () => {
+  const file = $("style-file").files[0];
+  if (!file) return;
+  if (!file.type.startsWith("image/")) { $("tech-status").textContent = `error: ${file.name} is not an image`; return; }
+  const img = new Image();
+  img.onerror = () => { $("tech-status").textContent = `error: ${file.name} could not be read as an image`; };
+  img.onload = () => {
+    const c = $("style-image"), s = Math.min(1, 512 / Math.max(img.naturalWidth, img.naturalHeight));
+    c.width = Math.round(img.naturalWidth * s); c.height = Math.round(img.naturalHeight * s);
+    c.getContext("2d").drawImage(img, 0, 0, c.width, c.height);
+    T.style = { canvas: c, w: c.width, h: c.height };
+    URL.revokeObjectURL(img.src);
+  };
+  img.src = URL.createObjectURL(file);
+});
