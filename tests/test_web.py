@@ -72,12 +72,19 @@ def test_upload_stylize_and_blend_in_a_real_browser(browser, http_url, tmp_path)
     Image.open(dict(bundled_photos())["skimage_coffee"]).convert("RGB").resize((300, 200)).save(photo)
     browser.get(f"http://{http_url}/")
     _wait(browser, "return document.querySelectorAll('#styles input').length", what="style sliders")
+    assert browser.execute_script("return document.getElementById('download').hidden")  # nothing to download yet
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a photo")
+    browser.find_element(By.ID, "file").send_keys(str(notes))
+    _wait(browser, "return document.getElementById('timing').textContent.includes('not an image')",
+          what="the refusal of a text file")
     browser.find_element(By.ID, "model").send_keys("tiny_style")
     browser.find_element(By.ID, "file").send_keys(str(photo))
     _wait(browser, "return document.getElementById('result').dataset.version === '1'", what="a stylized result")
     w, h, first = browser.execute_script(PIXELS, "result")
     pw, ph, original = browser.execute_script(PIXELS, "photo")
     assert (w, h) == (pw, ph) == (300, 200)
+    assert not browser.execute_script("return document.getElementById('download').hidden")
     diff = sum(abs(a - b) for a, b in zip(first, original, strict=True)) / len(first)
     assert diff > 10, f"the result is too close to the photo: {diff:.1f} levels"
     # move the second style's slider all the way (a user's keyboard on the range input)

@@ -4,7 +4,7 @@
 const $ = (id) => document.getElementById(id);
 const token = new URLSearchParams(location.search).get("token");
 const authHeaders = token ? { Authorization: `Bearer ${token}` } : {};
-const MAX_SIDE = 512;
+const sideLimit = () => parseInt($("size").value, 10) || Infinity; // the user's output size (long side)
 const ATTRIBUTIONS = ["saliency", "guided_backprop", "gradcam", "occlusion"];
 const state = { models: {}, weights: [], photo: null, busy: false, again: false, webcam: null, version: 0 };
 
@@ -71,7 +71,8 @@ function paint(canvas, rgb, w, h) {
 }
 
 function drawSource(source, w, h) {
-  const scale = Math.min(1, MAX_SIDE / Math.max(w, h));
+  state.source = { source, w, h };
+  const scale = Math.min(1, sideLimit() / Math.max(w, h));
   const canvas = $("photo");
   canvas.width = Math.max(1, Math.round(w * scale));
   canvas.height = Math.max(1, Math.round(h * scale));
@@ -176,6 +177,7 @@ async function stylize() {
     $("result").dataset.version = String(++state.version);
     $("timing").textContent = `${w}x${h} in ${(performance.now() - t0).toFixed(0)} ms`;
     $("download").href = $("result").toDataURL("image/png");
+    $("download").hidden = false;
   } catch (e) {
     $("timing").textContent = `error: ${e.message}`;
   } finally {
@@ -278,12 +280,20 @@ async function dream() {
 
 // --- wiring ------------------------------------------------------------------------------------------
 
-$("file").addEventListener("change", () => {
-  const file = $("file").files[0];
+function openPhoto(file) {
   if (!file) return;
+  if (!file.type.startsWith("image/")) { $("timing").textContent = `error: ${file.name} is not an image`; return; }
   const img = new Image();
+  img.onerror = () => { $("timing").textContent = `error: ${file.name} could not be read as an image`; };
   img.onload = () => { drawSource(img, img.naturalWidth, img.naturalHeight); URL.revokeObjectURL(img.src); stylize(); };
   img.src = URL.createObjectURL(file);
+}
+
+$("file").addEventListener("change", () => openPhoto($("file").files[0]));
+$("source").addEventListener("dragover", (e) => e.preventDefault());
+$("source").addEventListener("drop", (e) => { e.preventDefault(); openPhoto(e.dataTransfer.files[0]); });
+$("size").addEventListener("change", () => {
+  if (state.source) { drawSource(state.source.source, state.source.w, state.source.h); stylize(); }
 });
 $("webcam").addEventListener("click", toggleWebcam);
 $("model").addEventListener("change", () => { showStyles(); stylize(); });
