@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from stylecast.contract import TECHNIQUE_PARAM_PREFIX
+
 from .imaging import to_array
 
 Progress = Callable[[int, float, "np.ndarray | None"], "bool | None"]
@@ -142,14 +144,15 @@ def technique_params(cfg) -> dict[str, ParamInfo]:
     """The parameters a technique's ModelConfig lists, e.g. ``int,default=5,min=1,max=50: help``."""
     out = {}
     for key, value in cfg.parameters.items():
-        if not key.startswith("param."):
+        if not key.startswith(TECHNIQUE_PARAM_PREFIX):
             continue
         head, _, help_text = value.string_value.partition(": ")
         kind_name, *fields = head.split(",")
         kind = _KINDS.get(kind_name, str)
         f = dict(x.split("=", 1) for x in fields if "=" in x)
         default = kind(f["default"]) if "default" in f else None
-        out[key[6:]] = ParamInfo(key[6:], kind, default,
+        name = key[len(TECHNIQUE_PARAM_PREFIX):]
+        out[name] = ParamInfo(name, kind, default,
                                  float(f["min"]) if "min" in f else None, float(f["max"]) if "max" in f else None,
                                  tuple(f["choices"].split("|")) if "choices" in f else (), help_text)
     return out

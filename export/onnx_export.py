@@ -15,6 +15,7 @@ from stylecast.contract import (
     DEFAULT_MAX_BATCH_SIZE,
     IMAGE_INPUT,
     KIND_PARAMETER,
+    PRECISION_PARAMETER,
     STYLE_MODEL_KIND,
     STYLE_WEIGHTS_INPUT,
     STYLES_PARAMETER,
@@ -24,7 +25,6 @@ from stylecast.contract import (
 )
 
 from .graph import ServingModel
-from .quantize import PRECISION_PARAMETER
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,6 @@ log = logging.getLogger(__name__)
 # to 2 levels of PyTorch). A calibrated fast model sits near 3.6 mean and 18 at the 99th percentile.
 INT8_MEAN_LEVELS = 6.0
 INT8_P99_LEVELS = 30.0
-PRECISION_PARAMETER = "stylecast_precision"  # config parameter: "int8" on a quantized graph
 CALIBRATION_PHOTOS = 8
 PARITY_PHOTOS = 4
 PHOTO_SIDE = 256

@@ -21,10 +21,9 @@ import torch
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from stylecast.contract import STYLES_PARAMETER, WEIGHTS_PARAMETER, parse_styles
+from stylecast.contract import PRECISION_PARAMETER, STYLES_PARAMETER, WEIGHTS_PARAMETER, parse_styles
 
 from .onnx_export import Parity, export_to_repository
-from .quantize import PRECISION_PARAMETER
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,13 @@ from pathlib import Path
 import numpy as np
 from tritonclient.grpc import model_config_pb2 as mc
 
-from stylecast.contract import KIND_PARAMETER, STYLE_MODEL_KIND, STYLE_WEIGHTS_INPUT, style_weights_problem
+from stylecast.contract import (
+    KIND_PARAMETER,
+    RUNTIME_PARAMETER,
+    STYLE_MODEL_KIND,
+    STYLE_WEIGHTS_INPUT,
+    style_weights_problem,
+)
 
 from . import registry
 from .backend import Backend
@@ -86,7 +92,6 @@ def warmup_feeds(config: mc.ModelConfig, sample, warmup_dir: Path) -> dict[str, 
     return feeds
 
 
-RUNTIME_PARAMETER = "stylecast_runtime"  # per model: a runtime of the registry ("onnxruntime", "openvino")
 
 
 class OrtSession:

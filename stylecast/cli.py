@@ -510,7 +510,7 @@ def _cmd_explain(a: argparse.Namespace) -> int:
     from PIL import Image
 
     from stylecast.client import Client
-    from stylecast.client.techniques import parse_explanation, parse_optimized, recording, technique_params
+    from stylecast.client.techniques import parse_optimized, recording, technique_params
 
     with Client(a.url, token=a.token, timeout=a.timeout) as c:
         cfg = c.config(a.technique)
@@ -522,8 +522,13 @@ def _cmd_explain(a: argparse.Namespace) -> int:
             r = parse_optimized(c.optimize(a.technique, inputs, progress=progress, **params), losses)
             picture, summary = r.image, f"{r.steps} steps, loss {r.losses[-1]:.4g} {r.extra or ''}".rstrip()
         elif "overlay" in {o.name for o in cfg.output}:
-            r = parse_explanation(c.infer(a.technique, inputs, None, params), [])
-            picture, summary = r.overlay, f"'{r.label}' (class {r.class_index}, p={r.probability:.3f})"
+            out = c.infer(a.technique, inputs, None, params)
+            picture = out["overlay"]
+            label = out["label"].reshape(-1)[0]
+            label = label.decode() if isinstance(label, bytes) else label
+            summary = f"'{label}' (class {int(out['class_index'][0])}, p={float(out['probability'][0]):.3f})"
+            if "mask" in out:
+                summary += f", mask covers {float(out['mask'].mean()):.0%} of the image"
         else:
             out = c.infer(a.technique, inputs, None, params)
             picture, summary = out["picture"], _gallery_summary(out)

@@ -15,6 +15,12 @@ STYLIZED_OUTPUT = "stylized"
 STYLES_PARAMETER = "styles"
 KIND_PARAMETER = "stylecast_kind"
 STYLE_MODEL_KIND = "style"
+TECHNIQUE_KIND = "technique"  # the sidecar's models
+DESCRIPTION_PARAMETER = "description"
+FAMILY_PARAMETER = "stylecast_family"  # a technique's family: attribution, optimization or gallery
+TECHNIQUE_PARAM_PREFIX = "param."  # "param.<name>": "<kind>,default=..,min=..,max=..[,choices=a|b]: help"
+PRECISION_PARAMETER = "stylecast_precision"  # "int8" on a quantized graph
+RUNTIME_PARAMETER = "stylecast_runtime"  # a runtime of the embedded server's registry ("onnxruntime", "openvino")
 # Where the weights a style model was exported from live, relative to its model folder (add-style starts
 # from them). Triton ignores the parameter.
 WEIGHTS_PARAMETER = "stylecast_weights"

@@ -9,8 +9,10 @@ import onnx
 import pytest
 from stylecast.export import quantize
 from stylecast.export.onnx_export import export_to_repository
-from stylecast.export.quantize import PRECISION_PARAMETER, parity_photos, photo_squares
+from stylecast.export.quantize import parity_photos, photo_squares
 from stylecast.server.config import read_config
+
+from stylecast.contract import PRECISION_PARAMETER
 
 FAST = Path(__file__).resolve().parent.parent / "checkpoints" / "starter8_fast.pt"
 

@@ -22,6 +22,14 @@ import numpy as np
 import torch
 from tritonclient.grpc import model_config_pb2 as mc
 
+from stylecast.contract import (
+    DESCRIPTION_PARAMETER,
+    FAMILY_PARAMETER,
+    KIND_PARAMETER,
+    TECHNIQUE_KIND,
+    TECHNIQUE_PARAM_PREFIX,
+)
+
 from ..backend import Backend
 from ..errors import InvalidArgument
 from ..scheduler import check_stop
@@ -135,12 +143,12 @@ class Spec:
         for t in self.outputs:
             cfg.output.add(name=t.name, data_type=t.dtype, dims=list(t.dims))
         cfg.instance_group.add(count=1, kind=mc.ModelInstanceGroup.KIND_CPU)
-        cfg.parameters["stylecast_kind"].string_value = "technique"
-        cfg.parameters["description"].string_value = self.description
+        cfg.parameters[KIND_PARAMETER].string_value = TECHNIQUE_KIND
+        cfg.parameters[DESCRIPTION_PARAMETER].string_value = self.description
         if self.family:
-            cfg.parameters["stylecast_family"].string_value = self.family
+            cfg.parameters[FAMILY_PARAMETER].string_value = self.family
         for p in self.params:
-            cfg.parameters[f"param.{p.name}"].string_value = p.spec()
+            cfg.parameters[TECHNIQUE_PARAM_PREFIX + p.name].string_value = p.spec()
         return cfg
 
     def check(self, parameters: dict) -> dict:
