@@ -67,9 +67,12 @@ def run_one(model: str, painting: Path, a: argparse.Namespace, work: Path) -> tu
     row = {"model": model, "painting": painting.stem, "steps": change.steps, "seconds": seconds,
            "ratio": s["mean_ratio"], "content_kept": s["content_kept"], "old_styles_max_levels": diff,
            "photos": s["photos"]}
+    kept = ROOT / "benchmarks" / "results" / "add_style" / f"{model}-{painting.stem}"  # for the gallery
+    shutil.rmtree(kept, ignore_errors=True)
+    shutil.copytree(change.onnx.parent.parent, kept, ignore=shutil.ignore_patterns("weights.pt", "1"))
     logging.info("%s + %s: %.0f s, style ratio %.3f, content kept %.0f%%, old styles within %d levels", model,
                  painting.stem, seconds, row["ratio"], 100 * row["content_kept"], diff)
-    return row, change.onnx
+    return row, kept / change.onnx.parent.name / "model.onnx"
 
 
 def gallery(rows: list[tuple[dict, Path]], photos: list[Path], out: Path, tile: int = 160) -> None:
@@ -121,9 +124,10 @@ def main() -> None:
         for model in a.model or ["starter8"]:
             for painting in a.painting or PAINTINGS:
                 results.append(run_one(model, painting, a, Path(tmp) / f"{model}-{painting.stem}"))
-        if a.gallery:
-            photos = list_images(a.photos)
-            gallery(results, photos[:: max(1, len(photos) // 5)][:5], a.gallery)
+                save(a.out, {"rows": [r for r, _ in results], "steps": a.steps})  # kept as it goes
+    if a.gallery:
+        photos = list_images(a.photos)
+        gallery(results, photos[:: max(1, len(photos) // 5)][:5], a.gallery)
     rows = [r for r, _ in results]
     print_table(rows, [("model", "model", ""), ("painting", "painting", ""), ("steps", "steps", "d"),
                        ("seconds", "seconds", ".0f"), ("ratio", "style ratio", ".3f"),

@@ -26,7 +26,7 @@ QUICK = {
     "serving": ["--repeats", "3", "--per-client", "3"],
     "realtime": ["--repeats", "5"],
     "video": ["--frames", "4", "--sizes", "256x256,512x512", "--in-flight", "1,4"],
-    "sidecar": ["--repeats", "2", "--gatys-steps", "100"],
+    "sidecar": ["--repeats", "2", "--gatys-steps", "100", "--units", "relu4_3:17", "--unit-steps", "50"],
     "training": ["--steps", "2", "--precisions", "fp32"],
     "quality": ["--max-photos", "4", "--gatys-photos", "0"],
     "add_style": ["--steps", "20", "--painting", str(HERE / "paintings" / "night_cafe.jpg"), "--max-photos", "4"],

@@ -68,6 +68,18 @@ def cases(c, cat: np.ndarray, astronaut: np.ndarray, starry: np.ndarray, wave: n
     }
 
 
+def units_beyond_the_gallery(c, layer: str, channels: list[int], steps: int) -> list[dict]:
+    """For each unit: the top gallery score (max_activating_patches) and the activation of its feature
+    visualization (the same quantity: the channel's maximum over positions at 224 px)."""
+    rows = []
+    for ch in channels:
+        top = float(c.patches(layer, ch, k=1).values.max())
+        viz = float(c.visualize_feature(layer, ch, steps=steps).extra["activation"])
+        rows.append({"layer": layer, "channel": ch, "gallery_top": top, "visualization": viz, "beyond": viz > top})
+        print(f"{layer}:{ch}: gallery top {top:.1f}, feature visualization {viz:.1f}")
+    return rows
+
+
 def autograd_saliency(cat: np.ndarray):
     """The plain reference: resize, forward, backward, max |grad| over channels, in this process."""
     import torch
@@ -91,6 +103,10 @@ def main() -> None:
     ap.add_argument("--only", help="comma-separated techniques")
     ap.add_argument("--figures", help="folder for one PNG per technique")
     ap.add_argument("--gatys-steps", type=int, default=300)
+    ap.add_argument("--units", default="relu4_3:17,relu4_3:100,relu4_3:300,relu3_3:5,relu3_3:120",
+                    help="LAYER:CHANNEL units whose feature visualization is compared with the gallery's top score "
+                    "('' skips)")
+    ap.add_argument("--unit-steps", type=int, default=100)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sidecar.json"))
     a = ap.parse_args()
 
@@ -122,6 +138,9 @@ def main() -> None:
                 if a.figures:
                     Path(a.figures).mkdir(parents=True, exist_ok=True)
                     Image.fromarray(picture).save(Path(a.figures) / f"{name}.png", optimize=True)
+            units = []
+            for layer, ch in (u.split(":") for u in a.units.split(",") if u):
+                units += units_beyond_the_gallery(c, layer, [int(ch)], a.unit_steps)
             reference = autograd_saliency(cat)
             reference()
             local, served = [], []
@@ -140,7 +159,10 @@ def main() -> None:
                        ("first_s", "first s", ".3f"), ("median_s", "median s", ".3f")])
     print(f"saliency: plain autograd {ratio['autograd_s'] * 1e3:.1f} ms, served {ratio['served_s'] * 1e3:.1f} ms "
           f"({ratio['ratio']:.2f}x; the served path adds the map resize, the overlay and the transport)")
-    save(a.out, {"repeats": a.repeats, "techniques": rows, "saliency_vs_autograd": ratio})
+    if units:
+        beyond = sum(u["beyond"] for u in units)
+        print(f"feature visualization beyond the gallery's top score: {beyond} of {len(units)}")
+    save(a.out, {"repeats": a.repeats, "techniques": rows, "saliency_vs_autograd": ratio, "units": units})
 
 
 if __name__ == "__main__":
