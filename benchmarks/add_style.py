@@ -13,6 +13,7 @@ painting, then the new style on held-out photos.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shutil
 import sys
@@ -67,7 +68,7 @@ def run_one(model: str, painting: Path, a: argparse.Namespace, work: Path) -> tu
     row = {"model": model, "painting": painting.stem, "steps": change.steps, "seconds": seconds,
            "ratio": s["mean_ratio"], "content_kept": s["content_kept"], "old_styles_max_levels": diff,
            "photos": s["photos"]}
-    kept = ROOT / "benchmarks" / "results" / "add_style" / f"{model}-{painting.stem}"  # for the gallery
+    kept = ROOT / "benchmarks" / "results" / "add_style" / f"{model}-{painting.stem}" / model  # for the gallery
     shutil.rmtree(kept, ignore_errors=True)
     shutil.copytree(change.onnx.parent.parent, kept, ignore=shutil.ignore_patterns("weights.pt", "1"))
     logging.info("%s + %s: %.0f s, style ratio %.3f, content kept %.0f%%, old styles within %d levels", model,
@@ -98,6 +99,20 @@ def gallery(rows: list[tuple[dict, Path]], photos: list[Path], out: Path, tile: 
     print(f"wrote {out}")
 
 
+def gallery_from_results(out: Path, photos_dir: str) -> None:
+    """The gallery of the models the last runs kept (benchmarks/results/add_style/), without training again."""
+    from stylecast.training.data import list_images
+
+    rows = []
+    for f in sorted((ROOT / "benchmarks" / "results").glob("add_style*.json")):
+        for row in json.loads(f.read_text())["rows"]:
+            folder = ROOT / "benchmarks" / "results" / "add_style" / f"{row['model']}-{row['painting']}" / row["model"]
+            versions = sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit())
+            rows.append((row, folder / str(versions[-1]) / "model.onnx"))
+    photos = list_images(photos_dir)
+    gallery(rows, photos[:: max(1, len(photos) // 5)][:5], out)
+
+
 def main() -> None:
     from stylecast.export.styles import DEFAULT_STEPS
 
@@ -112,9 +127,13 @@ def main() -> None:
                     help="held-out photos (the starter set's evaluation split, gathered if missing)")
     ap.add_argument("--max-photos", type=int, default=12)
     ap.add_argument("--gallery", type=Path, help="also write the labelled gallery here (PNG)")
+    ap.add_argument("--gallery-only", action="store_true",
+                    help="only draw --gallery from the models the last runs kept in benchmarks/results/add_style/")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "add_style.json"))
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if a.gallery_only:
+        return gallery_from_results(a.gallery, a.photos)
     from stylecast.export.styles import default_photos
     from stylecast.training.data import list_images
 

@@ -15,6 +15,22 @@ def cpu_has_amx() -> bool:
         return False
 
 
+# The instruction sets that decide which precision pays: bf16 needs AMX, int8 wants VNNI.
+FLAGS_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16",
+                     "amx_int8", "amx_tile")
+
+
+def cpu_flags() -> list[str]:
+    """The flags of FLAGS_OF_INTEREST this CPU has (from /proc/cpuinfo)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            line = next((ln for ln in f if ln.startswith("flags")), "")
+    except OSError:
+        return []
+    have = set(line.split(":", 1)[-1].split())
+    return [f for f in FLAGS_OF_INTEREST if f in have]
+
+
 def machine() -> dict:
     cpu = ""
     try:
@@ -22,7 +38,7 @@ def machine() -> dict:
             cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
     except OSError:
         pass
-    info = {"cpu": cpu or platform.processor(), "cores": os.cpu_count(), "amx": cpu_has_amx(),
+    info = {"cpu": cpu or platform.processor(), "cores": os.cpu_count(), "amx": cpu_has_amx(), "flags": cpu_flags(),
             "python": platform.python_version(), "platform": platform.platform()}
     for mod in ("onnxruntime", "torch"):
         try:
