@@ -95,6 +95,19 @@ def test_upload_stylize_and_blend_in_a_real_browser(browser, http_url, tmp_path)
     _, _, blended = browser.execute_script(PIXELS, "result")
     change = sum(abs(a - b) for a, b in zip(blended, first, strict=True)) / len(first)
     assert change > 2, f"the blend did not change the result ({change:.2f} levels)"
+    # the before/after slider: all the way left shows the photo, half way the result's left half
+    compare = browser.find_element(By.ID, "compare")
+    compare.send_keys(Keys.HOME)
+    _, _, before = browser.execute_script(PIXELS, "result")
+    assert before == original
+    browser.execute_script("const c = document.getElementById('compare'); c.value = 0.5;"
+                           "c.dispatchEvent(new Event('input'));")
+    _, _, half = browser.execute_script(PIXELS, "result")
+    row = 3 * 300
+    left = lambda px: [v for y in range(200) for v in px[y * row: y * row + 3 * 140]]  # noqa: E731
+    right = lambda px: [v for y in range(200) for v in px[y * row + 3 * 160: (y + 1) * row]]  # noqa: E731
+    assert left(half) == left(blended) and right(half) == right(original)
+    compare.send_keys(Keys.END)
     browser.save_screenshot(str(tmp_path / "studio.png"))
 
 

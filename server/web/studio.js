@@ -173,10 +173,13 @@ async function stylize() {
   try {
     const out = await infer(model, inputs, [{ name: "stylized", binary: true }]);
     const result = finish(rgb, out.stylized.bytes, parseFloat($("strength").value), $("keep").checked);
-    paint($("result"), result, w, h);
+    state.result = { rgb: result, photo: rgb, w, h };
+    showResult();
     $("result").dataset.version = String(++state.version);
     $("timing").textContent = `${w}x${h} in ${(performance.now() - t0).toFixed(0)} ms`;
-    $("download").href = $("result").toDataURL("image/png");
+    const full = document.createElement("canvas");  // the download is the whole result, whatever the slider
+    paint(full, result, w, h);
+    $("download").href = full.toDataURL("image/png");
     $("download").hidden = false;
   } catch (e) {
     $("timing").textContent = `error: ${e.message}`;
@@ -184,6 +187,22 @@ async function stylize() {
     state.busy = false;
     if (state.again) { state.again = false; stylize(); } else if (state.webcam) requestAnimationFrame(webcamFrame);
   }
+}
+
+// Before / after: the result left of the slider's position, the photo right of it.
+function showResult() {
+  const r = state.result;
+  if (!r) return;
+  const split = Math.round(r.w * parseFloat($("compare").value));
+  let rgb = r.rgb;
+  if (split < r.w) {
+    rgb = new Uint8Array(r.rgb);
+    for (let y = 0; y < r.h; y++) {
+      const row = 3 * y * r.w;
+      rgb.set(r.photo.subarray(row + 3 * split, row + 3 * r.w), row + 3 * split);
+    }
+  }
+  paint($("result"), rgb, r.w, r.h);
 }
 
 function webcamFrame() {
@@ -298,6 +317,7 @@ $("size").addEventListener("change", () => {
 $("webcam").addEventListener("click", toggleWebcam);
 $("model").addEventListener("change", () => { showStyles(); stylize(); });
 $("strength").addEventListener("input", stylize);
+$("compare").addEventListener("input", showResult);
 $("keep").addEventListener("change", stylize);
 $("run-explain").addEventListener("click", explain);
 $("run-dream").addEventListener("click", dream);
