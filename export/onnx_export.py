@@ -177,8 +177,10 @@ def _weights_only(checkpoint: str | Path) -> dict:
 
 
 def _config(name: str, styles: list[str], n_styles: int, max_batch_size: int, deploy, int8: bool, base_config):
-    cfg = model_config(name, styles, n_styles > 1, max_batch_size)
-    if base_config is not None:
+    if base_config is None:
+        cfg = model_config(name, styles, n_styles > 1, max_batch_size)
+    else:
+        cfg = type(base_config)()
         cfg.CopyFrom(base_config)
         for t in cfg.input:
             if t.name == STYLE_WEIGHTS_INPUT:

@@ -125,9 +125,7 @@ def set_params(target, params: dict, skip: tuple[str, ...] = ()) -> None:
 def check_shape(name: str, shape) -> list[int]:
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
         raise InvalidArgument(f"input '{shorten(name)}' needs a 'shape' of integers")
-    if len(shape) > MAX_RANK:
-        raise InvalidArgument(f"input '{shorten(name)}' has {len(shape)} dimensions, more than {MAX_RANK}")
-    if any(not 0 <= d <= INT64[1] for d in shape):
+    if any(not 0 <= d <= INT64[1] for d in shape):  # the rank is tensors.element_count's to check
         raise InvalidArgument(f"invalid shape for input '{shorten(name)}': dimensions must be between 0 and 2^63-1")
     return shape
 
@@ -210,7 +208,7 @@ def parse_infer(model: str, version: str, header, binary: bytes,
         raise InvalidArgument("the request body must be a JSON object")
     req = pb.ModelInferRequest(model_name=model, model_version=version)
     if "id" in header:
-        req.id = text(header["id"], "'id'") if isinstance(header["id"], str) else text(str(header["id"]), "'id'")
+        req.id = text(str(header["id"]), "'id'")
     params = _params(header.get("parameters"), "the request")
     set_params(req.parameters, params, skip=("binary_data_output",))
     inputs = header.get("inputs")

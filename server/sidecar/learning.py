@@ -51,23 +51,19 @@ def spec(repository, steps_default: int) -> Spec:
 
 
 def _check(repository, p: dict, painting: np.ndarray) -> tuple[str, str]:
-    from stylecast.export.styles import check_name, read_config, styles_of
+    """What add_style cannot say in the server's terms: an unknown model is NOT_FOUND, and the painting's size
+    is bounded. The style name and the model's styles are checked by add_style itself, before any work."""
+    from stylecast.export.styles import check_name
 
     try:
-        model, name = check_name(p["model"], "model name"), check_name(p["name"])
+        model = check_name(p["model"], "model name")  # before it becomes a path
     except ValueError as e:
         raise InvalidArgument(str(e)) from e
     if repository.root is None or not (repository.root / model / "config.pbtxt").is_file():
         raise NotFound(f"Request for unknown model: '{model}' is not a model of this server's repository")
-    try:
-        styles = styles_of(read_config(repository.root / model))
-    except ValueError as e:
-        raise InvalidArgument(str(e)) from e
-    if name in styles:
-        raise InvalidArgument(f"model '{model}' already has a style named '{name}': pick another name")
     if painting.ndim != 3 or min(painting.shape[:2]) < 16 or max(painting.shape[:2]) > MAX_PAINTING_SIDE:
         raise InvalidArgument(f"input 'painting' must be an H x W x 3 image of 16 to {MAX_PAINTING_SIDE} px a side")
-    return model, name
+    return model, p["name"]
 
 
 def learn(repository, painting: np.ndarray, p: dict, progress) -> dict[str, np.ndarray]:
@@ -82,7 +78,7 @@ def learn(repository, painting: np.ndarray, p: dict, progress) -> dict[str, np.n
         return progress(step, float(losses["total"]), last["image"])
 
     with tempfile.TemporaryDirectory(prefix="stylecast-learn-") as tmp:
-        path = Path(tmp) / f"{name}.png"
+        path = Path(tmp) / "painting.png"  # the name from the wire never becomes a path
         Image.fromarray(painting).save(path)
         try:
             change = add_style(path, model, repository.root, name, p["steps"], out=Path(tmp) / "run",

@@ -13,7 +13,7 @@ from ..errors import InvalidArgument
 from ..scheduler import check_stop
 from .attribution import GradCAM, GuidedBackprop, Occlusion, Saliency, SmoothGrad, occlusion_windows
 from .imaging import heat_overlay
-from .iterative import NEURON_LAYERS
+from .iterative import LAYERS, NEURON_LAYERS
 from .networks import Classifier, load_classifier
 from .neurons import NeuronScores, index, locate, network
 from .spec import Param, Run, Spec, Tensor, choice, image, scalar
@@ -95,7 +95,6 @@ def _box(layer: str, y: int, x: int, shape: tuple, size: tuple[int, int]) -> tup
     """(top, left, bottom, right) of the neuron's receptive field in the image's pixels. For VGG16 layers it
     is exact (convolutions and pools); elsewhere the layer's grid cell (the field is larger)."""
     from .gallery import receptive_field
-    from .iterative import LAYERS
 
     _, gh, gw = shape
     if layer in LAYERS:
