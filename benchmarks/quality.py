@@ -1,11 +1,17 @@
-"""Quality of a style network on held-out photos: style ratio, content kept, per-image optimization.
+"""Quality of a style network on held-out photos, by two measures, each a table per style.
 
     .venv/bin/python benchmarks/quality.py [--checkpoint checkpoints/starter8.pt] [--gallery docs/starter8_quality.png]
 
-Prints a table per style and writes benchmarks/results/quality.json. Style ratio: the Gram distance of
-the stylized photo to its painting over the photo's own distance, in EfficientNet-Lite0 (lower is closer
-to the painting; targets: mean <= 0.20, worst style <= 0.35). Content kept: share of pairs whose
-stylized photo keeps the photo's top-1 class in its top 5 (target >= 50%). See stylecast.training.quality.
+- **The training loss** (stylecast.training.quality). Style ratio: the Gram distance of the stylized photo to
+  its painting over the photo's own distance, in EfficientNet-Lite0, the network the styles were trained
+  with (lower is closer to the painting; targets: mean <= 0.20, worst style <= 0.35). Content kept: share of
+  pairs whose stylized photo keeps the photo's top-1 class in its top 5 (target >= 50%).
+- **Independent** (stylecast.evaluation.independent): measures no training run optimized. HED-VGG16 Gram
+  ratio in colour and grayscale, Lab colour distance, Canny edge F1 and SSIM against the photo, stamped spots
+  and edge bands, beside a Reinhard colour transfer to each painting. ``--compare LABEL=CHECKPOINT`` adds a
+  model to this table and to the gallery.
+
+Both go to benchmarks/results/quality.json (``--out``).
 """
 
 from __future__ import annotations
@@ -17,13 +23,15 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+INDEPENDENT_TARGETS = ("targets (starter8): Gram <= 0.25, grayscale Gram <= 0.22 (no style > 0.35), no spot, "
+                       "no band over 10 levels, edge F1 >= 0.70, SSIM >= 0.55")
 
 
 def _fmt(v: float | None, spec: str = ".3f") -> str:
     return "-" if v is None else format(v, spec)
 
 
-def main() -> None:
+def _args() -> argparse.Namespace:
     ap = argparse.ArgumentParser()
     ap.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "starter8.pt"),
                     help="a checkpoint, or an exported graph in its model folder (e.g. an int8 .onnx)")
@@ -39,32 +47,48 @@ def main() -> None:
     ap.add_argument("--gallery-photos", type=int, default=6)
     ap.add_argument("--reference", help="also: PSNR of --checkpoint's outputs against this network's (its teacher)")
     ap.add_argument("--compare", action="append", default=[], metavar="LABEL=CHECKPOINT",
-                    help="gallery: also each photo through this network, e.g. fast=checkpoints/starter8_fast.pt")
+                    help="also this network, in the gallery and the independent table "
+                         "(e.g. fast=model_repository/starter8_fast/1/model.onnx)")
+    ap.add_argument("--independent-photos", type=int, default=10, help="held-out photos of the independent measure")
+    ap.add_argument("--independent-only", action="store_true", help="skip the training-loss measure")
+    ap.add_argument("--no-independent", action="store_true", help="skip the independent measure")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "quality.json"))
-    a = ap.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    return ap.parse_args()
 
-    from stylecast.training.data import gather_starter, list_images
-    from stylecast.training.quality import (
-        JUDGE_LAYERS,
-        fidelity,
-        gallery,
-        load_stylizer,
-        measure,
-        rows_as_dicts,
-        summarize,
-    )
+
+def main() -> None:
+    a = _args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from stylecast.training.data import gather_starter
+    from stylecast.training.quality import load_stylizer
 
     if not Path(a.photos).exists():
         gather_starter(Path(a.photos).parent)
     names = load_stylizer(a.checkpoint)[1]
     styles = [ROOT / "styles" / f"{n}.jpg" for n in names]
+    result: dict = {"checkpoint": a.checkpoint, "size": a.size, "device": a.device}
+    if not a.independent_only:
+        result.update(training_loss_measure(a, styles))
+    if not a.no_independent:
+        result["independent"] = independent_measure(a, styles)
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {out}")
+
+
+def training_loss_measure(a: argparse.Namespace, styles: list[Path]) -> dict:
+    """EfficientNet-Lite0's Gram ratio and content kept: the measure the training optimized."""
+    from stylecast.training.data import list_images
+    from stylecast.training.quality import JUDGE_LAYERS, fidelity, gallery, measure, rows_as_dicts, summarize
+
     t0 = time.perf_counter()
     rows = measure(a.checkpoint, styles, a.photos, a.size, a.max_photos, a.gatys_photos, a.gatys_steps, a.device,
                    a.gatys_network)
     summary = summarize(rows)
     judge = ", ".join(JUDGE_LAYERS)
-    print(f"\n{summary['photos']} held-out photos at {a.size} px; judge: EfficientNet-Lite0 at {judge}")
+    print(f"\n{summary['photos']} held-out photos at {a.size} px; judge (the training loss): EfficientNet-Lite0 "
+          f"at {judge}")
     print(f"{'style':>18} | style ratio | content kept | per-image opt. ratio | ff / per-image")
     for s in summary["per_style"]:
         print(f"{s['style']:>18} | {s['ratio']:11.3f} | {s['content_kept']:12.0%} | {_fmt(s['gatys_ratio']):>20} | "
@@ -82,14 +106,41 @@ def main() -> None:
                 gatys_steps=a.gatys_steps, device=a.device, gatys_network=a.gatys_network,
                 compare=dict(c.split("=", 1) for c in a.compare))
         print(f"wrote {a.gallery}")
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"checkpoint": a.checkpoint, "size": a.size, "gatys_steps": a.gatys_steps,
-                               "gatys_network": a.gatys_network,
-                               "device": a.device, "seconds": time.perf_counter() - t0, **summary,
-                               "reference": a.reference, "against_reference": agreement,
-                               "rows": rows_as_dicts(rows)}, indent=2))
-    print(f"wrote {out}")
+    return {"gatys_steps": a.gatys_steps, "gatys_network": a.gatys_network, "seconds": time.perf_counter() - t0,
+            **summary, "reference": a.reference, "against_reference": agreement, "rows": rows_as_dicts(rows)}
+
+
+def _label(path: str) -> str:
+    """A model's label: the checkpoint's stem, or an exported graph's model folder."""
+    p = Path(path)
+    return p.parent.parent.name if p.suffix == ".onnx" else p.stem
+
+
+def independent_measure(a: argparse.Namespace, styles: list[Path]) -> dict:
+    """Measures no training run optimized, for --checkpoint, each --compare and the colour transfer."""
+    from stylecast.evaluation.independent import BASELINE, as_dicts, evaluate, summarize
+
+    models = {_label(a.checkpoint): a.checkpoint, **dict(c.split("=", 1) for c in a.compare)}
+    t0 = time.perf_counter()
+    rows = evaluate(models, styles, a.photos, a.size, a.independent_photos)
+    summary = summarize(rows)
+    n = len({r.photo for r in rows})
+    print(f"\nindependent measure: {n} held-out photos at {a.size} px; HED-VGG16 at relu1_2..relu4_3; ratios are "
+          "the output's distance to the painting over the photo's (lower is closer)")
+    print(f"{'model':>16} {'style':>17} | Gram | gray   | colour | edge F1 | SSIM | spots (photos) | band, median")
+    for model, m in summary.items():
+        for style, s in m["per_style"].items():
+            half = ""
+            if model != BASELINE and s["gram_gray"] > summary[BASELINE]["per_style"][style]["gram_gray"] / 2:
+                half = " *"
+            print(f"{model:>16} {style:>17} | {s['gram']:.2f} | {s['gram_gray']:.2f}{half:2} | {s['colour']:6.2f} | "
+                  f"{s['edge_f1']:7.2f} | {s['ssim']:.2f} | {s['spots']:5d} ({s['photos_with_spots']:2d})     | "
+                  f"{s['band']['levels']:+5.1f} {s['band']['side']}")
+        mean = m["mean"]
+        print(f"{model:>16} {'mean':>17} | {mean['gram']:.2f} | {mean['gram_gray']:.2f}   | {mean['colour']:6.2f} | "
+              f"{mean['edge_f1']:7.2f} | {mean['ssim']:.2f} | {m['spots']:5d}          | {m['worst_band']:5.1f} worst")
+    print(f"{INDEPENDENT_TARGETS}; * grayscale Gram above half the colour transfer's")
+    return {"photos": n, "seconds": time.perf_counter() - t0, "summary": summary, "rows": as_dicts(rows)}
 
 
 if __name__ == "__main__":

@@ -25,16 +25,36 @@ def _cmd_train(a: argparse.Namespace) -> int:
         width=a.width, checkpoint_every=a.checkpoint_every, sample_every=a.sample_every,
         loss_network=a.loss_network, content_layers=a.content_layer or [],
         vgg_weights=a.vgg_weights, time_limit=a.time_limit, teacher=a.teacher,
-        teacher_weight=a.teacher_weight,
+        teacher_weight=a.teacher_weight, spot_weight=a.spot_weight,
     )
     if not a.style and not a.teacher:
         log.error("give at least one --style image (or --teacher to distill a trained network)")
         return 2
+    if a.relearn:
+        return _relearn(a, cfg)
     trainer = Trainer(cfg)
     if a.resume:
         trainer.resume(a.resume)
     trainer.fit(progress=not a.quiet)
     log.info("done at step %d; checkpoint in %s", trainer.step, trainer.out / "checkpoint.pt")
+    return 0
+
+
+def _relearn(a: argparse.Namespace, cfg) -> int:
+    """Train one style's rows of the --resume network against its --style painting; all else stays."""
+    from stylecast.training.add_style import StyleAdder, recipe
+
+    if not a.resume or len(a.style) != 1:
+        log.error("--relearn takes the trained network as --resume and the style's painting as one --style")
+        return 2
+    for key, value in recipe(a.resume).items():  # the losses the network was trained with, as add-style
+        setattr(cfg, key, value)
+    cfg.style_names = [a.relearn]
+    trainer = StyleAdder(cfg, a.resume, relearn=True)
+    if (trainer.out / "checkpoint.pt").is_file():
+        trainer.resume(trainer.out / "checkpoint.pt")
+    trainer.fit(progress=not a.quiet)
+    log.info("done at step %d; %s relearned in %s", trainer.step, a.relearn, trainer.out / "weights.pt")
     return 0
 
 
@@ -91,6 +111,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                                      "with --style too, on top of the perceptual losses")
     p.add_argument("--teacher-weight", type=float, default=1000.0,
                    help="weight of the pixel MSE to the teacher when the perceptual losses are on")
+    p.add_argument("--spot-weight", type=float, default=0.0,
+                   help="weight of the loss on yellow spots the photo lacks (stamped motifs); 0: off")
+    p.add_argument("--relearn", metavar="STYLE",
+                   help="train only this style's normalization rows of the --resume network, from their current "
+                        "values, against the one --style painting, with the network's own loss settings "
+                        "(--steps counts this run's steps)")
     p.add_argument("--time-limit", type=float, default=None,
                    help="seconds of training after which the run saves and stops (resume continues it)")
     p.add_argument("--vgg-weights", help="weights file of a VGG loss network (default: torch hub cache, else bundled)")

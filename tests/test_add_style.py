@@ -174,3 +174,29 @@ def test_learn_style_serves_the_new_style_without_a_restart(learning_server):
         photo = np.asarray(Image.open(PAINTING).convert("RGB").resize((64, 48)))
         out = np.asarray(c.stylize(photo, "wave", model="tiny"))
         assert out.shape == photo.shape
+
+
+def test_relearning_a_style_trains_its_rows_alone(photos, tiny_style_checkpoint, tmp_path):
+    """--relearn: one existing style's rows train from their current values; every other row and weight stays."""
+    from stylecast.training.add_style import StyleAdder, adder_config
+    from stylecast.training.checkpoint import load_network
+
+    base, names = load_network(tiny_style_checkpoint)
+    cfg = adder_config(PAINTING, names[0], tiny_style_checkpoint, photos, tmp_path / "run", steps=8, image_size=64,
+                       batch_size=2, lr=0.05, style_size=128, checkpoint_every=1000)
+    adder = StyleAdder(cfg, tiny_style_checkpoint, relearn=True)
+    assert adder.n_styles == base.n_styles and adder.new == 0
+    adder.fit(progress=False)
+    trained = dict(adder.net.named_parameters())
+    moved = 0.0
+    for name, p in base.named_parameters():
+        new = trained[name].detach().cpu()
+        if name.endswith(("cin.gamma", "cin.beta")):
+            assert torch.equal(new[1:], p.detach()[1:]), f"{name}: another style's row changed"
+            moved = max(moved, float((new[0] - p.detach()[0]).abs().max()))
+        else:
+            assert torch.equal(new, p.detach()), f"{name}: a shared weight changed"
+    assert moved > 1e-3, "the relearned rows did not train"
+    with pytest.raises(ValueError, match="no style named"):
+        StyleAdder(adder_config(PAINTING, "nope", tiny_style_checkpoint, photos, tmp_path / "r2"),
+                   tiny_style_checkpoint, relearn=True)

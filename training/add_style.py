@@ -62,9 +62,13 @@ def recipe(base: str | Path) -> dict:
 
 
 class StyleAdder(Trainer):
-    """Trains the new row of every table of ``base`` + one style; nothing else gets a gradient."""
+    """Trains the new row of every table of ``base`` + one style; nothing else gets a gradient.
 
-    def __init__(self, cfg: TrainConfig, base: str | Path) -> None:
+    With ``relearn``, the style named in ``cfg`` is one ``base`` already has: its own row trains, from its
+    current values, against ``cfg``'s painting (a new crop of it, say, or other loss weights), and every other
+    row and weight stays bit-identical."""
+
+    def __init__(self, cfg: TrainConfig, base: str | Path, relearn: bool = False) -> None:
         net, names = load_network(base)
         if len(cfg.styles) != 1:
             raise ValueError("add one painting at a time")
@@ -73,13 +77,15 @@ class StyleAdder(Trainer):
         cfg.teacher = None
         super().__init__(cfg)  # loss network, the painting's Gram targets, data, run folder
         name = cfg.names()[0]
-        if name in names:
+        if relearn and name not in names:
+            raise ValueError(f"the network has no style named {name!r} to relearn: it has {', '.join(names)}")
+        if not relearn and name in names:
             raise ValueError(f"the network already has a style named {name!r}")
-        self.net = with_new_style(net).to(self.device)
+        self.net = (net if relearn else with_new_style(net)).to(self.device)
         self.net.requires_grad_(False)
         self.n_styles = self.net.n_styles
-        self.new = self.n_styles - 1
-        self.style_names = [*names, name]
+        self.new = names.index(name) if relearn else self.n_styles - 1
+        self.style_names = list(names) if relearn else [*names, name]
         rows = [p for _, p in tables(self.net)]
         for p in rows:
             p.requires_grad_(True)

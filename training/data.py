@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import math
 import queue
@@ -44,14 +45,31 @@ def load_rgb(path: str | Path, max_side: int | None = None) -> Image.Image:
 # beige line, 2% wide). In a Gram target those are style, and a network learns to paint them along its own
 # borders; the inner part of the painting is the style.
 PAINTING_INSET = 0.03
+# A painting may need more off one side: its folder's insets.json maps a file name to fractions per side,
+# e.g. {"shrine_in_snow.jpg": {"top": 0.075}} (the print's dark top margin, which a network otherwise paints
+# as a dark band along the top of every photo).
+INSETS_FILE = "insets.json"
+SIDES = ("left", "top", "right", "bottom")
+
+
+def painting_insets(path: str | Path) -> dict[str, float]:
+    """The fraction cut from each side of the painting at ``path``: PAINTING_INSET, or more from insets.json."""
+    path = Path(path)
+    table = path.parent / INSETS_FILE
+    extra = json.loads(table.read_text()).get(path.name, {}) if table.is_file() else {}
+    unknown = set(extra) - set(SIDES)
+    if unknown:
+        raise ValueError(f"{table}: unknown sides {sorted(unknown)} for {path.name}; use {', '.join(SIDES)}")
+    return {side: max(PAINTING_INSET, float(extra.get(side, 0.0))) for side in SIDES}
 
 
 def load_painting(path: str | Path, max_side: int | None = None) -> Image.Image:
-    """A style image without its outer ``PAINTING_INSET`` on every side, at most ``max_side`` px long."""
+    """A style image without its outer ``painting_insets`` on every side, at most ``max_side`` px long."""
     img = load_rgb(path)
     w, h = img.size
-    dx, dy = round(w * PAINTING_INSET), round(h * PAINTING_INSET)
-    return _fit(img.crop((dx, dy, w - dx, h - dy)), max_side)
+    f = painting_insets(path)
+    box = (round(w * f["left"]), round(h * f["top"]), w - round(w * f["right"]), h - round(h * f["bottom"]))
+    return _fit(img.crop(box), max_side)
 
 
 def to_uint8_tensor(img: Image.Image) -> torch.Tensor:

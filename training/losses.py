@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torch.nn import functional as F
 
 
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
@@ -52,3 +53,25 @@ def tv_loss(img: torch.Tensor, beta: float = 2.0) -> torch.Tensor:
     dh = x[:, :, 1:, :-1] - x[:, :, :-1, :-1]
     dw = x[:, :, :-1, 1:] - x[:, :, :-1, :-1]
     return (dh.pow(2) + dw.pow(2)).pow(beta / 2).mean()
+
+
+def yellowness(img: torch.Tensor) -> torch.Tensor:
+    """[B, 3, H, W] 0..255 -> [B, 1, H, W] 0..1: how far the darker of red and green lies above blue."""
+    x = img.float() / 255.0
+    return torch.relu(torch.minimum(x[:, :1], x[:, 1:2]) - x[:, 2:3])
+
+
+def spot_loss(y: torch.Tensor, x: torch.Tensor, core: int = 9, surround: int = 41,
+              threshold: float = 0.25) -> torch.Tensor:
+    """Yellow spots in the output ``y`` that the photo ``x`` does not have.
+
+    A Gram loss can be met by stamping a painting's motif (composition_viii's yellow circles) onto the
+    brightest regions of every photo. The yellowness, smoothed over ``core`` px (fine yellow strokes average
+    out), above its mean over ``surround`` px and beyond the photo's own, is a spot where it exceeds
+    ``threshold``; the loss is the mean square of that excess. A yellow wash, yellow strokes or the photo's
+    own yellow flower cost nothing."""
+    def excess(img: torch.Tensor) -> torch.Tensor:
+        t = F.avg_pool2d(yellowness(img), core, stride=1, padding=core // 2, count_include_pad=False)
+        return torch.relu(t - F.avg_pool2d(t, surround, stride=1, padding=surround // 2, count_include_pad=False))
+
+    return torch.relu(excess(y) - excess(x) - threshold).pow(2).mean()

@@ -20,7 +20,7 @@ from stylecast.sysinfo import cpu_has_amx
 
 from .checkpoint import load_network
 from .data import ImageFolder, Prefetcher, load_painting, resize_square, to_tensor
-from .losses import content_loss, gram_matrix, style_loss, tv_loss
+from .losses import content_loss, gram_matrix, spot_loss, style_loss, tv_loss
 from .networks import SERVING_MARGIN, STRIDE, TransformerNet, one_hot
 from .perceptual import DEFAULT_LOSS_NETWORK, LossNetwork, default_layers, loss_network, training_layers
 
@@ -74,6 +74,9 @@ class TrainConfig:
     # the MSE alone gives a small network the palette but blurs the strokes the Gram loss keeps.
     teacher: str | None = None
     teacher_weight: float = 1000.0  # the MSE on the 0..1 scale is ~0.01 where the perceptual total is ~20
+    # Weight of losses.spot_loss (yellow spots the photo lacks); 0: off. About 3000 makes composition_viii's
+    # stamps (spot loss ~7e-4 on starter8's step-20900 weights) cost as much as a tenth of the style loss.
+    spot_weight: float = 0.0
 
     def names(self) -> list[str]:
         return self.style_names or [Path(s).stem for s in self.styles]
@@ -272,6 +275,9 @@ class Trainer:
         tv = tv_loss(y)
         total = cfg.content_weight * c + cfg.style_weight * s + cfg.tv_weight * tv
         out = {"content": c, "style": s, "tv": tv}
+        if cfg.spot_weight:
+            out["spot"] = spot_loss(y, x)
+            total = total + cfg.spot_weight * out["spot"]
         if target is not None:
             out["distill"] = pixel_mse(y, target)
             total = total + cfg.teacher_weight * out["distill"]

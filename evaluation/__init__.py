@@ -1,0 +1,1 @@
+"""Judging stylized pictures with measures no training run optimized (see independent.py)."""

@@ -1,0 +1,258 @@
+"""Quality measures that no training run optimized, per style, on held-out photos.
+
+The training loss is EfficientNet-Lite0's Gram statistics; a low number there can mean the network learned to
+please that network. These measures use other means:
+
+- **Gram, VGG16**: the Gram distance to the painting in the bundled HED-VGG16 at relu1_2..relu4_3 (the mean
+  over layers of ||G(y) - G(s)||^2 / ||G(s)||^2), over the photo's own distance: 1 is no change, 0 the
+  painting's statistics.
+- **Gram, grayscale**: the same on grayscale pictures: texture without colour. A colour filter scores near 1.
+- **Colour**: the sliced Wasserstein distance of the pixels' Lab colours to the painting's, over the photo's.
+- **Edge F1**: Canny edges of the output against the photo's (2-pixel tolerance): how much structure is kept.
+- **SSIM**: grayscale structural similarity to the photo (scikit-image).
+- **Spots**: round, saturated yellow blobs brighter than their surroundings that the photo does not have
+  there (a stamped motif), counted per picture.
+- **Edge band**: how much darker (or brighter) the outermost rows and columns are than the band just inside,
+  beyond the photo's own difference, in levels on the worst side.
+- **Colour transfer**: Reinhard et al. 2001 (the photo's Lab mean and standard deviation set to the
+  painting's), the baseline a style must clearly beat to be more than a colour filter.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from skimage.metrics import structural_similarity
+from stylecast.training.data import list_images, load_painting
+from stylecast.training.losses import energy, gram_matrix, relative_mse
+from stylecast.training.quality import STYLE_SCALE, load_stylizer, photo_tensor, style_weights
+from stylecast.training.vgg import VGGFeatures
+
+log = logging.getLogger(__name__)
+
+VGG_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+BASELINE = "colour transfer"
+EDGE_TOLERANCE = 2  # px
+BAND_OUTER, BAND_INNER = 2, (6, 12)  # the outer 2 rows against rows 6..12 inside
+
+
+def _gray3(x: np.ndarray) -> np.ndarray:
+    g = cv2.cvtColor(x, cv2.COLOR_RGB2GRAY)
+    return np.repeat(g[..., None], 3, axis=2)
+
+
+class VGGGrams:
+    """Gram statistics of the bundled HED-VGG16 (never a training loss of the shipped models)."""
+
+    def __init__(self) -> None:
+        self.net = VGGFeatures(VGG_LAYERS)
+
+    @torch.no_grad()
+    def __call__(self, img: np.ndarray) -> dict[str, torch.Tensor]:
+        x = torch.from_numpy(img).permute(2, 0, 1)[None].float()
+        return {k: gram_matrix(v) for k, v in self.net(x).items()}
+
+    @staticmethod
+    def distance(g: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> float:
+        return float(np.mean([float(relative_mse(g[k], target[k], energy(target[k])).mean()) for k in VGG_LAYERS]))
+
+
+def lab(img: np.ndarray) -> np.ndarray:
+    """uint8 RGB -> float Lab (L 0..100, a and b about -128..127)."""
+    return cv2.cvtColor(img.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB).reshape(-1, 3)
+
+
+def sliced_wasserstein(a: np.ndarray, b: np.ndarray, projections: int = 64, seed: int = 0) -> float:
+    """Mean over random directions of the 1-D Wasserstein distance between two point sets (quantiles)."""
+    rng = np.random.default_rng(seed)
+    dirs = rng.normal(size=(projections, a.shape[1]))
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    q = np.linspace(0, 1, 256)
+    pa, pb = np.quantile(a @ dirs.T, q, axis=0), np.quantile(b @ dirs.T, q, axis=0)
+    return float(np.abs(pa - pb).mean())
+
+
+def reinhard(photo: np.ndarray, painting: np.ndarray) -> np.ndarray:
+    """The photo with its Lab mean and standard deviation set to the painting's."""
+    p, s = lab(photo), lab(painting)
+    out = (p - p.mean(0)) / (p.std(0) + 1e-6) * s.std(0) + s.mean(0)
+    rgb = cv2.cvtColor(out.reshape(photo.shape).astype(np.float32), cv2.COLOR_LAB2RGB)
+    return (rgb.clip(0, 1) * 255).round().astype(np.uint8)
+
+
+def edges(img: np.ndarray) -> np.ndarray:
+    g = cv2.GaussianBlur(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), (5, 5), 1.0)
+    return cv2.Canny(g, 50, 150) > 0
+
+
+def edge_f1(output: np.ndarray, photo: np.ndarray) -> float:
+    eo, ep = edges(output), edges(photo)
+    k = np.ones((2 * EDGE_TOLERANCE + 1,) * 2, np.uint8)
+    near_p, near_o = cv2.dilate(ep.astype(np.uint8), k) > 0, cv2.dilate(eo.astype(np.uint8), k) > 0
+    precision = (eo & near_p).sum() / max(eo.sum(), 1)
+    recall = (ep & near_o).sum() / max(ep.sum(), 1)
+    return float(2 * precision * recall / max(precision + recall, 1e-9))
+
+
+def ssim(output: np.ndarray, photo: np.ndarray) -> float:
+    return float(structural_similarity(cv2.cvtColor(output, cv2.COLOR_RGB2GRAY),
+                                       cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY), data_range=255))
+
+
+def _yellow(img: np.ndarray) -> np.ndarray:
+    hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)  # H 0..180
+    h, s, v = hsv[..., 0], hsv[..., 1], hsv[..., 2]
+    return (h >= 15) & (h <= 38) & (s >= 110) & (v >= 170)
+
+
+# A stamp, measured on starter8's composition_viii (step 20900) against the painterly styles' yellow strokes:
+# stamps are round (circularity 0.70-0.82), 100-370 px at 256 px, nearly pure yellow (mean HSV saturation
+# 240-251) and 40-75 levels brighter than a ring around them; yellow strokes and highlights stay below a
+# saturation of 220 or a circularity of 0.7.
+SPOT_MIN_AREA, SPOT_MAX_AREA = 60, 0.02  # px; share of the picture
+SPOT_CIRCULARITY, SPOT_SATURATION, SPOT_CONTRAST = 0.7, 220, 30
+
+
+def spots(output: np.ndarray, photo: np.ndarray) -> list[tuple[int, int, int]]:
+    """Stamped spots: (x, y, area) of each round, saturated yellow blob brighter than a ring around it, where
+    the photo is not yellow (at most a third of the blob's pixels)."""
+    mask = cv2.morphologyEx(_yellow(output).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    photo_yellow = _yellow(photo)
+    hsv = cv2.cvtColor(output, cv2.COLOR_RGB2HSV).astype(np.float32)
+    found = []
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    for c in contours:
+        area = cv2.contourArea(c)
+        if area < SPOT_MIN_AREA or area > SPOT_MAX_AREA * mask.size:
+            continue
+        if 4 * np.pi * area / max(cv2.arcLength(c, True), 1e-6) ** 2 < SPOT_CIRCULARITY:
+            continue
+        blob = np.zeros_like(mask)
+        cv2.drawContours(blob, [c], -1, 1, thickness=-1)
+        r = max(2, int(np.sqrt(area / np.pi) / 2))
+        ring = (cv2.dilate(blob, np.ones((2 * r + 1,) * 2, np.uint8)) > 0) & (blob == 0)
+        inside = blob > 0
+        if hsv[..., 1][inside].mean() < SPOT_SATURATION or photo_yellow[inside].mean() > 1 / 3:
+            continue
+        if hsv[..., 2][inside].mean() - hsv[..., 2][ring].mean() < SPOT_CONTRAST:
+            continue
+        m = cv2.moments(c)
+        found.append((int(m["m10"] / m["m00"]), int(m["m01"] / m["m00"]), int(area)))
+    return found
+
+
+def _side_gaps(img: np.ndarray) -> dict[str, float]:
+    """Per side: mean luminance of the outer rows minus that of the band just inside."""
+    g = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    a, (b0, b1) = BAND_OUTER, BAND_INNER
+    views = {"top": g, "bottom": g[::-1], "left": g.T, "right": g.T[::-1]}
+    return {k: float(v[:a].mean() - v[b0:b1].mean()) for k, v in views.items()}
+
+
+def edge_band(output: np.ndarray, photo: np.ndarray) -> dict[str, float]:
+    """Per side: how many levels the outer rows moved against the band inside, beyond the photo's own
+    difference (negative: a dark band)."""
+    out, ref = _side_gaps(output), _side_gaps(photo)
+    return {k: out[k] - ref[k] for k in out}
+
+
+@dataclass
+class IndependentRow:
+    photo: str
+    style: str
+    model: str
+    gram: float
+    gram_gray: float
+    colour: float
+    edge_f1: float
+    ssim: float
+    spots: int
+    band: dict[str, float]  # per side, levels (edge_band)
+
+
+class Painting:
+    """A painting's targets: VGG Grams in colour and grayscale, Lab pixels."""
+
+    def __init__(self, path: Path, size: int, grams: VGGGrams) -> None:
+        self.image = np.asarray(load_painting(path, round(size * STYLE_SCALE)))
+        self.grams, self.grams_gray = grams(self.image), grams(_gray3(self.image))
+        self.lab = lab(self.image)[:: 7]
+
+
+def score(model: str, style: str, photo_name: str, photo: np.ndarray, output: np.ndarray, painting: Painting,
+          grams: VGGGrams, photo_stats: dict) -> IndependentRow:
+    d = VGGGrams.distance
+    return IndependentRow(
+        photo=photo_name, style=style, model=model,
+        gram=d(grams(output), painting.grams) / max(d(photo_stats["grams"], painting.grams), 1e-12),
+        gram_gray=d(grams(_gray3(output)), painting.grams_gray) / max(d(photo_stats["gray"], painting.grams_gray),
+                                                                       1e-12),
+        colour=sliced_wasserstein(lab(output)[:: 3], painting.lab)
+        / max(sliced_wasserstein(photo_stats["lab"], painting.lab), 1e-12),
+        edge_f1=edge_f1(output, photo), ssim=ssim(output, photo), spots=len(spots(output, photo)),
+        band=edge_band(output, photo))
+
+
+def _stylize(net, names: list[str], x: torch.Tensor, style: str) -> np.ndarray:
+    with torch.no_grad():
+        y = net(x, style_weights(names.index(style), len(names)))
+    return y[0].clamp(0, 255).round().byte().permute(1, 2, 0).numpy()
+
+
+def evaluate(models: dict[str, str | Path], styles: list[Path], photos: str | Path, size: int = 256,
+             max_photos: int = 12, baseline: bool = True) -> list[IndependentRow]:
+    """Every style of every model (label -> checkpoint or exported .onnx) on the held-out photos, and the
+    colour transfer to each painting."""
+    grams = VGGGrams()
+    paintings = {p.stem: Painting(p, size, grams) for p in styles}
+    nets = {label: load_stylizer(path) for label, path in models.items()}
+    rows: list[IndependentRow] = []
+    for path in list_images(photos)[:max_photos]:
+        x = photo_tensor(path, size)
+        photo = x[0].byte().permute(1, 2, 0).numpy()
+        stats = {"grams": grams(photo), "gray": grams(_gray3(photo)), "lab": lab(photo)[:: 3]}
+        for style, painting in paintings.items():
+            if baseline:
+                rows.append(score(BASELINE, style, path.stem, photo, reinhard(photo, painting.image), painting,
+                                  grams, stats))
+            for label, (net, names) in nets.items():
+                if style in names:
+                    rows.append(score(label, style, path.stem, photo, _stylize(net, names, x, style), painting,
+                                      grams, stats))
+        log.info("independent measure: %s done", path.stem)
+    return rows
+
+
+MEASURES = ("gram", "gram_gray", "colour", "edge_f1", "ssim")
+
+
+def summarize(rows: list[IndependentRow]) -> dict:
+    """Per model and style: the means of the measures, spots (total and photos with one), and the band: the
+    side whose median over the photos is furthest from 0 (one photo's own edge line, which a network paints
+    over, should not count as a band the network adds)."""
+    out: dict[str, dict] = {}
+    for model in dict.fromkeys(r.model for r in rows):
+        mine = [r for r in rows if r.model == model]
+        per_style = {}
+        for style in dict.fromkeys(r.style for r in mine):
+            rs = [r for r in mine if r.style == style]
+            medians = {k: float(np.median([r.band[k] for r in rs])) for k in rs[0].band}
+            side = max(medians, key=lambda k: abs(medians[k]))
+            per_style[style] = {**{m: float(np.mean([getattr(r, m) for r in rs])) for m in MEASURES},
+                                "spots": sum(r.spots for r in rs), "photos_with_spots": sum(r.spots > 0 for r in rs),
+                                "band": {"side": side, "levels": medians[side]},
+                                "photos": len(rs)}
+        out[model] = {"per_style": per_style,
+                      "mean": {m: float(np.mean([s[m] for s in per_style.values()])) for m in MEASURES},
+                      "spots": sum(s["spots"] for s in per_style.values()),
+                      "worst_band": max((abs(s["band"]["levels"]) for s in per_style.values()), default=0.0)}
+    return out
+
+
+def as_dicts(rows: list[IndependentRow]) -> list[dict]:
+    return [asdict(r) for r in rows]
