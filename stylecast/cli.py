@@ -25,7 +25,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
         width=a.width, checkpoint_every=a.checkpoint_every, sample_every=a.sample_every,
         loss_network=a.loss_network, content_layers=a.content_layer or [],
         vgg_weights=a.vgg_weights, time_limit=a.time_limit, teacher=a.teacher,
-        teacher_weight=a.teacher_weight, spot_weight=a.spot_weight,
+        teacher_weight=a.teacher_weight, spot_weight=a.spot_weight, norm=a.norm,
     )
     if not a.style and not a.teacher:
         log.error("give at least one --style image (or --teacher to distill a trained network)")
@@ -102,6 +102,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--residual-blocks", type=int, default=5, help="residual blocks at 1/4 resolution")
     p.add_argument("--edge-kernel", type=int, default=9, choices=(3, 5, 7, 9),
                    help="side of the first and last convolutions (full resolution); 3 for a fast model")
+    p.add_argument("--norm", default="instance", choices=("instance", "batch"),
+                   help="normalization of a single-style network (batch: only to compare; instance norm is better)")
     p.add_argument("--margin", type=int, default=12,  # networks.SERVING_MARGIN (the CLI imports torch lazily)
                    help="replicated pixels around each crop, cropped off before the losses, as the server does "
                         "(0: the bare network, which learns to paint lines along the borders)")

@@ -264,3 +264,26 @@ def test_the_network_compiles_and_matches_eager():
         compiled = torch.compile(net, dynamic=False)(x, w)
     torch._dynamo.reset()
     assert torch.allclose(compiled, eager, atol=1e-2)
+
+
+def test_a_batch_norm_network_trains_reloads_and_exports(photos, tmp_path):
+    """--norm batch (the comparison of docs/training.md): batch norm layers with running statistics that
+    training moves, a checkpoint that reloads as the same network, an ONNX graph within the parity tolerance;
+    several styles keep conditional instance norm."""
+    from stylecast.export.onnx_export import export_to_repository
+    from stylecast.training.checkpoint import load_network
+    from stylecast.training.networks import TransformerNet
+
+    t = Trainer(_cfg(photos, tmp_path / "run", 4, styles=[str(STYLES / "great_wave.jpg")], norm="batch"))
+    bns = [m for m in t.net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and not [m for m in t.net.modules() if isinstance(m, torch.nn.InstanceNorm2d)]
+    t.fit(progress=False)
+    assert float(bns[0].running_var.sub(1).abs().max()) > 1e-3, "training never moved the running statistics"
+    net, _ = load_network(tmp_path / "run" / "weights.pt")
+    x = torch.rand(1, 3, 32, 32) * 255
+    with torch.no_grad():
+        assert torch.equal(net(x), t.net.eval()(x))
+    _, report = export_to_repository(tmp_path / "run" / "weights.pt", "bn", tmp_path / "repo")
+    assert all(r.max_abs <= 2 for r in report)
+    with pytest.raises(ValueError, match="single-style"):
+        TransformerNet(2, norm="batch")

@@ -14,7 +14,7 @@ def load_network(path: str | Path, map_location: str = "cpu") -> tuple[Transform
     s = torch.load(path, map_location=map_location, weights_only=False)
     arch = s.get("arch", {})  # files written before the architecture was configurable hold the default one
     net = TransformerNet(int(s["n_styles"]), float(s["width"]), int(arch.get("residual_blocks", 5)),
-                         int(arch.get("edge_kernel", 9)))
+                         int(arch.get("edge_kernel", 9)), arch.get("norm", "instance"))
     net.load_state_dict(s["model"])
     net.eval()
     return net, list(s["style_names"])

@@ -44,14 +44,25 @@ class ConditionalInstanceNorm2d(nn.Module):
         return self.norm(x) * gamma + beta
 
 
-class Norm(nn.Module):
-    """Instance norm (single style) or conditional instance norm (several styles)."""
+NORMS = ("instance", "batch")
 
-    def __init__(self, channels: int, n_styles: int) -> None:
+
+class Norm(nn.Module):
+    """Instance norm (single style) or conditional instance norm (several styles); batch norm, for a single
+    style, only to compare against (Ulyanov et al. 2016: instance norm makes fast style transfer better;
+    docs/training.md measures it)."""
+
+    def __init__(self, channels: int, n_styles: int, kind: str = "instance") -> None:
         super().__init__()
+        if kind not in NORMS:
+            raise ValueError(f"unknown norm {kind!r}: use one of {', '.join(NORMS)}")
+        if kind == "batch" and n_styles > 1:
+            raise ValueError("batch norm is for a single-style network (several styles use conditional instance norm)")
         self.conditional = n_styles > 1
         if self.conditional:
             self.cin = ConditionalInstanceNorm2d(channels, n_styles)
+        elif kind == "batch":
+            self.bnorm = nn.BatchNorm2d(channels, affine=True)
         else:
             self.inorm = nn.InstanceNorm2d(channels, affine=True)
 
@@ -60,7 +71,7 @@ class Norm(nn.Module):
             if weights is None:
                 raise ValueError("a multi-style network needs style weights")
             return self.cin(x, weights)
-        return self.inorm(x)
+        return self.bnorm(x) if hasattr(self, "bnorm") else self.inorm(x)
 
 
 def _phase_kernels(k: torch.Tensor) -> list[torch.Tensor]:
@@ -101,7 +112,7 @@ class ConvNormAct(nn.Module):
 
     def __init__(
         self, cin: int, cout: int, kernel: int, stride: int, n_styles: int,
-        upsample: bool = False, relu: bool = True,
+        upsample: bool = False, relu: bool = True, norm: str = "instance",
     ) -> None:
         super().__init__()
         if upsample and (kernel, stride) != (3, 1):
@@ -109,7 +120,7 @@ class ConvNormAct(nn.Module):
         self.upsample = upsample
         self.pad = nn.ReflectionPad2d(kernel // 2)
         self.conv = nn.Conv2d(cin, cout, kernel, stride)
-        self.norm = Norm(cout, n_styles)
+        self.norm = Norm(cout, n_styles, norm)
         self.relu = relu
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
@@ -119,10 +130,10 @@ class ConvNormAct(nn.Module):
 
 
 class ResidualBlock(nn.Module):
-    def __init__(self, channels: int, n_styles: int) -> None:
+    def __init__(self, channels: int, n_styles: int, norm: str = "instance") -> None:
         super().__init__()
-        self.a = ConvNormAct(channels, channels, 3, 1, n_styles)
-        self.b = ConvNormAct(channels, channels, 3, 1, n_styles, relu=False)
+        self.a = ConvNormAct(channels, channels, 3, 1, n_styles, norm=norm)
+        self.b = ConvNormAct(channels, channels, 3, 1, n_styles, relu=False, norm=norm)
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
         return x + self.b(self.a(x, weights), weights)
@@ -132,23 +143,27 @@ class TransformerNet(nn.Module):
     """The feed-forward style network. ``width`` scales every channel count (1.0 = 32/64/128);
     ``n_residual`` residual blocks at 1/4 resolution; ``edge_kernel`` is the side of the first and last
     convolutions, the only ones at full resolution besides the last upsampling stage (9 in Johnson's
-    network; 3 is far cheaper for a fast model)."""
+    network; 3 is far cheaper for a fast model); ``norm`` "batch" swaps instance norm for batch norm in a
+    single-style network, for the comparison in docs/training.md."""
 
-    def __init__(self, n_styles: int = 1, width: float = 1.0, n_residual: int = 5, edge_kernel: int = 9) -> None:
+    def __init__(self, n_styles: int = 1, width: float = 1.0, n_residual: int = 5, edge_kernel: int = 9,
+                 norm: str = "instance") -> None:
         super().__init__()
         c1, c2, c3 = (max(4, round(c * width)) for c in (32, 64, 128))
         self.n_styles = n_styles
         self.width = width
         self.arch = {"width": width, "residual_blocks": n_residual, "edge_kernel": edge_kernel}
+        if norm != "instance":
+            self.arch["norm"] = norm
         self.down = nn.ModuleList([
-            ConvNormAct(3, c1, edge_kernel, 1, n_styles),
-            ConvNormAct(c1, c2, 3, 2, n_styles),
-            ConvNormAct(c2, c3, 3, 2, n_styles),
+            ConvNormAct(3, c1, edge_kernel, 1, n_styles, norm=norm),
+            ConvNormAct(c1, c2, 3, 2, n_styles, norm=norm),
+            ConvNormAct(c2, c3, 3, 2, n_styles, norm=norm),
         ])
-        self.res = nn.ModuleList([ResidualBlock(c3, n_styles) for _ in range(n_residual)])
+        self.res = nn.ModuleList([ResidualBlock(c3, n_styles, norm) for _ in range(n_residual)])
         self.up = nn.ModuleList([
-            ConvNormAct(c3, c2, 3, 1, n_styles, upsample=True),
-            ConvNormAct(c2, c1, 3, 1, n_styles, upsample=True),
+            ConvNormAct(c3, c2, 3, 1, n_styles, upsample=True, norm=norm),
+            ConvNormAct(c2, c1, 3, 1, n_styles, upsample=True, norm=norm),
         ])
         self.out_pad = nn.ReflectionPad2d(edge_kernel // 2)
         self.out_conv = nn.Conv2d(c1, 3, edge_kernel, 1)

@@ -55,6 +55,7 @@ class TrainConfig:
     width: float = 1.0
     residual_blocks: int = 5
     edge_kernel: int = 9  # first and last convolution (full resolution): 9 as Johnson; 3 for a fast model
+    norm: str = "instance"  # "batch": batch norm instead, single style only (the comparison in docs/training.md)
     # Replicated pixels around each crop, cropped off the output before the losses, as the server does
     # (networks.SERVING_MARGIN). Without it the network learns to paint high-contrast lines along the
     # borders, which lower the Gram loss but are never served. 0 trains the bare network.
@@ -158,7 +159,8 @@ class Trainer:
         np.random.seed(cfg.seed)
         self.n_styles = len(cfg.styles)
         self.style_names = cfg.names()  # the CIN rows' names, in order
-        self.net = TransformerNet(self.n_styles, cfg.width, cfg.residual_blocks, cfg.edge_kernel).to(self.device)
+        self.net = TransformerNet(self.n_styles, cfg.width, cfg.residual_blocks, cfg.edge_kernel,
+                                  cfg.norm).to(self.device)
         cin = [p for n, p in self.net.named_parameters() if ".cin." in n]
         rest = [p for n, p in self.net.named_parameters() if ".cin." not in n]
         # Group 0: the shared weights; group 1: the CIN tables. set_lr() gives each its rate on every step.
