@@ -152,3 +152,28 @@ def tiny_classifier():
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
                               torch.nn.Flatten(), torch.nn.Linear(8, 1000))
     return Classifier(net, net[0], 1 / 255, 0.0, "tiny", lambda x: net[:4](x))
+
+
+def test_the_sidecar_scans_every_layer_once_in_the_background_at_load(sidecar_url):
+    """max_activating_patches' load starts one scan of the gallery for every layer (a fresh server's first
+    call used to scan for a minute and miss the client's deadline); calls at any layer then find it done."""
+    import os
+    import time
+    from pathlib import Path
+
+    from stylecast.client import Client
+    from stylecast.server.sidecar import activations
+    from stylecast.server.sidecar.iterative import LAYERS
+
+    deadline = time.monotonic() + 300
+    while not activations._SCANS and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert activations._SCANS, "no background scan finished"
+    files = sorted((Path(os.environ["STYLECAST_CACHE"]) / "units").glob("*.npz"))
+    assert len(files) == len(LAYERS), [f.name for f in files]
+    stamps = [f.stat().st_mtime_ns for f in files]
+    with Client(sidecar_url, timeout=30) as c:
+        for layer, channel in (("relu1_2", 3), ("relu4_3", 17)):
+            r = c.patches(layer, channel, k=3)
+            assert len(r.values) == 3 and list(r.values) == sorted(r.values, reverse=True)
+    assert [f.stat().st_mtime_ns for f in sorted(files)] == stamps, "a call scanned the gallery again"

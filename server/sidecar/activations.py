@@ -5,7 +5,6 @@ One spec each, at the end."""
 from __future__ import annotations
 
 import threading
-from functools import lru_cache
 
 import numpy as np
 from PIL import Image
@@ -66,9 +65,25 @@ def _vgg():
     return loss_network(LAYERS)
 
 
-@lru_cache(maxsize=2 * len(LAYERS))
+_SCAN_LOCK = threading.Lock()
+_SCANS: dict[gal.Gallery, dict[str, gal.UnitMaxima]] = {}
+
+
 def _maxima(gallery: gal.Gallery, layer: str) -> gal.UnitMaxima:
-    return gal.cached_unit_maxima(_vgg(), gallery, layer)
+    """Every layer's unit maxima of ``gallery``, from one scan (or the disk cache); a call during the scan
+    that the model's load started waits for it rather than scanning again."""
+    with _SCAN_LOCK:
+        if gallery not in _SCANS:
+            _SCANS[gallery] = gal.cached_unit_maxima(_vgg(), gallery, LAYERS)
+        return _SCANS[gallery][layer]
+
+
+def _warm_patches() -> None:
+    """The gallery's features now; its scan of every layer in the background, so the server is ready for
+    the other models at once and the first max_activating_patches call waits at most for the rest of it."""
+    _warm_gallery()
+    threading.Thread(target=_maxima, args=(gal.default_gallery(), LAYERS[0]), name="gallery-scan",
+                     daemon=True).start()
 
 
 def _run_patches(inputs: dict, p: dict, progress=None) -> dict:
@@ -115,7 +130,7 @@ SPECS = (
     Spec("max_activating_patches", "the gallery regions that excite one VGG16 unit most, cropped to its "
          "receptive field", (text("layer"), scalar("channel")),
          (Tensor("patches", mc.TYPE_UINT8, (-1, -1, -1, 3)), Tensor("scores", mc.TYPE_FP32, (-1,)), NAMES, PICTURE),
-         (Param("k", int, 9, 1, 64, "patches to return"),), _run_patches, load=_warm_gallery, family="gallery"),
+         (Param("k", int, 9, 1, 64, "patches to return"),), _run_patches, load=_warm_patches, family="gallery"),
     Spec("filters", "the first convolution's kernels as an image grid (each kernel scaled to 0..255)",
          (text("network"),), (PICTURE, scalar("count")),
          (Param("scale", int, 8, 1, 32, "pixels per kernel element"),), _run_filters, load=load_classifier,

@@ -178,32 +178,46 @@ class UnitMaxima:
     cols: np.ndarray  # [N, C]
 
 
-def cached_unit_maxima(vgg, gallery: Gallery, layer: str, side: int = 224) -> UnitMaxima:
-    """``unit_maxima`` of the gallery, stored on disk keyed by the weights, the layer and the files' bytes."""
+def _maxima_path(vgg, gallery: Gallery, layer: str, side: int) -> Path:
     key = hashlib.sha256("".join(gallery.digests).encode()).hexdigest()[:24]
-    path = cache_dir() / "units" / f"vgg16-{vgg.weights_kind}-{layer}-{side}-{key}.npz"
-    if path.exists():
-        z = np.load(path)
-        return UnitMaxima(z["values"], z["rows"], z["cols"])
-    m = unit_maxima(vgg, gallery.paths, layer, side)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, values=m.values, rows=m.rows, cols=m.cols)
-    return m
+    return cache_dir() / "units" / f"vgg16-{vgg.weights_kind}-{layer}-{side}-{key}.npz"
 
 
-def unit_maxima(vgg, paths: list[Path], layer: str, side: int = 224, batch: int = 8) -> UnitMaxima:
-    """One pass over the gallery answers every channel of the layer."""
-    log.info("max-activating patches: scanning %d gallery images at %s", len(paths), layer)
-    values, rows, cols = [], [], []
+def cached_unit_maxima(vgg, gallery: Gallery, layers: tuple[str, ...], side: int = 224) -> dict[str, UnitMaxima]:
+    """``unit_maxima`` of the gallery for ``layers``, stored on disk keyed by the weights, the layer and the
+    files' bytes; the layers not on disk yet come from one pass over the gallery."""
+    out: dict[str, UnitMaxima] = {}
+    for layer in layers:
+        path = _maxima_path(vgg, gallery, layer, side)
+        if path.exists():
+            z = np.load(path)
+            out[layer] = UnitMaxima(z["values"], z["rows"], z["cols"])
+    todo = tuple(n for n in layers if n not in out)
+    if todo:
+        for layer, m in unit_maxima(vgg, gallery.paths, todo, side).items():
+            path = _maxima_path(vgg, gallery, layer, side)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(path, values=m.values, rows=m.rows, cols=m.cols)
+            out[layer] = m
+    return out
+
+
+def unit_maxima(vgg, paths: list[Path], layers: tuple[str, ...], side: int = 224,
+                batch: int = 8) -> dict[str, UnitMaxima]:
+    """One pass over the gallery answers every channel of every layer in ``layers``."""
+    log.info("max-activating patches: scanning %d gallery images at %s", len(paths), ", ".join(layers))
+    parts: dict[str, tuple[list, list, list]] = {n: ([], [], []) for n in layers}
     for k in range(0, len(paths), batch):
         x = torch.cat([_prepare(Image.open(p), side) for p in paths[k:k + batch]])
         with torch.no_grad():
-            a = vgg(x)[layer]
-        v, flat = a.flatten(2).max(2)
-        values.append(v.numpy())
-        rows.append((flat // a.shape[3]).numpy())
-        cols.append((flat % a.shape[3]).numpy())
-    return UnitMaxima(np.concatenate(values), np.concatenate(rows), np.concatenate(cols))
+            feats = vgg(x)
+        for layer, (values, rows, cols) in parts.items():
+            a = feats[layer]
+            v, flat = a.flatten(2).max(2)
+            values.append(v.numpy())
+            rows.append((flat // a.shape[3]).numpy())
+            cols.append((flat % a.shape[3]).numpy())
+    return {n: UnitMaxima(*(np.concatenate(part) for part in parts[n])) for n in layers}
 
 
 def max_activating_patches(vgg, paths: list[Path], layer: str, channel: int, k: int = 9, side: int = 224,
@@ -211,7 +225,7 @@ def max_activating_patches(vgg, paths: list[Path], layer: str, channel: int, k: 
     """The k gallery images whose strongest response of one channel is highest, each cropped to the
     receptive field of that unit: (patches, scores, gallery indices)."""
     size, jump = receptive_field(layer)
-    m = maxima or unit_maxima(vgg, paths, layer, side)
+    m = maxima or unit_maxima(vgg, paths, (layer,), side)[layer]
     order = np.argsort(-m.values[:, channel], kind="stable")[:k]
     patches, scores = [], []
     for n in order:
