@@ -630,8 +630,53 @@ def _explain_input(a: argparse.Namespace, t, params: dict):
     return np.array([str(v).encode()], np.object_) if t.data_type == mc.TYPE_STRING else np.array([v], np.int32)
 
 
+def served_parameters(url: str, technique: str, token: str | None = None, timeout: float = 5.0) -> list[str]:
+    """Lines describing ``technique``'s inputs and --param names as the server at ``url`` serves them."""
+    from stylecast.client import Client
+    from stylecast.client.techniques import technique_params
+
+    with Client(url, token=token, timeout=timeout, retries=0) as c:
+        cfg = c.config(technique)
+    lines = [f"{technique} as served at {url}:", "  inputs: " + ", ".join(
+        f"{t.name}{' (optional)' if t.optional else ''}" for t in cfg.input)]
+    params = technique_params(cfg)
+    lines.append("  parameters (--param NAME=VALUE):" if params else "  no parameters")
+    for info in params.values():
+        bounds = "" if info.low is None else f", {info.low:g}..{info.high:g}"
+        choices = f", one of {'|'.join(info.choices)}" if info.choices else ""
+        lines.append(f"    {info.name}: {info.kind.__name__}, default {info.default}{bounds}{choices}. {info.help}")
+    return lines
+
+
+_ARGV: list[str] = []  # the command line main() parses, for the help action that reads options after it
+
+
+class _ExplainHelp(argparse.Action):
+    """-h/--help of explain: the options, then the technique's inputs and parameters read from the server."""
+
+    def __init__(self, option_strings, dest, **kw) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=kw.get("help"))
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        parser.print_help()
+        technique = getattr(namespace, "technique", None)
+        if technique:
+            pre = argparse.ArgumentParser(add_help=False)
+            _add_client_args(pre)
+            client = pre.parse_known_args(_ARGV or sys.argv[1:])[0]
+            try:
+                print("\n" + "\n".join(served_parameters(client.url, technique, client.token)))
+            except Exception as e:  # noqa: BLE001 - help must print whatever the server's state
+                print(f"\n({technique}'s parameters come from a running server: none answered at {client.url} "
+                      f"({type(e).__name__}); start one with `stylecast serve --sidecar`)")
+        parser.exit()
+
+
 def _add_explain(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("explain", help="run a technique of the sidecar and write a PNG")
+    p = sub.add_parser("explain", help="run a technique of the sidecar and write a PNG", add_help=False,
+                       description="Run a technique of the sidecar. `stylecast explain TECHNIQUE --help` also lists "
+                                   "the technique's inputs and parameters as the server (--url) serves them.")
+    p.add_argument("-h", "--help", action=_ExplainHelp, help="show this help and TECHNIQUE's served parameters")
     p.add_argument("technique", help="a technique's model name: saliency, guided_backprop, gradcam, occlusion, "
                                      "fooling, class_visualization, texture_synthesis, deepdream, feature_inversion, "
                                      "gatys, knn, embedding, max_activating_patches, filters")
@@ -698,6 +743,7 @@ def explain_failure(e: BaseException, a: argparse.Namespace) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    _ARGV[:] = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

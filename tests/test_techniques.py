@@ -171,3 +171,20 @@ def test_two_servers_in_one_process_keep_their_own_slots(sidecar_server, cat_on_
         done.set()
         t.join()
         other.stop()
+
+
+def test_explain_help_lists_the_served_parameters(sidecar_url, capsys):
+    """`stylecast explain TECHNIQUE --help` reads the technique's inputs and parameters from the server, so a
+    user sees the --param names (defaults, bounds, choices) before guessing one wrong."""
+    from stylecast.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["explain", "deepdream", "--url", sidecar_url, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "--output" in out and f"deepdream as served at {sidecar_url}" in out
+    for p in SPECS["deepdream"].params:
+        assert f"    {p.name}: {p.kind.__name__}, default {p.default}" in out, p.name
+    with pytest.raises(SystemExit):
+        main(["explain", "deepdream", "--help", "--url", "127.0.0.1:1"])
+    assert "none answered at 127.0.0.1:1" in capsys.readouterr().out
