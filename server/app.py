@@ -41,6 +41,7 @@ class ServerOptions:
     max_json_elements: int = 4 * 1024 * 1024  # elements of the JSON tensors of one HTTP request
     allow_origins: tuple[str, ...] = ()  # web origins (besides the server's own) whose pages may call the API
     grace: float = 5.0  # seconds requests in flight get to finish when the server stops
+    upstream: str | None = None  # HOST:PORT of a KServe v2 gRPC server whose models this one forwards
 
 
 class Server:
@@ -56,6 +57,7 @@ class Server:
         self.http = None
         self.port: int | None = None
         self._grpc: grpc.Server | None = None
+        self.upstream = None
 
     def start(self) -> int:
         o = self.options
@@ -65,6 +67,11 @@ class Server:
 
             names = catalog.register(self.repository, Slots(o.max_optimizations), o.allow_learning)
             log.info("sidecar techniques: %s", ", ".join(names))
+        if o.upstream:
+            from .upstream import Upstream
+
+            self.upstream = Upstream(o.upstream, max_message_mb=o.max_message_mb)
+            self.upstream.attach(self.repository)
         self.repository.start()
         limit = o.max_message_mb * 1024 * 1024
         interceptors = [TokenAuthInterceptor(o.token)] if o.token else []
@@ -113,4 +120,6 @@ class Server:
             self._grpc.stop(grace).wait()
         if self.metrics is not None:
             self.metrics.close()
+        if self.upstream is not None:
+            self.upstream.close()
         self.plane.close()

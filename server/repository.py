@@ -86,6 +86,10 @@ class ModelRepository:
                 if p.is_dir() and not p.name.startswith(".")
                 and ((p / "config.pbtxt").exists() or any(c.name.isdigit() for c in p.iterdir()))}
 
+    def known(self) -> set[str]:
+        """Every model name this repository holds: its folders and its virtual models."""
+        return set(self.model_dirs()) | set(self._virtual)
+
     def add_virtual(self, name: str, factory: Callable[[], list[ModelVersion]]) -> None:
         """Register a model that lives in code, not in the folder (the sidecar's techniques)."""
         self._virtual[name] = factory

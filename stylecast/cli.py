@@ -149,7 +149,7 @@ def _cmd_serve(a: argparse.Namespace) -> int:
         tls_cert=a.tls_cert, tls_key=a.tls_key, token=a.token, sidecar=a.sidecar and _torch_available(),
         max_optimizations=a.max_optimizations, max_streams=a.max_streams, max_json_mb=a.max_json_mb,
         max_json_elements=a.max_json_elements, allow_origins=tuple(a.allow_origin or ()), grace=a.grace,
-        allow_learning=a.allow_learning,
+        allow_learning=a.allow_learning, upstream=a.upstream,
     )
     server = Server(opts)
     port = server.start()
@@ -464,6 +464,10 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grace", type=float, default=5.0,
                    help="seconds requests in flight get to finish on SIGTERM; then they are answered 503 / an "
                    "error event")
+    p.add_argument("--upstream", metavar="HOST:PORT",
+                   help="also serve every ready model of this KServe v2 gRPC server (Triton, say) by forwarding "
+                   "its requests: the split deployment's sidecar offers Triton's style models in its index and "
+                   "studio")
     p.set_defaults(func=_cmd_serve)
 
 

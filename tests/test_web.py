@@ -188,3 +188,38 @@ def test_every_technique_has_a_form_and_runs_in_the_browser(browser, sidecar_ser
     _wait(browser, "return document.getElementById('tech-status').textContent.includes('not an image')",
           what="the refusal of a text file")
     browser.save_screenshot(str(tmp_path / "techniques.png"))
+
+
+def test_the_split_deployments_studio_offers_the_upstream_styles(browser, tmp_path):
+    """The sidecar of the split deployment (no repository of its own, --upstream at a server standing in for
+    Triton with starter8): its page lists starter8's styles and stylizes a photo with them."""
+    from pathlib import Path
+
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+    from stylecast.server.app import Server, ServerOptions
+    from stylecast.training.data import bundled_photos
+
+    root = Path(__file__).resolve().parent.parent
+    up = Server(ServerOptions(model_repository=root / "model_repository", port=0, metrics_port=None))
+    up.start()
+    side = Server(ServerOptions(model_repository=None, port=0, metrics_port=None, http_port=0,
+                                upstream=f"127.0.0.1:{up.port}"))
+    side.start()
+    try:
+        photo = tmp_path / "photo.png"
+        Image.open(dict(bundled_photos())["skimage_coffee"]).convert("RGB").resize((160, 120)).save(photo)
+        browser.get(f"http://127.0.0.1:{side.http.port}/")
+        names = _wait(browser, "const s = [...document.querySelectorAll('#styles button')].map(e => e.textContent);"
+                      "return s.length >= 8 && s", what="the upstream's style sliders")
+        assert "great wave" in names and "starter8" in browser.execute_script(
+            "return [...document.querySelectorAll('#model option')].map(o => o.value)")
+        browser.find_element(By.ID, "file").send_keys(str(photo))
+        _wait(browser, "return document.getElementById('result').dataset.version === '1'", what="a stylized result")
+        w, h, px = browser.execute_script(PIXELS, "result")
+        _, _, original = browser.execute_script(PIXELS, "photo")
+        assert sum(abs(a - b) for a, b in zip(px, original, strict=True)) / len(px) > 10
+        assert (w, h) == (160, 120)
+    finally:
+        side.stop(0)
+        up.stop(0)
