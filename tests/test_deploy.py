@@ -50,13 +50,19 @@ def test_kubernetes_services_select_deployments_and_name_their_ports():
 
 
 def test_sidecar_commands_are_valid_stylecast_commands():
+    """The Dockerfile's, compose's and Kubernetes' sidecar commands parse; the last two forward Triton's
+    models (--upstream at its gRPC port under its service name)."""
     docs = _docs()
     args = docs["sidecar.yaml"][0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    compose = docs["docker-compose.yml"][0]["services"]["sidecar"]["command"]
     dockerfile_cmd = next(line for line in (DEPLOY / "Dockerfile").read_text().splitlines() if line.startswith("CMD"))
-    for argv in (args, yaml.safe_load(dockerfile_cmd[4:])):
+    for argv in (args, compose, yaml.safe_load(dockerfile_cmd[4:])):
         assert argv[0] == "stylecast"
         a = build_parser().parse_args(argv[1:])
         assert a.cmd == "serve" and a.model_repository == "" and a.host == "0.0.0.0" and a.sidecar
+    triton_service = next(d["metadata"]["name"] for d in docs["triton.yaml"] if d["kind"] == "Service")
+    assert build_parser().parse_args(args[1:]).upstream == f"{triton_service}:8001"
+    assert build_parser().parse_args(compose[1:]).upstream == "triton:8001"
     ports = {p["containerPort"] for p in docs["sidecar.yaml"][0]["spec"]["template"]["spec"]["containers"][0]["ports"]}
     assert {int(args[args.index(k) + 1]) for k in ("--port", "--http-port", "--metrics-port")} == ports
     assert shlex.join(args)
