@@ -26,6 +26,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
         loss_network=a.loss_network, content_layers=a.content_layer or [],
         vgg_weights=a.vgg_weights, time_limit=a.time_limit, teacher=a.teacher,
         teacher_weight=a.teacher_weight, spot_weight=a.spot_weight, norm=a.norm,
+        style_layer_weights=_layer_weights(a.style_layer_weight or []),
     )
     if not a.style and not a.teacher:
         log.error("give at least one --style image (or --teacher to distill a trained network)")
@@ -38,6 +39,19 @@ def _cmd_train(a: argparse.Namespace) -> int:
     trainer.fit(progress=not a.quiet)
     log.info("done at step %d; checkpoint in %s", trainer.step, trainer.out / "checkpoint.pt")
     return 0
+
+
+def _layer_weights(pairs: list[str]) -> dict[str, float]:
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            raise SystemExit(f"--style-layer-weight {pair!r}: use LAYER=WEIGHT, e.g. block10=0.25") from None
+        if not sep or not name:
+            raise SystemExit(f"--style-layer-weight {pair!r}: use LAYER=WEIGHT, e.g. block10=0.25")
+    return out
 
 
 def _relearn(a: argparse.Namespace, cfg) -> int:
@@ -113,6 +127,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                                      "with --style too, on top of the perceptual losses")
     p.add_argument("--teacher-weight", type=float, default=1000.0,
                    help="weight of the pixel MSE to the teacher when the perceptual losses are on")
+    p.add_argument("--style-layer-weight", action="append", metavar="LAYER=WEIGHT",
+                   help="multiplier of one style layer's loss (repeat; others 1), e.g. block10=0.25")
     p.add_argument("--spot-weight", type=float, default=0.0,
                    help="weight of the loss on yellow spots the photo lacks (stamped motifs); 0: off")
     p.add_argument("--relearn", metavar="STYLE",

@@ -78,6 +78,9 @@ class TrainConfig:
     # Weight of losses.spot_loss (yellow spots the photo lacks); 0: off. About 3000 makes composition_viii's
     # stamps (spot loss ~7e-4 on starter8's step-20900 weights) cost as much as a tenth of the style loss.
     spot_weight: float = 0.0
+    # Per-layer multipliers of the style loss (layers not named: 1). Lowering the deep layers' weight takes
+    # motif-level statistics (a painting's circles) out of the target and leaves its strokes and palette.
+    style_layer_weights: dict[str, float] = field(default_factory=dict)
 
     def names(self) -> list[str]:
         return self.style_names or [Path(s).stem for s in self.styles]
@@ -167,6 +170,9 @@ class Trainer:
         self.opt = torch.optim.Adam([{"params": rest}] + ([{"params": cin}] if cin else []), lr=cfg.lr)
         self.loss_net = self._loss_network(cfg) if perceptual else None
         self.grams = style_grams(self.loss_net, cfg.styles, cfg.style_size, self.device) if self.loss_net else {}
+        unknown = set(cfg.style_layer_weights) - set(self.grams)
+        if unknown:
+            raise ValueError(f"style layer weights for {sorted(unknown)}: the style layers are {', '.join(self.grams)}")
         self.data = ImageFolder(cfg.data, max_side=max(2 * cfg.image_size, 512))
         self.gen = torch.Generator().manual_seed(cfg.seed)  # style choice per sample
         self.data_gen = torch.Generator().manual_seed(cfg.seed + 1)  # crops and flips (prefetch thread)
@@ -273,7 +279,7 @@ class Trainer:
                 target = None if self.teacher is None else self.served(self.teacher, x, w)
         targets = {k: v[self.gram_rows(idx)] for k, v in self.grams.items()}
         c = sum(content_loss(fy[n], fx[n]) for n in cfg.content_layers) / len(cfg.content_layers)
-        s = style_loss(fy, targets)
+        s = style_loss(fy, targets, cfg.style_layer_weights or None)
         tv = tv_loss(y)
         total = cfg.content_weight * c + cfg.style_weight * s + cfg.tv_weight * tv
         out = {"content": c, "style": s, "tv": tv}
