@@ -42,6 +42,7 @@ class ServerOptions:
     allow_origins: tuple[str, ...] = ()  # web origins (besides the server's own) whose pages may call the API
     grace: float = 5.0  # seconds requests in flight get to finish when the server stops
     upstream: str | None = None  # HOST:PORT of a KServe v2 gRPC server whose models this one forwards
+    paintings: str | Path | None = None  # folder of style images NAME.jpg: the studio's thumbnails
 
 
 class Server:
@@ -102,7 +103,7 @@ class Server:
             limits = Limits(max_body=limit, max_json=o.max_json_mb * 1024 * 1024,
                             max_json_elements=o.max_json_elements)
             self.http = HttpServer(self.plane, o.host, o.http_port, limits, o.token, o.tls_cert, o.tls_key,
-                                   o.allow_origins, o.grace)
+                                   o.allow_origins, o.grace, Path(o.paintings) if o.paintings else None)
         log.info("serving %s on %s:%d (%s)", o.model_repository or "the sidecar's techniques alone", o.host,
                  self.port, "TLS" if o.tls_cert else "plaintext")
         return self.port

@@ -165,7 +165,7 @@ def _cmd_serve(a: argparse.Namespace) -> int:
         tls_cert=a.tls_cert, tls_key=a.tls_key, token=a.token, sidecar=a.sidecar and _torch_available(),
         max_optimizations=a.max_optimizations, max_streams=a.max_streams, max_json_mb=a.max_json_mb,
         max_json_elements=a.max_json_elements, allow_origins=tuple(a.allow_origin or ()), grace=a.grace,
-        allow_learning=a.allow_learning, upstream=a.upstream,
+        allow_learning=a.allow_learning, upstream=a.upstream, paintings=_paintings(a),
     )
     server = Server(opts)
     port = server.start()
@@ -178,6 +178,14 @@ def _cmd_serve(a: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         server.stop()
     return 0
+
+
+def _paintings(a: argparse.Namespace) -> str | None:
+    """--paintings, else the styles/ folder beside the model repository (or in the working folder)."""
+    if a.paintings is not None:
+        return a.paintings or None
+    beside = Path(a.model_repository).resolve().parent / "styles" if a.model_repository else Path("styles")
+    return str(beside) if beside.is_dir() else None
 
 
 def _torch_available() -> bool:
@@ -480,6 +488,9 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grace", type=float, default=5.0,
                    help="seconds requests in flight get to finish on SIGTERM; then they are answered 503 / an "
                    "error event")
+    p.add_argument("--paintings", metavar="DIR",
+                   help="folder of the style images (NAME.jpg), shown as thumbnails in the studio (default: styles/ "
+                   "beside the model repository, or in the working folder; '' for none)")
     p.add_argument("--upstream", metavar="HOST:PORT",
                    help="also serve every ready model of this KServe v2 gRPC server (Triton, say) by forwarding "
                    "its requests: the split deployment's sidecar offers Triton's style models in its index and "

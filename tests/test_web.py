@@ -192,7 +192,8 @@ def test_every_technique_has_a_form_and_runs_in_the_browser(browser, sidecar_ser
 
 def test_the_split_deployments_studio_offers_the_upstream_styles(browser, tmp_path):
     """The sidecar of the split deployment (no repository of its own, --upstream at a server standing in for
-    Triton with starter8): its page lists starter8's styles and stylizes a photo with them."""
+    Triton with starter8): its page lists starter8's styles with their paintings' thumbnails and stylizes a
+    photo with them; a bundled example photo is one click; the blend survives a switch of model."""
     from pathlib import Path
 
     from PIL import Image
@@ -204,7 +205,7 @@ def test_the_split_deployments_studio_offers_the_upstream_styles(browser, tmp_pa
     up = Server(ServerOptions(model_repository=root / "model_repository", port=0, metrics_port=None))
     up.start()
     side = Server(ServerOptions(model_repository=None, port=0, metrics_port=None, http_port=0,
-                                upstream=f"127.0.0.1:{up.port}"))
+                                upstream=f"127.0.0.1:{up.port}", paintings=root / "styles"))
     side.start()
     try:
         photo = tmp_path / "photo.png"
@@ -220,6 +221,27 @@ def test_the_split_deployments_studio_offers_the_upstream_styles(browser, tmp_pa
         _, _, original = browser.execute_script(PIXELS, "photo")
         assert sum(abs(a - b) for a, b in zip(px, original, strict=True)) / len(px) > 10
         assert (w, h) == (160, 120)
+        thumbs = _wait(browser, "const t = [...document.querySelectorAll('#styles img.thumb')];"
+                       "return t.length === 8 && t.every(i => i.complete && i.naturalWidth > 0) && t.length",
+                       what="the paintings' thumbnails")
+        assert thumbs == 8
+        base = f"http://127.0.0.1:{side.http.port}"
+        assert httpx.get(f"{base}/paintings/great_wave.jpg").headers["content-type"] == "image/jpeg"
+        assert httpx.get(f"{base}/paintings/..%2Fmodel_repository%2Fstarter8%2Fconfig.pbtxt").status_code == 404
+        # the blend by name survives a switch to the other model holding the same styles
+        browser.find_elements(By.CSS_SELECTOR, "#styles button")[2].click()
+        browser.find_element(By.ID, "model").send_keys("starter8_fast")
+        weights = _wait(browser, "return document.getElementById('model').value === 'starter8_fast' &&"
+                        "[...document.querySelectorAll('#styles input')].map(s => parseFloat(s.value))",
+                        what="the other model's sliders")
+        assert weights[2] == 1 and sum(weights) == 1, weights
+        # an example photo, one click
+        version = int(browser.execute_script("return document.getElementById('result').dataset.version"))
+        _wait(browser, "return document.querySelectorAll('#examples img').length === 3", what="example photos")
+        browser.find_element(By.CSS_SELECTOR, "#examples img[data-example=chelsea]").click()
+        _wait(browser, f"return parseInt(document.getElementById('result').dataset.version) > {version}"
+              " && document.getElementById('result').width === 451", what="the example's result (451 x 300)")
+        browser.save_screenshot(str(root / "docs" / "web_studio_split.png"))
     finally:
         side.stop(0)
         up.stop(0)

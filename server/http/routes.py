@@ -336,7 +336,10 @@ def _guard(handler):
 
 
 def build_app(plane: DataPlane, limits: Limits, token: str | None = None, allow_origins: tuple[str, ...] = (),
-              loopback_only: bool = False, static: Path | None = STATIC) -> tuple[Starlette, HttpApi]:
+              loopback_only: bool = False, static: Path | None = STATIC,
+              paintings: Path | None = None) -> tuple[Starlette, HttpApi]:
+    """The KServe v2 routes, /openapi.json and /docs, ``paintings`` (the style images, for the studio's
+    thumbnails: ``/paintings/NAME.jpg``) and the studio's static files."""
     api = HttpApi(plane, limits)
     model = "/v2/models/{model:str}"
     shm = "/v2/systemsharedmemory"
@@ -371,6 +374,8 @@ def build_app(plane: DataPlane, limits: Limits, token: str | None = None, allow_
         folder, page = docs
         routes += [Route("/docs", lambda request: Response(page, media_type="text/html")),
                    Mount("/docs", StaticFiles(directory=folder))]
+    if paintings is not None and Path(paintings).is_dir():
+        routes.append(Mount("/paintings", StaticFiles(directory=paintings)))
     if static is not None and static.is_dir():
         routes.append(Mount("/", StaticFiles(directory=static, html=True)))
     guard = Middleware(Guard, token=token, allow_origins=allow_origins, loopback_only=loopback_only)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+from pathlib import Path
 
 from ..dataplane import DataPlane
 from .codec import Limits
@@ -21,7 +22,7 @@ class HttpServer:
 
     def __init__(self, plane: DataPlane, host: str, port: int, limits: Limits, token: str | None = None,
                  tls_cert: str | None = None, tls_key: str | None = None, allow_origins: tuple[str, ...] = (),
-                 grace: float = 5.0) -> None:
+                 grace: float = 5.0, paintings: Path | None = None) -> None:
         import uvicorn
 
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -29,7 +30,8 @@ class HttpServer:
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((host, port))
         self.port = self._sock.getsockname()[1]
-        self.app, self.api = build_app(plane, limits, token, allow_origins, loopback_only=is_loopback(host))
+        self.app, self.api = build_app(plane, limits, token, allow_origins, loopback_only=is_loopback(host),
+                                       paintings=paintings)
         self.grace = grace
         config = uvicorn.Config(self.app, log_level="warning", access_log=False, ssl_certfile=tls_cert,
                                 ssl_keyfile=tls_key, timeout_graceful_shutdown=grace)

@@ -127,9 +127,13 @@ async function loadModels() {
   $("status").textContent = `${Object.keys(state.models).length} style model(s), ${ready.length} models ready`;
 }
 
+// The blend by style name, kept across a model switch: a style the next model also holds keeps its weight.
+const blend = {};
+
 function showStyles() {
   const names = state.models[$("model").value] || [];
-  state.weights = names.map((_, i) => (i === 0 ? 1 : 0));
+  state.weights = names.map((name) => blend[name] || 0);
+  if (!state.weights.some((w) => w > 0) && names.length) state.weights[0] = 1;
   $("styles").replaceChildren(...names.map((name, i) => {
     const row = document.createElement("div");
     row.className = "style-row";
@@ -140,17 +144,46 @@ function showStyles() {
     slider.dataset.style = name;
     const value = document.createElement("output");
     value.textContent = state.weights[i].toFixed(2);
+    const thumb = document.createElement("img");
+    Object.assign(thumb, { className: "thumb", alt: "", src: `paintings/${encodeURIComponent(name)}.jpg` });
+    thumb.addEventListener("error", () => thumb.remove());  // no painting of that name on this server
     slider.addEventListener("input", () => {
-      state.weights[i] = parseFloat(slider.value); value.textContent = state.weights[i].toFixed(2); stylize();
+      state.weights[i] = parseFloat(slider.value); value.textContent = state.weights[i].toFixed(2);
+      remember(names); stylize();
     });
     pick.addEventListener("click", () => {
       state.weights = names.map((_, k) => (k === i ? 1 : 0));
+      remember(names);
       $("styles").querySelectorAll("input").forEach((s, k) => { s.value = state.weights[k]; });
       $("styles").querySelectorAll("output").forEach((o, k) => { o.textContent = state.weights[k].toFixed(2); });
       stylize();
     });
-    row.append(pick, slider, value);
+    row.append(thumb, pick, slider, value);
     return row;
+  }));
+  remember(names);
+}
+
+function remember(names) {
+  for (const k of Object.keys(blend)) delete blend[k];
+  names.forEach((name, i) => { blend[name] = state.weights[i]; });
+}
+
+// --- example photos ----------------------------------------------------------------------------------
+
+async function loadExamples() {
+  const r = await fetch("examples/examples.json");
+  if (!r.ok) return;
+  $("examples").replaceChildren(...(await r.json()).map((e) => {
+    const img = document.createElement("img");
+    Object.assign(img, { src: `examples/${e.file}`, alt: e.title, title: `${e.title}: ${e.credit}` });
+    img.dataset.example = e.title;
+    img.addEventListener("click", () => {
+      const full = new Image();
+      full.onload = () => { drawSource(full, full.naturalWidth, full.naturalHeight); stylize(); };
+      full.src = img.src;
+    });
+    return img;
   }));
 }
 
@@ -322,3 +355,4 @@ $("keep").addEventListener("change", stylize);
 $("run-explain").addEventListener("click", explain);
 $("run-dream").addEventListener("click", dream);
 loadModels().catch((e) => { $("status").textContent = `error: ${e.message}`; });
+loadExamples();
