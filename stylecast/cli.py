@@ -130,7 +130,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--style-layer-weight", action="append", metavar="LAYER=WEIGHT",
                    help="multiplier of one style layer's loss (repeat; others 1), e.g. block10=0.25")
     p.add_argument("--spot-weight", type=float, default=0.0,
-                   help="weight of the loss on yellow spots the photo lacks (stamped motifs); 0: off")
+                   help="weight of the loss on yellow spots the photo lacks; 0: off (it prices yellow only: "
+                   "composition_viii's stamps turned purple under it, docs/training.md)")
     p.add_argument("--relearn", metavar="STYLE",
                    help="train only this style's normalization rows of the --resume network, from their current "
                         "values, against the one --style painting, with the network's own loss settings "

@@ -197,6 +197,18 @@ def test_relearning_a_style_trains_its_rows_alone(photos, tiny_style_checkpoint,
         else:
             assert torch.equal(new, p.detach()), f"{name}: a shared weight changed"
     assert moved > 1e-3, "the relearned rows did not train"
+    # take_rows puts that row into the base's file; a file that differs elsewhere is refused
+    from stylecast.training.add_style import take_rows
+
+    merged, _ = load_network(take_rows(tiny_style_checkpoint, {names[0]: tmp_path / "run" / "weights.pt"},
+                                       tmp_path / "merged.pt"))
+    assert all(torch.equal(p, trained[n].detach()) for n, p in merged.named_parameters())
+    other = torch.load(tmp_path / "run" / "weights.pt", weights_only=False)
+    key = next(k for k in other["model"] if not k.endswith(("cin.gamma", "cin.beta")))
+    other["model"][key] = other["model"][key] + 1
+    torch.save(other, tmp_path / "tampered.pt")
+    with pytest.raises(ValueError, match="outside the style rows"):
+        take_rows(tiny_style_checkpoint, {names[0]: tmp_path / "tampered.pt"}, tmp_path / "bad.pt")
     with pytest.raises(ValueError, match="no style named"):
         StyleAdder(adder_config(PAINTING, "nope", tiny_style_checkpoint, photos, tmp_path / "r2"),
                    tiny_style_checkpoint, relearn=True)

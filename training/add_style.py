@@ -139,3 +139,22 @@ def adder_config(painting: str | Path, name: str, base: str | Path, data: str | 
     settings = {"lr": 1e-2, "batch_size": 4, "image_size": 192, "checkpoint_every": 25, "sample_every": 0,
                 "log_every": 5, **recipe(base), **overrides}
     return TrainConfig(styles=[str(painting)], style_names=[name], data=str(data), out=str(out), **settings)
+
+
+def take_rows(base: str | Path, sources: dict[str, str | Path], out: str | Path) -> Path:
+    """``base``'s weights with the rows of the named styles taken from other files of the same network (each
+    relearned alone, say); writes ``out`` and returns it. Everything else must be bit-identical."""
+    state = torch.load(base, map_location="cpu", weights_only=False)
+    names = list(state["style_names"])
+    for style, path in sources.items():
+        other = torch.load(path, map_location="cpu", weights_only=False)
+        row = names.index(style)
+        for key, value in other["model"].items():
+            if key.endswith(TABLES):
+                state["model"][key][row] = value[row]
+            elif not torch.equal(value, state["model"][key]):
+                raise ValueError(f"{path} differs from {base} outside the style rows ({key})")
+    state.pop("optimizer", None)
+    state["relearned"] = {**state.get("relearned", {}), **{s: str(p) for s, p in sources.items()}}
+    torch.save(state, out)
+    return Path(out)

@@ -76,7 +76,8 @@ class TrainConfig:
     teacher: str | None = None
     teacher_weight: float = 1000.0  # the MSE on the 0..1 scale is ~0.01 where the perceptual total is ~20
     # Weight of losses.spot_loss (yellow spots the photo lacks); 0: off. About 3000 makes composition_viii's
-    # stamps (spot loss ~7e-4 on starter8's step-20900 weights) cost as much as a tenth of the style loss.
+    # stamps (spot loss ~7e-4 on starter8's step-20900 weights) cost as much as a tenth of the style loss; the
+    # network then painted the same stamps purple with a yellow rim (docs/training.md, phase 7).
     spot_weight: float = 0.0
     # Per-layer multipliers of the style loss (layers not named: 1). Lowering the deep layers' weight takes
     # motif-level statistics (a painting's circles) out of the target and leaves its strokes and palette.
