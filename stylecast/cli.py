@@ -499,10 +499,11 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_serve)
 
 
-def _add_client_args(p: argparse.ArgumentParser) -> None:
+def _add_client_args(p: argparse.ArgumentParser, timeout: float = 60.0) -> None:
     p.add_argument("--url", default="127.0.0.1:8001", help="gRPC address of a stylecast or Triton server")
     p.add_argument("--token", help="bearer token of a server started with --token")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each answer")
+    p.add_argument("--timeout", type=float, default=timeout,
+                   help=f"seconds to wait for each answer (default {timeout:g})")
 
 
 def _add_stylize(sub: argparse._SubParsersAction) -> None:
@@ -725,7 +726,10 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--style", action="append", help="style image for gatys (repeat to blend)")
     p.add_argument("--style-weight", action="append", type=float, help="weight per --style")
     p.add_argument("--param", action="append", help="technique parameter, e.g. smooth_samples=8 or steps=50")
-    _add_client_args(p)
+    # Techniques take longer than a stylization: an optimization's steps, or on a fresh server the first
+    # max_activating_patches call, which waits for the gallery scan the server began at start (about 65 s on a
+    # 2-core CPU for the 209 bundled photos).
+    _add_client_args(p, timeout=300.0)
     p.set_defaults(func=_cmd_explain)
 
 
