@@ -170,6 +170,10 @@ def test_every_technique_has_a_form_and_runs_in_the_browser(browser, sidecar_ser
 
     run("saliency", "overlay")
     run("knn", "picture", {"k": 4})
+    ranked = browser.execute_script("return [...document.querySelectorAll('#tech-result table.ranked tbody tr')]"
+                                    ".map(r => [...r.cells].map(c => c.textContent))")
+    distances = [float(r[2]) for r in ranked]
+    assert len(ranked) == 4 and all(r[1] for r in ranked) and distances == sorted(distances), ranked
     run("filters", "picture", {"network": "vgg16"})
     run("segmentation", "overlay")
     tech.select_by_value("deepdream")

@@ -106,11 +106,35 @@ function requestBody(cfg) {
   return body;
 }
 
+// A gallery answer names gallery images and gives each a number (kNN distances, patch scores): one ranked
+// table of the two instead of two lists.
+function rankedTable(cfg, out) {
+  const names = out.names;
+  const numeric = cfg.output.filter((t) => t.data_type === "TYPE_FP32").map((t) => t.name).find((n) =>
+    Array.isArray(out[n]) && out[n].length === (names || []).length && out[n].every((x) => typeof x === "number"));
+  if (!names || !numeric || !names.length) return null;
+  const table = document.createElement("table");
+  table.className = "ranked"; table.dataset.output = numeric;
+  table.createTHead().insertRow().append(...["#", "gallery image", numeric].map((h) => {
+    const th = document.createElement("th"); th.textContent = h; return th;
+  }));
+  const body = table.createTBody();
+  names.forEach((name, i) => {
+    const row = body.insertRow();
+    row.insertCell().textContent = String(i + 1);
+    row.insertCell().textContent = name;
+    row.insertCell().textContent = (+out[numeric][i].toFixed(4)).toString();
+  });
+  return { table, used: ["names", numeric] };
+}
+
 function showOutputs(cfg, out) {
   const parts = [];
+  const ranked = rankedTable(cfg, out);
+  if (ranked) parts.push(ranked.table);
   for (const t of cfg.output) {
     const v = out[t.name];
-    if (v === undefined || ["step", "loss"].includes(t.name)) continue;
+    if (v === undefined || ["step", "loss"].includes(t.name) || (ranked && ranked.used.includes(t.name))) continue;
     if (Array.isArray(v) && Array.isArray(v[0]) && Array.isArray(v[0][0]) && v[0][0].length === 3) {
       const c = document.createElement("canvas"); c.dataset.output = t.name; paintNested(c, v); parts.push(field(t.name, c));
     } else if (Array.isArray(v) && Array.isArray(v[0]) && typeof v[0][0] === "number" && v.length > 8 && v[0].length > 8) {
