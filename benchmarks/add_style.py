@@ -46,9 +46,9 @@ def old_styles_difference(old_onnx: Path, new_onnx: Path, n_old: int, photos: li
 
 
 def run_one(model: str, painting: Path, a: argparse.Namespace, work: Path) -> tuple[dict, Path]:
+    from stylecast.evaluation.quality import measure, summarize
     from stylecast.export.styles import add_style
     from stylecast.training.data import list_images
-    from stylecast.training.quality import measure, summarize
 
     repo = work / model / "model_repository"
     shutil.copytree(ROOT / "model_repository" / model, repo / model)
@@ -80,8 +80,8 @@ def gallery(rows: list[tuple[dict, Path]], photos: list[Path], out: Path, tile: 
     """One row per (model, painting): the painting, then its new style on each photo."""
     import torch
     from stylecast.client.imaging import contact_sheet
+    from stylecast.evaluation.quality import _square, load_stylizer, photo_tensor, style_weights
     from stylecast.training.data import load_rgb, to_tensor
-    from stylecast.training.quality import _square, load_stylizer, photo_tensor, style_weights
 
     sheet_rows, labels = [], []
     xs = [photo_tensor(p, 256) for p in photos]

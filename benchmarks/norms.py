@@ -35,7 +35,7 @@ def train(norm: str, a: argparse.Namespace) -> tuple[Path, float, list[dict]]:
 def judge(weights: Path, a: argparse.Namespace) -> dict:
     from stylecast.evaluation.independent import evaluate
     from stylecast.evaluation.independent import summarize as independent
-    from stylecast.training.quality import measure, summarize
+    from stylecast.evaluation.quality import measure, summarize
 
     q = summarize(measure(weights, [a.style], a.photos, a.size, a.max_photos, gatys_photos=0))
     ind = independent(evaluate({"net": weights}, [Path(a.style)], a.photos, a.size, a.max_photos, baseline=False))
@@ -46,8 +46,8 @@ def picture(weights: dict[str, Path], a: argparse.Namespace) -> None:
     """Photos in rows; the photo, then each normalization's result, labelled."""
     import numpy as np
     from PIL import Image, ImageDraw
+    from stylecast.evaluation.quality import load_stylizer, photo_tensor
     from stylecast.training.data import list_images
-    from stylecast.training.quality import load_stylizer, photo_tensor
 
     nets = {k: load_stylizer(w)[0] for k, w in weights.items()}
     rows = []

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/quality.py [--checkpoint checkpoints/starter8.pt] [--gallery docs/starter8_quality.png]
 
-- **The training loss** (stylecast.training.quality). Style ratio: the Gram distance of the stylized photo to
+- **The training loss** (stylecast.evaluation.quality). Style ratio: the Gram distance of the stylized photo to
   its painting over the photo's own distance, in EfficientNet-Lite0, the network the styles were trained
   with (lower is closer to the painting; targets: mean <= 0.20, worst style <= 0.35). Content kept: share of
   pairs whose stylized photo keeps the photo's top-1 class in its top 5 (target >= 50%).
@@ -59,8 +59,8 @@ def _args() -> argparse.Namespace:
 def main() -> None:
     a = _args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from stylecast.evaluation.quality import load_stylizer
     from stylecast.training.data import gather_starter
-    from stylecast.training.quality import load_stylizer
 
     if not Path(a.photos).exists():
         gather_starter(Path(a.photos).parent)
@@ -79,8 +79,8 @@ def main() -> None:
 
 def training_loss_measure(a: argparse.Namespace, styles: list[Path]) -> dict:
     """EfficientNet-Lite0's Gram ratio and content kept: the measure the training optimized."""
+    from stylecast.evaluation.quality import JUDGE_LAYERS, fidelity, gallery, measure, rows_as_dicts, summarize
     from stylecast.training.data import list_images
-    from stylecast.training.quality import JUDGE_LAYERS, fidelity, gallery, measure, rows_as_dicts, summarize
 
     t0 = time.perf_counter()
     rows = measure(a.checkpoint, styles, a.photos, a.size, a.max_photos, a.gatys_photos, a.gatys_steps, a.device,

@@ -1,1 +1,7 @@
-"""Judging stylized pictures with measures no training run optimized (see independent.py)."""
+"""Judging stylized pictures on held-out photos, apart from the training that made them.
+
+- ``quality``: the training loss's own measure (EfficientNet-Lite0 Gram ratio, content kept), run on what
+  the server answers, and the labelled gallery.
+- ``independent``: measures no training run optimized (VGG16 Gram in colour and grayscale, colour distance,
+  edge F1, SSIM, stamped circles, edge bands, a colour-transfer baseline).
+"""

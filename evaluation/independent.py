@@ -28,9 +28,9 @@ import cv2
 import numpy as np
 import torch
 from skimage.metrics import structural_similarity
+from stylecast.evaluation.quality import STYLE_SCALE, load_stylizer, photo_tensor, style_weights
 from stylecast.training.data import list_images, load_painting
 from stylecast.training.losses import energy, gram_matrix, relative_mse
-from stylecast.training.quality import STYLE_SCALE, load_stylizer, photo_tensor, style_weights
 from stylecast.training.vgg import VGGFeatures
 
 log = logging.getLogger(__name__)

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from stylecast.evaluation.quality import Judge, gallery, mean_distance, measure, summarize
 from stylecast.training.data import heldout_photos, load_rgb, to_tensor
-from stylecast.training.quality import Judge, gallery, mean_distance, measure, summarize
 
 from tests.images import copy_photos
 
@@ -80,7 +80,7 @@ def test_labelled_gallery(photo_dir, tmp_path):
 
 
 def test_fidelity_of_a_network_to_itself_is_exact_and_to_a_perturbed_copy_is_not(tmp_path, photo_dir):
-    from stylecast.training.quality import fidelity
+    from stylecast.evaluation.quality import fidelity
 
     same = fidelity(CHECKPOINT, CHECKPOINT, photo_dir, size=64, max_photos=1)
     assert all(r["mean_abs_levels"] == 0 and r["psnr_db"] > 100 for r in same)
@@ -94,7 +94,7 @@ def test_fidelity_of_a_network_to_itself_is_exact_and_to_a_perturbed_copy_is_not
 
 def test_the_reference_optimization_takes_another_loss_network(judge, photo_dir):
     """--gatys-network vgg16: the per-image reference optimizes in VGG16; the judge still measures it."""
-    from stylecast.training.quality import optimize_photo
+    from stylecast.evaluation.quality import optimize_photo
 
     x = to_tensor(load_rgb(next(photo_dir.iterdir()), 64))[None]
     target = judge.painting(STYLES[0], 96)
@@ -106,9 +106,9 @@ def test_an_exported_graph_measures_as_its_checkpoint_is_served(tiny_style_check
     """The measure runs what the server answers: the checkpoint inside the serving graph equals its ONNX
     export through ONNX Runtime within the export's parity tolerance, and both differ from the bare network
     (whose border pixels the serving margin replaces)."""
+    from stylecast.evaluation.quality import load_stylizer, photo_tensor, style_weights
     from stylecast.export.onnx_export import PARITY_MAX_LEVELS, export_to_repository
     from stylecast.training.checkpoint import load_network
-    from stylecast.training.quality import load_stylizer, photo_tensor, style_weights
 
     onnx_path, _ = export_to_repository(tiny_style_checkpoint, "tiny", tmp_path / "repo")
     served, names = load_stylizer(tiny_style_checkpoint)
@@ -139,8 +139,8 @@ def _worst_edge_line(y: torch.Tensor) -> float:
 def test_the_served_picture_has_no_painted_border_lines(photo_dir):
     """The shipped starter8 as served: its outer rows and columns stray from their neighbours no more than
     the photo's own do (mean over every style), while the bare network paints lines there."""
+    from stylecast.evaluation.quality import load_stylizer, photo_tensor, style_weights
     from stylecast.training.checkpoint import load_network
-    from stylecast.training.quality import load_stylizer, photo_tensor, style_weights
 
     served, names = load_stylizer(CHECKPOINT)
     bare = load_network(CHECKPOINT)[0].eval()

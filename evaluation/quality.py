@@ -22,13 +22,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from stylecast.training.checkpoint import load_network
+from stylecast.training.data import list_images, load_painting, load_rgb, resize_square, to_tensor
+from stylecast.training.losses import energy, gram_matrix, relative_mse
+from stylecast.training.networks import STRIDE, one_hot
+from stylecast.training.perceptual import (
+    EFFICIENTNET_CONTENT_LAYER,
+    EFFICIENTNET_STYLE_LAYERS,
+    load_efficientnet_lite0,
+    loss_network,
+)
 from torch.nn import functional as F
-
-from .checkpoint import load_network
-from .data import list_images, load_painting, load_rgb, resize_square, to_tensor
-from .losses import energy, gram_matrix, relative_mse
-from .networks import STRIDE, one_hot
-from .perceptual import EFFICIENTNET_CONTENT_LAYER, EFFICIENTNET_STYLE_LAYERS, load_efficientnet_lite0, loss_network
 
 log = logging.getLogger(__name__)
 
