@@ -119,9 +119,10 @@ def circles(img: np.ndarray) -> list[tuple[float, float, float]]:
     return [] if found is None else [tuple(c) for c in found[0].tolist()]
 
 
-def spots(output: np.ndarray, photo: np.ndarray) -> list[tuple[float, float, float]]:
-    """Stamped spots: the circles of the output (any colour) with none of the photo's within their radius."""
-    own = circles(photo)
+def spots(output: np.ndarray, photo: np.ndarray, own: list | None = None) -> list[tuple[float, float, float]]:
+    """Stamped spots: the circles of the output (any colour) with none of the photo's (``own``: its circles,
+    when already found) within their radius."""
+    own = circles(photo) if own is None else own
     return [(x, y, r) for x, y, r in circles(output) if all(np.hypot(x - u, y - v) > r for u, v, _ in own)]
 
 
@@ -173,7 +174,8 @@ def score(model: str, style: str, photo_name: str, photo: np.ndarray, output: np
                                                                        1e-12),
         colour=sliced_wasserstein(lab(output)[:: 3], painting.lab)
         / max(sliced_wasserstein(photo_stats["lab"], painting.lab), 1e-12),
-        edge_f1=edge_f1(output, photo), ssim=ssim(output, photo), spots=len(spots(output, photo)),
+        edge_f1=edge_f1(output, photo), ssim=ssim(output, photo),
+        spots=len(spots(output, photo, photo_stats["circles"])),
         band=edge_band(output, photo))
 
 
@@ -194,7 +196,8 @@ def evaluate(models: dict[str, str | Path], styles: list[Path], photos: str | Pa
     for path in list_images(photos)[:max_photos]:
         x = photo_tensor(path, size)
         photo = x[0].byte().permute(1, 2, 0).numpy()
-        stats = {"grams": grams(photo), "gray": grams(_gray3(photo)), "lab": lab(photo)[:: 3]}
+        stats = {"grams": grams(photo), "gray": grams(_gray3(photo)), "lab": lab(photo)[:: 3],
+                 "circles": circles(photo)}
         for style, painting in paintings.items():
             if baseline:
                 rows.append(score(BASELINE, style, path.stem, photo, reinhard(photo, painting.image), painting,

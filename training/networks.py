@@ -59,9 +59,10 @@ class Norm(nn.Module):
         if kind == "batch" and n_styles > 1:
             raise ValueError("batch norm is for a single-style network (several styles use conditional instance norm)")
         self.conditional = n_styles > 1
+        self.batch = kind == "batch"
         if self.conditional:
             self.cin = ConditionalInstanceNorm2d(channels, n_styles)
-        elif kind == "batch":
+        elif self.batch:
             self.bnorm = nn.BatchNorm2d(channels, affine=True)
         else:
             self.inorm = nn.InstanceNorm2d(channels, affine=True)
@@ -71,7 +72,7 @@ class Norm(nn.Module):
             if weights is None:
                 raise ValueError("a multi-style network needs style weights")
             return self.cin(x, weights)
-        return self.bnorm(x) if hasattr(self, "bnorm") else self.inorm(x)
+        return self.bnorm(x) if self.batch else self.inorm(x)
 
 
 def _phase_kernels(k: torch.Tensor) -> list[torch.Tensor]:

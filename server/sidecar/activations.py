@@ -69,21 +69,20 @@ _SCAN_LOCK = threading.Lock()
 _SCANS: dict[gal.Gallery, dict[str, gal.UnitMaxima]] = {}
 
 
-def _maxima(gallery: gal.Gallery, layer: str) -> gal.UnitMaxima:
+def _scan(gallery: gal.Gallery) -> dict[str, gal.UnitMaxima]:
     """Every layer's unit maxima of ``gallery``, from one scan (or the disk cache); a call during the scan
     that the model's load started waits for it rather than scanning again."""
     with _SCAN_LOCK:
         if gallery not in _SCANS:
             _SCANS[gallery] = gal.cached_unit_maxima(_vgg(), gallery, LAYERS)
-        return _SCANS[gallery][layer]
+        return _SCANS[gallery]
 
 
 def _warm_patches() -> None:
     """The gallery's features now; its scan of every layer in the background, so the server is ready for
     the other models at once and the first max_activating_patches call waits at most for the rest of it."""
     _warm_gallery()
-    threading.Thread(target=_maxima, args=(gal.default_gallery(), LAYERS[0]), name="gallery-scan",
-                     daemon=True).start()
+    threading.Thread(target=_scan, args=(gal.default_gallery(),), name="gallery-scan", daemon=True).start()
 
 
 def _run_patches(inputs: dict, p: dict, progress=None) -> dict:
@@ -95,7 +94,7 @@ def _run_patches(inputs: dict, p: dict, progress=None) -> dict:
     gallery = gal.default_gallery()
     k = min(p["k"], len(gallery.paths))
     patches, scores, idx = gal.max_activating_patches(_vgg(), gallery.paths, layer, channel, k,
-                                                      maxima=_maxima(gallery, layer))
+                                                      maxima=_scan(gallery)[layer])
     side = gal.receptive_field(layer)[0]
     padded = np.full((len(patches), side, side, 3), 255, np.uint8)
     for n, patch in enumerate(patches):

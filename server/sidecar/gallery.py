@@ -186,18 +186,17 @@ def _maxima_path(vgg, gallery: Gallery, layer: str, side: int) -> Path:
 def cached_unit_maxima(vgg, gallery: Gallery, layers: tuple[str, ...], side: int = 224) -> dict[str, UnitMaxima]:
     """``unit_maxima`` of the gallery for ``layers``, stored on disk keyed by the weights, the layer and the
     files' bytes; the layers not on disk yet come from one pass over the gallery."""
+    paths = {layer: _maxima_path(vgg, gallery, layer, side) for layer in layers}
     out: dict[str, UnitMaxima] = {}
-    for layer in layers:
-        path = _maxima_path(vgg, gallery, layer, side)
+    for layer, path in paths.items():
         if path.exists():
             z = np.load(path)
             out[layer] = UnitMaxima(z["values"], z["rows"], z["cols"])
     todo = tuple(n for n in layers if n not in out)
     if todo:
         for layer, m in unit_maxima(vgg, gallery.paths, todo, side).items():
-            path = _maxima_path(vgg, gallery, layer, side)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(path, values=m.values, rows=m.rows, cols=m.cols)
+            paths[layer].parent.mkdir(parents=True, exist_ok=True)
+            np.savez(paths[layer], values=m.values, rows=m.rows, cols=m.cols)
             out[layer] = m
     return out
 
