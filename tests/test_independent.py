@@ -81,7 +81,7 @@ def test_the_spot_loss_prices_a_stamp_and_not_a_wash(photo):
 
 
 def test_a_painting_can_lose_more_of_one_side():
-    """shrine_in_snow's dark top margin (the print's) is cut from the target as its insets.json says."""
+    """shrine_in_snow's dark top margin (the print's) is cut from the target as its targets.json says."""
     from stylecast.training.data import PAINTING_INSET, painting_insets
 
     f = painting_insets(STYLES / "shrine_in_snow.jpg")
@@ -89,3 +89,37 @@ def test_a_painting_can_lose_more_of_one_side():
     top = np.asarray(load_painting(STYLES / "shrine_in_snow.jpg").convert("L"), dtype=np.float32)[:4].mean()
     raw = np.asarray(load_rgb(STYLES / "shrine_in_snow.jpg").convert("L"), dtype=np.float32)
     assert raw[14:18].mean() < 60 and top > 110, (raw[14:18].mean(), top)
+
+
+def test_a_left_out_disc_changes_no_statistic_of_the_target(tmp_path):
+    """targets.json's leave_out: the Gram target of a blue ground holding a red disc, with the disc left out,
+    is the plain blue ground's; kept in, it is not (composition_viii's circles leave its target this way)."""
+    from PIL import Image
+    from stylecast.training.data import painting_mask
+    from stylecast.training.losses import gram_matrix
+
+    ground = np.zeros((200, 300, 3), np.uint8)
+    ground[:] = (40, 60, 200)
+    painting = ground.copy()
+    cv2.circle(painting, (150, 100), 30, (220, 30, 20), -1)
+    Image.fromarray(painting).save(tmp_path / "disc.png")
+    Image.fromarray(ground).save(tmp_path / "ground.png")
+    (tmp_path / "targets.json").write_text('{"disc.png": {"leave_out": [[0.5, 0.5, 0.12]]}}')
+    feats = lambda name: torch.from_numpy(  # noqa: E731
+        np.asarray(load_painting(tmp_path / name, 150), np.float32)).permute(2, 0, 1)[None] / 255
+    mask = painting_mask(tmp_path / "disc.png", 150)
+    assert mask is not None and painting_mask(tmp_path / "ground.png") is None
+    assert float(mask.mean()) < 0.97 and float(mask[mask.shape[0] // 2, mask.shape[1] // 2]) == 0.0
+    plain = gram_matrix(feats("ground.png"))
+    assert torch.allclose(gram_matrix(feats("disc.png"), mask), plain, atol=2e-3)
+    assert (gram_matrix(feats("disc.png")) - plain).abs().max() > 1e-2
+
+
+def test_composition_viii_leaves_its_circles_out_of_its_target():
+    """The big black disc at the top left is out of the target; the ground below the checkerboard is in."""
+    from stylecast.training.data import painting_mask
+
+    mask = painting_mask(STYLES / "composition_viii.jpg")
+    h, w = mask.shape
+    assert float(mask[int(0.16 * h), int(0.09 * w)]) == 0.0 and float(mask[int(0.9 * h), int(0.2 * w)]) == 1.0
+    assert 0.7 < float(mask.mean()) < 0.9

@@ -45,31 +45,57 @@ def load_rgb(path: str | Path, max_side: int | None = None) -> Image.Image:
 # beige line, 2% wide). In a Gram target those are style, and a network learns to paint them along its own
 # borders; the inner part of the painting is the style.
 PAINTING_INSET = 0.03
-# A painting may need more off one side: its folder's insets.json maps a file name to fractions per side,
-# e.g. {"shrine_in_snow.jpg": {"top": 0.075}} (the print's dark top margin, which a network otherwise paints
-# as a dark band along the top of every photo).
-INSETS_FILE = "insets.json"
+# A painting's folder may hold targets.json, saying per file what of it the style target leaves out:
+# more off one side, in fractions ({"shrine_in_snow.jpg": {"top": 0.075}}: the print's dark top margin,
+# which a network otherwise paints as a dark band along the top of every photo), and discs, as
+# [x, y, r] in fractions of the painting's width, height and width ({"leave_out": [[0.12, 0.19, 0.15]]}:
+# composition_viii's circles, which a network otherwise stamps onto photos). Judges use the whole painting.
+TARGETS_FILE = "targets.json"
 SIDES = ("left", "top", "right", "bottom")
+LEAVE_OUT = "leave_out"
+
+
+def _targets(path: Path) -> dict:
+    table = path.parent / TARGETS_FILE
+    entry = json.loads(table.read_text()).get(path.name, {}) if table.is_file() else {}
+    unknown = set(entry) - set(SIDES) - {LEAVE_OUT}
+    if unknown:
+        raise ValueError(f"{table}: unknown keys {sorted(unknown)} for {path.name}; use {', '.join(SIDES)} "
+                         f"or {LEAVE_OUT}")
+    return entry
 
 
 def painting_insets(path: str | Path) -> dict[str, float]:
-    """The fraction cut from each side of the painting at ``path``: PAINTING_INSET, or more from insets.json."""
-    path = Path(path)
-    table = path.parent / INSETS_FILE
-    extra = json.loads(table.read_text()).get(path.name, {}) if table.is_file() else {}
-    unknown = set(extra) - set(SIDES)
-    if unknown:
-        raise ValueError(f"{table}: unknown sides {sorted(unknown)} for {path.name}; use {', '.join(SIDES)}")
+    """The fraction cut from each side of the painting at ``path``: PAINTING_INSET, or more from targets.json."""
+    extra = _targets(Path(path))
     return {side: max(PAINTING_INSET, float(extra.get(side, 0.0))) for side in SIDES}
+
+
+def _inset_box(path: str | Path, w: int, h: int) -> tuple[int, int, int, int]:
+    f = painting_insets(path)
+    return round(w * f["left"]), round(h * f["top"]), w - round(w * f["right"]), h - round(h * f["bottom"])
 
 
 def load_painting(path: str | Path, max_side: int | None = None) -> Image.Image:
     """A style image without its outer ``painting_insets`` on every side, at most ``max_side`` px long."""
     img = load_rgb(path)
-    w, h = img.size
-    f = painting_insets(path)
-    box = (round(w * f["left"]), round(h * f["top"]), w - round(w * f["right"]), h - round(h * f["bottom"]))
-    return _fit(img.crop(box), max_side)
+    return _fit(img.crop(_inset_box(path, *img.size)), max_side)
+
+
+def painting_mask(path: str | Path, max_side: int | None = None) -> torch.Tensor | None:
+    """[H, W] float mask of ``load_painting(path, max_side)``: 0 inside the discs targets.json leaves out,
+    1 elsewhere; None when nothing is left out."""
+    discs = _targets(Path(path)).get(LEAVE_OUT)
+    if not discs:
+        return None
+    with Image.open(path) as img:
+        w, h = img.size
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    keep = np.ones((h, w), np.uint8)
+    for x, y, r in discs:
+        keep[(xx - x * w) ** 2 + (yy - y * h) ** 2 <= (r * w) ** 2] = 0
+    mask = _fit(Image.fromarray(keep * 255).crop(_inset_box(path, w, h)), max_side)
+    return torch.from_numpy(np.asarray(mask, dtype=np.float32) / 255.0)
 
 
 def to_uint8_tensor(img: Image.Image) -> torch.Tensor:

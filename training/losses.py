@@ -6,11 +6,19 @@ import torch
 from torch.nn import functional as F
 
 
-def gram_matrix(features: torch.Tensor) -> torch.Tensor:
-    """[B, C, H, W] -> [B, C, C] Gram matrix normalized by C*H*W (computed in fp32)."""
+def gram_matrix(features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """[B, C, H, W] -> [B, C, C] Gram matrix normalized by C*H*W (computed in fp32).
+
+    With ``mask`` ([H', W'], 1 where a position counts), the mean runs over the positions whose whole cell
+    the mask keeps: a left-out region changes no statistic, not even through a cell it touches.
+    """
     b, c, h, w = features.shape
     f = features.float().reshape(b, c, h * w)
-    return f @ f.transpose(1, 2) / (c * h * w)
+    if mask is None:
+        return f @ f.transpose(1, 2) / (c * h * w)
+    m = F.interpolate(mask[None, None].float(), size=(h, w), mode="area").reshape(1, 1, h * w)
+    m = (m > 0.999).to(f.dtype)
+    return (f * m) @ f.transpose(1, 2) / (c * m.sum().clamp(min=1.0))
 
 
 def relative_mse(x: torch.Tensor, target: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ from torch.nn import functional as F
 from stylecast.sysinfo import cpu_has_amx
 
 from .checkpoint import load_network
-from .data import ImageFolder, Prefetcher, load_painting, resize_square, to_tensor
+from .data import ImageFolder, Prefetcher, load_painting, painting_mask, resize_square, to_tensor
 from .losses import content_loss, gram_matrix, spot_loss, style_loss, tv_loss
 from .networks import SERVING_MARGIN, STRIDE, TransformerNet, one_hot
 from .perceptual import DEFAULT_LOSS_NETWORK, LossNetwork, default_layers, loss_network, training_layers
@@ -128,9 +128,10 @@ def style_grams(net: LossNetwork, styles: list[str], size: int, device: torch.de
     with torch.no_grad():
         for path in styles:
             x = to_tensor(load_painting(path, size)).unsqueeze(0).to(device)
+            mask = painting_mask(path, size)
             feats = net(x)
             for name in layers:
-                grams[name].append(gram_matrix(feats[name])[0])
+                grams[name].append(gram_matrix(feats[name], None if mask is None else mask.to(device))[0])
     return {k: torch.stack(v) for k, v in grams.items()}
 
 
