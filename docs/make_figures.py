@@ -91,52 +91,6 @@ def gallery(model: str, photos: list[Path], out: Path, tile: int = 192, blend: t
     print(f"wrote {out}: columns = photo, {', '.join(names)}; last row blends {a} -> {b}")
 
 
-def studio_screenshot(photo: Path, out: Path, blend: tuple[str, str] = ("starry_night", "great_wave")) -> None:
-    """The web studio in headless Debian Chromium on the shipped repository: a photo, a two-style blend."""
-    import shutil
-    import tempfile
-    import time
-
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
-    from stylecast.server.app import Server, ServerOptions
-
-    server = Server(ServerOptions(model_repository=ROOT / "model_repository", port=0, metrics_port=None,
-                                  http_port=0, sidecar=True))
-    server.start()
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = shutil.which("chromium")
-    with tempfile.TemporaryDirectory() as profile:
-        for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync",
-                     "--disable-background-networking", "--disable-component-update", "--window-size=1500,1150",
-                     f"--user-data-dir={profile}"):
-            opts.add_argument(flag)
-        driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
-        try:
-            driver.get(f"http://127.0.0.1:{server.http.port}/")
-            while not driver.execute_script("return document.querySelectorAll('#styles input').length"):
-                time.sleep(0.2)
-            driver.find_element(By.ID, "file").send_keys(str(photo))
-            while driver.execute_script("return document.getElementById('result').dataset.version") == "0":
-                time.sleep(0.2)
-            sliders = {s.get_attribute("data-style"): s for s in driver.find_elements(By.CSS_SELECTOR, "#styles input")}
-            for _ in range(10):  # great_wave to 0.5 next to starry_night at 1: a blend of the two
-                sliders[blend[1]].send_keys(Keys.RIGHT)
-            driver.find_element(By.ID, "run-explain").click()
-            end = time.monotonic() + 120
-            while time.monotonic() < end and ("…" in driver.find_element(By.ID, "label").text
-                                             or not driver.find_element(By.ID, "label").text):
-                time.sleep(0.3)
-            time.sleep(3)
-            driver.save_screenshot(str(out))
-        finally:
-            driver.quit()
-            server.stop()
-    print(f"wrote {out}")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", default=str(ROOT / "runs" / "starter8"))
@@ -144,7 +98,6 @@ def main() -> None:
     ap.add_argument("--photos", default=str(ROOT / "data" / "starter" / "eval"))
     ap.add_argument("--count", type=int, default=4)
     ap.add_argument("--losses", help="losses JSON to plot (default: RUN/losses.json)")
-    ap.add_argument("--studio", help="photo for a screenshot of the web studio (docs/web_studio.png)")
     a = ap.parse_args()
     losses = Path(a.losses) if a.losses else Path(a.run) / "losses.json"
     if losses.exists():
@@ -153,8 +106,6 @@ def main() -> None:
 
     gallery(a.model, list_images(a.photos)[:: max(1, len(list_images(a.photos)) // a.count)][: a.count],
             ROOT / "docs" / f"{a.model}_gallery.png")
-    if a.studio:
-        studio_screenshot(Path(a.studio), ROOT / "docs" / "web_studio.png")
 
 
 if __name__ == "__main__":

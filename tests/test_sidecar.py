@@ -74,8 +74,13 @@ def test_fooling_streams_progress_then_flips_the_label(sidecar_url, cat_on_grey)
     with Client(sidecar_url) as c:
         out = c.optimize("fooling", {"image": cat_on_grey}, progress=lambda s, loss, img: seen.append((s, loss)),
                          target=1, epsilon=2.0, steps=60, preview_every=5)
-    assert out["label"][0] == b"goldfish"
+    assert out["label"][0] == b"goldfish" and b"cat" in out["original_label"][0]
     assert out["linf"][0] <= 2 / 255 + 1e-6 and out["image"].shape == (224, 224, 3)
+    # before / after: the same picture within the budget, and the change shown 10x around grey 128
+    change = out["image"].astype(np.float32) - out["original"].astype(np.float32)
+    assert np.abs(change).max() <= 2.5 and np.abs(change).max() >= 1
+    shown = out["perturbation"].astype(np.float32) - 128
+    assert np.abs(shown - 10 * change).max() <= 10.5 and np.abs(shown).max() >= 10
     assert [s for s, _ in seen] == list(range(1, len(seen) + 1)) and len(seen) == out["steps"][0]
 
 

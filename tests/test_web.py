@@ -38,6 +38,27 @@ def browser(tmp_path_factory):
     driver.quit()
 
 
+def _shots(tmp_path):
+    """Where screenshots go: a temporary folder, or docs/studio when STYLECAST_SCREENSHOTS=1 (to refresh
+    the README's pictures of each view)."""
+    from pathlib import Path
+
+    if os.environ.get("STYLECAST_SCREENSHOTS") == "1":
+        folder = Path(__file__).resolve().parent.parent / "docs" / "studio"
+        folder.mkdir(exist_ok=True)
+        return folder
+    return tmp_path
+
+
+def _view(browser, section: str, path) -> None:
+    """A screenshot of one section of the page."""
+    from selenium.webdriver.common.by import By
+
+    element = browser.find_element(By.ID, section)
+    browser.execute_script("arguments[0].scrollIntoView()", element)
+    element.screenshot(str(path))
+
+
 def _wait(driver, condition, timeout: float = 60.0, what: str = ""):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -48,6 +69,12 @@ def _wait(driver, condition, timeout: float = 60.0, what: str = ""):
     status = driver.execute_script("return document.getElementById('timing').textContent")
     raise TimeoutError(f"timed out waiting for {what or condition}; status: {status}")
 
+
+PIXELS_OF = """
+const c = document.querySelector(arguments[0]);
+const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+return [c.width, c.height, Array.from(d.filter((_, i) => i % 4 !== 3))];
+"""
 
 PIXELS = """
 const c = document.getElementById(arguments[0]);
@@ -108,7 +135,7 @@ def test_upload_stylize_and_blend_in_a_real_browser(browser, http_url, tmp_path)
     right = lambda px: [v for y in range(200) for v in px[y * row + 3 * 160: (y + 1) * row]]  # noqa: E731
     assert left(half) == left(blended) and right(half) == right(original)
     compare.send_keys(Keys.END)
-    browser.save_screenshot(str(tmp_path / "studio.png"))
+    browser.save_screenshot(str(_shots(tmp_path) / "studio.png"))
 
 
 def test_the_api_documents_itself(browser, http_url, server):
@@ -150,6 +177,8 @@ def test_every_technique_has_a_form_and_runs_in_the_browser(browser, sidecar_ser
     browser.find_element(By.ID, "file").send_keys(str(photo))
     tech = Select(browser.find_element(By.ID, "tech"))
 
+    shots = _shots(tmp_path)
+
     def run(name: str, output: str, values: dict | None = None) -> None:
         status = browser.find_element(By.ID, "tech-status")
         tech.select_by_value(name)
@@ -167,6 +196,7 @@ def test_every_technique_has_a_form_and_runs_in_the_browser(browser, sidecar_ser
                                      "const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
                                      "return c.width * c.height > 100 && d.some((v, i) => i % 4 !== 3 && v > 0);")
         assert lit, f"{name} showed an empty {output}"
+        _view(browser, "techniques", shots / f"{name}.png")
 
     run("saliency", "overlay")
     run("knn", "picture", {"k": 4})
@@ -176,6 +206,11 @@ def test_every_technique_has_a_form_and_runs_in_the_browser(browser, sidecar_ser
     assert len(ranked) == 4 and all(r[1] for r in ranked) and distances == sorted(distances), ranked
     run("filters", "picture", {"network": "vgg16"})
     run("segmentation", "overlay")
+    run("fooling", "perturbation", {"target": 1})  # before / after, both labelled, and the change magnified
+    captions = browser.execute_script("return [...document.querySelectorAll('#tech-result figcaption')]"
+                                      ".map(c => c.textContent)")
+    assert captions[0] == "image: goldfish" and captions[1].startswith("original: ") and "cat" in captions[1], captions
+    assert captions[2] == "perturbation", captions
     tech.select_by_value("deepdream")
     steps = browser.find_element(By.CSS_SELECTOR, "#tech-form [data-param='steps']")
     steps.clear()
@@ -184,14 +219,14 @@ def test_every_technique_has_a_form_and_runs_in_the_browser(browser, sidecar_ser
     _wait(browser, "return document.getElementById('tech-status').textContent.startsWith('step')", timeout=120,
           what="DeepDream's progress")
     assert browser.execute_script("return document.getElementById('tech-progress').value") > 0
+    _view(browser, "techniques", shots / "deepdream.png")
     browser.find_element(By.ID, "tech-cancel").click()
     _wait(browser, "return document.getElementById('tech-status').textContent === 'cancelled'", what="the cancel")
     text = tmp_path / "notes.txt"
     text.write_text("not an image")
     browser.find_element(By.ID, "style-file").send_keys(str(text))
-    _wait(browser, "return document.getElementById('tech-status').textContent.includes('not an image')",
+    _wait(browser, "return document.getElementById('own-status').textContent.includes('not an image')",
           what="the refusal of a text file")
-    browser.save_screenshot(str(tmp_path / "techniques.png"))
 
 
 def test_the_split_deployments_studio_offers_the_upstream_styles(browser, tmp_path):
@@ -245,7 +280,54 @@ def test_the_split_deployments_studio_offers_the_upstream_styles(browser, tmp_pa
         browser.find_element(By.CSS_SELECTOR, "#examples img[data-example=chelsea]").click()
         _wait(browser, f"return parseInt(document.getElementById('result').dataset.version) > {version}"
               " && document.getElementById('result').width === 451", what="the example's result (451 x 300)")
-        browser.save_screenshot(str(root / "docs" / "web_studio_split.png"))
+        browser.save_screenshot(str(_shots(tmp_path) / "split.png"))
     finally:
         side.stop(0)
         up.stop(0)
+
+
+def test_your_own_style_previews_with_gatys_and_becomes_a_slider(browser, tiny_style_checkpoint, tmp_path):
+    """A painting dropped on the page: a streamed Gatys preview of the photo, then "make it a real-time style"
+    (learn_style on a server that allows it), after which the new style is a slider and stylizes the photo."""
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+    from stylecast.export.onnx_export import export_to_repository
+    from stylecast.server.app import Server, ServerOptions
+    from stylecast.training.data import bundled_photos
+
+    from tests.images import STYLES
+
+    export_to_repository(tiny_style_checkpoint, "tiny", tmp_path / "repo")
+    srv = Server(ServerOptions(model_repository=tmp_path / "repo", port=0, metrics_port=None, http_port=0,
+                               sidecar=True, allow_learning=True, max_message_mb=64))
+    srv.start()
+    try:
+        photo, painting = tmp_path / "photo.png", tmp_path / "painting.png"
+        Image.open(dict(bundled_photos())["skimage_coffee"]).convert("RGB").resize((96, 72)).save(photo)
+        Image.open(STYLES / "great_wave.jpg").convert("RGB").resize((120, 80)).save(painting)
+        browser.get(f"http://127.0.0.1:{srv.http.port}/")
+        _wait(browser, "return document.querySelectorAll('#styles button').length === 3", what="tiny's sliders")
+        browser.find_element(By.ID, "file").send_keys(str(photo))
+        _wait(browser, "return document.getElementById('result').dataset.version === '1'", what="a first result")
+        for box, value in (("own-steps", 6), ("own-train-steps", 2), ("own-name", "wave")):
+            element = browser.find_element(By.ID, box)
+            element.clear()
+            element.send_keys(str(value))
+        browser.find_element(By.ID, "style-file").send_keys(str(painting))
+        _wait(browser, "return document.getElementById('own-status').textContent.startsWith('done')"
+              " && document.querySelector('#own-result canvas')", timeout=120, what="the Gatys preview")
+        w, h, px = browser.execute_script(PIXELS_OF, "#own-result canvas")
+        assert w * h > 100 and max(px) - min(px) > 30, "the preview is blank"
+        _view(browser, "own", _shots(tmp_path) / "own_style.png")
+        version = int(browser.execute_script("return document.getElementById('result').dataset.version"))
+        browser.find_element(By.ID, "own-learn").click()
+        names = _wait(browser, "const s = [...document.querySelectorAll('#styles button')].map(e => e.textContent);"
+                      "return s.length === 4 && s", timeout=180, what="the new style's slider")
+        assert names[-1] == "wave"
+        weights = browser.execute_script("return [...document.querySelectorAll('#styles input')].map(s => +s.value)")
+        assert weights == [0, 0, 0, 1], weights
+        _wait(browser, f"return parseInt(document.getElementById('result').dataset.version) > {version}",
+              what="the photo stylized with the new style")
+        assert browser.execute_script("return document.getElementById('own-status').textContent").startswith("done")
+    finally:
+        srv.stop(0)

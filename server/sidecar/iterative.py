@@ -16,7 +16,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from ..errors import InvalidArgument
 from . import optimize
 from .networks import load_classifier, loss_network
-from .spec import Param, Spec, Tensor, choice, image, pixels, scalar
+from .spec import Param, Spec, Tensor, choice, image, pixels, scalar, text
 
 DEFAULT_CLASS = 130  # flamingo: pink birds on water read well at 128 px
 MAX_SIDE = 512  # larger inputs are resized: a limit on pixels per request
@@ -67,15 +67,22 @@ def _result(r) -> dict:
     return {"image": pixels(r.image), "steps": np.array([r.steps], np.int32)}
 
 
+# The perturbation as a picture: grey 128 is no change, each level of change shown this many levels away.
+FOOLING_MAGNIFY = 10
+
+
 def _run_fooling(inputs: dict, p: dict, progress) -> dict:
+    """The fooled image beside what the classifier saw before, both labels, and the change magnified."""
     model = load_classifier()
     x = _image(inputs["image"], 224)
     r = optimize.fooling_image(model, x, p["target"], p["epsilon"], p["steps"], p["lr"], progress=progress)
     with torch.no_grad():
-        label = model.classes[int(model(r.image).argmax())]
+        before, label = (model.classes[int(model(v).argmax())] for v in (x, r.image))
+    change = (128 + FOOLING_MAGNIFY * (r.image - x)).clamp(0, 255)
     return {"image": pixels(r.image), "label": np.array([label.encode()], np.object_),
-            "linf": np.array([r.linf], np.float32), "l2": np.array([r.l2], np.float32),
-            "steps": np.array([r.steps], np.int32)}
+            "original": pixels(x), "original_label": np.array([before.encode()], np.object_),
+            "perturbation": pixels(change), "linf": np.array([r.linf], np.float32),
+            "l2": np.array([r.l2], np.float32), "steps": np.array([r.steps], np.int32)}
 
 
 def _run_class_viz(inputs: dict, p: dict, progress) -> dict:
@@ -167,11 +174,13 @@ def optimization(name: str, description: str, inputs: tuple[Tensor, ...], params
 
 
 SPECS = (
-    optimization("fooling", "targeted adversarial image within an L-inf ball (at 224x224)", (image(),),
+    optimization("fooling", "targeted adversarial image within an L-inf ball (at 224x224); 'original' is what "
+                 f"the classifier saw before, 'perturbation' the change x{FOOLING_MAGNIFY} around grey 128", (image(),),
                  (Param("target", int, 1, 0, 999, "class the classifier must say"),
                   Param("epsilon", float, 2.0, 0.1, 32.0, "L-inf budget in grey levels"),
                   Param("lr", float, 0.25, 0.001, 10.0, "Adam step size (grey levels)")), _run_fooling,
-                 (Tensor("label", mc.TYPE_STRING, (1,)), scalar("linf", mc.TYPE_FP32), scalar("l2", mc.TYPE_FP32))),
+                 (Tensor("label", mc.TYPE_STRING, (1,)), image("original"), text("original_label"),
+                  image("perturbation"), scalar("linf", mc.TYPE_FP32), scalar("l2", mc.TYPE_FP32))),
     optimization("class_visualization", "gradient ascent on a class score with L2, blur and jitter regularizers "
                  f"(class_index: optional, default {DEFAULT_CLASS}, flamingo)",
                  (Tensor("class_index", mc.TYPE_INT32, (1,), optional=True),),

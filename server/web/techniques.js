@@ -3,7 +3,7 @@
 // A new technique (one spec on the server) appears here without page code.
 "use strict";
 
-const T = { configs: {}, style: null, controller: null };
+const T = { configs: {}, style: null };
 const MAX_JSON_SIDE = 256; // images go as JSON in generate requests: bound their size
 
 function paramSpecs(cfg) {
@@ -34,6 +34,7 @@ function setTechniques(configs) {
   if (names.includes(current)) $("tech").value = current;
   $("tech-run").disabled = !names.length;
   renderForm();
+  document.dispatchEvent(new Event("techniques"));
 }
 
 function field(label, input, help) {
@@ -51,8 +52,9 @@ function renderForm() {
   const rows = [];
   for (const t of cfg.input) {
     if (isImage(t)) {
+      const from = sourceFor(t) === "style" ? "painting (your own style)" : "photo";
       rows.push(field(t.name, Object.assign(document.createElement("span"),
-                                            { textContent: `← the ${sourceFor(t)}${t.optional ? " (optional)" : ""}` })));
+                                            { textContent: `← the ${from}${t.optional ? " (optional)" : ""}` })));
     } else {
       const input = Object.assign(document.createElement("input"), { type: "text", placeholder: t.optional ? "optional" : "" });
       input.dataset.input = t.name; input.dataset.type = t.data_type;
@@ -76,8 +78,8 @@ function renderForm() {
   $("tech-form").replaceChildren(...rows);
 }
 
-function scaledNested(canvas, w, h) {
-  const s = Math.min(1, MAX_JSON_SIDE / Math.max(w, h));
+function scaledNested(canvas, w, h, side = MAX_JSON_SIDE) {
+  const s = Math.min(1, side / Math.max(w, h));
   const small = document.createElement("canvas");
   small.width = Math.max(1, Math.round(w * s)); small.height = Math.max(1, Math.round(h * s));
   small.getContext("2d").drawImage(canvas, 0, 0, small.width, small.height);
@@ -128,15 +130,32 @@ function rankedTable(cfg, out) {
   return { table, used: ["names", numeric] };
 }
 
+// A string output named after an image output ("label" for "image", "original_label" for "original")
+// is that picture's caption, so a before / after pair reads as two labelled pictures.
+const captionOf = (name) => (name === "image" ? "label" : `${name}_label`);
+
+function imageFigure(name, pixels, caption) {
+  const fig = document.createElement("figure"), c = document.createElement("canvas");
+  c.dataset.output = name; paintNested(c, pixels);
+  const cap = document.createElement("figcaption");
+  cap.textContent = caption === undefined ? name : `${name}: ${[caption].flat()[0]}`;
+  fig.append(c, cap);
+  return fig;
+}
+
 function showOutputs(cfg, out) {
-  const parts = [];
+  const parts = [], shown = new Set(["step", "loss"]);
   const ranked = rankedTable(cfg, out);
-  if (ranked) parts.push(ranked.table);
+  if (ranked) { parts.push(ranked.table); ranked.used.forEach((n) => shown.add(n)); }
+  const isPicture = (v) => Array.isArray(v) && Array.isArray(v[0]) && Array.isArray(v[0][0]) && v[0][0].length === 3;
+  for (const t of cfg.output) if (isPicture(out[t.name]) && out[captionOf(t.name)] !== undefined) shown.add(captionOf(t.name));
+  const pictures = document.createElement("div");
+  pictures.className = "pictures";
   for (const t of cfg.output) {
     const v = out[t.name];
-    if (v === undefined || ["step", "loss"].includes(t.name) || (ranked && ranked.used.includes(t.name))) continue;
-    if (Array.isArray(v) && Array.isArray(v[0]) && Array.isArray(v[0][0]) && v[0][0].length === 3) {
-      const c = document.createElement("canvas"); c.dataset.output = t.name; paintNested(c, v); parts.push(field(t.name, c));
+    if (v === undefined || (shown.has(t.name) && !isPicture(v))) continue;
+    if (isPicture(v)) {
+      pictures.append(imageFigure(t.name, v, out[captionOf(t.name)]));
     } else if (Array.isArray(v) && Array.isArray(v[0]) && typeof v[0][0] === "number" && v.length > 8 && v[0].length > 8) {
       const c = document.createElement("canvas"); c.dataset.output = t.name; paintMap(c, v); parts.push(field(t.name, c));
     } else {
@@ -145,7 +164,7 @@ function showOutputs(cfg, out) {
       parts.push(field(t.name, Object.assign(document.createElement("code"), { textContent: String(text) })));
     }
   }
-  $("tech-result").replaceChildren(...parts);
+  $("tech-result").replaceChildren(pictures, ...parts);
 }
 
 function paintMap(canvas, rows) {
@@ -158,44 +177,57 @@ function paintMap(canvas, rows) {
   paint(canvas, rgb, w, h);
 }
 
-async function runTechnique() {
-  const name = $("tech").value, cfg = T.configs[name];
-  let body;
-  try { body = requestBody(cfg); } catch (e) { $("tech-status").textContent = `error: ${e.message}`; return; }
+// One run of a technique into a panel ({progress, status, result, cancel, run}: elements): a decoupled one
+// streams its steps and previews with a progress bar and can be cancelled; the answer goes to show(out).
+async function runInto(name, body, ui, show) {
+  const cfg = T.configs[name];
   const streamed = cfg.model_transaction_policy && cfg.model_transaction_policy.decoupled;
-  const steps = body.parameters.steps;
-  T.controller = new AbortController();
-  $("tech-cancel").disabled = !streamed;
-  $("tech-run").disabled = true;
-  $("tech-progress").value = 0; $("tech-progress").hidden = !streamed;
-  $("tech-status").textContent = "working…";
+  const steps = body.parameters.steps, controller = new AbortController();
+  ui.cancel.onclick = () => controller.abort();
+  ui.cancel.disabled = !streamed; ui.run.disabled = true;
+  ui.progress.value = 0; ui.progress.hidden = !streamed;
+  ui.status.textContent = "working…";
   const t0 = performance.now();
   try {
     const route = streamed ? "generate_stream" : "generate";
     const r = await api(`/v2/models/${encodeURIComponent(name)}/${route}`, {
-      method: "POST", body: JSON.stringify(body), signal: T.controller.signal,
+      method: "POST", body: JSON.stringify(body), signal: controller.signal,
       headers: { "Content-Type": "application/json" } });
-    if (!streamed) { showOutputs(cfg, await r.json()); }
+    let answer = null;
+    if (!streamed) answer = await r.json();
     else {
       await readEvents(r, (event) => {
         if (event.error) throw new Error(event.error);
-        if (event.step !== undefined) {
-          if (steps) $("tech-progress").value = event.step / steps;
-          $("tech-status").textContent = `step ${event.step}${steps ? ` / ${steps}` : ""}, loss ${Number(event.loss).toFixed(3)}`;
-          if (event.image) { const c = document.createElement("canvas"); paintNested(c, event.image); $("tech-result").replaceChildren(c); }
-        } else {
-          showOutputs(cfg, event);
-        }
+        if (event.step === undefined) { answer = event; return; }
+        if (steps) ui.progress.value = event.step / steps;
+        ui.status.textContent = `step ${event.step}${steps ? ` / ${steps}` : ""}, loss ${Number(event.loss).toFixed(3)}`;
+        if (event.image) { const c = document.createElement("canvas"); paintNested(c, event.image); ui.result.replaceChildren(c); }
       });
     }
-    $("tech-status").textContent = `done in ${((performance.now() - t0) / 1000).toFixed(1)} s`;
-    $("tech-progress").value = 1;
-    if (name === "learn_style") await loadModels();  // the new style appears among the sliders
+    if (!answer) throw new Error("the stream ended without an answer");
+    await show(answer);
+    ui.status.textContent = `done in ${((performance.now() - t0) / 1000).toFixed(1)} s`;
+    ui.progress.value = 1;
+    return answer;
   } catch (e) {
-    $("tech-status").textContent = e.name === "AbortError" ? "cancelled" : `error: ${e.message}`;
+    ui.status.textContent = e.name === "AbortError" ? "cancelled" : `error: ${e.message}`;
+    return null;
   } finally {
-    $("tech-run").disabled = false; $("tech-cancel").disabled = true; T.controller = null;
+    ui.run.disabled = false; ui.cancel.disabled = true;
   }
+}
+
+const techPanel = () => ({ progress: $("tech-progress"), status: $("tech-status"), result: $("tech-result"),
+                           cancel: $("tech-cancel"), run: $("tech-run") });
+
+async function runTechnique() {
+  const name = $("tech").value, cfg = T.configs[name];
+  let body;
+  try { body = requestBody(cfg); } catch (e) { $("tech-status").textContent = `error: ${e.message}`; return; }
+  await runInto(name, body, techPanel(), async (out) => {
+    showOutputs(cfg, out);
+    if (name === "learn_style") await loadModels();  // the new style appears among the sliders
+  });
 }
 
 async function readEvents(response, onEvent) {
@@ -215,19 +247,3 @@ async function readEvents(response, onEvent) {
 
 $("tech").addEventListener("change", renderForm);
 $("tech-run").addEventListener("click", runTechnique);
-$("tech-cancel").addEventListener("click", () => T.controller && T.controller.abort());
-$("style-file").addEventListener("change", () => {
-  const file = $("style-file").files[0];
-  if (!file) return;
-  if (!file.type.startsWith("image/")) { $("tech-status").textContent = `error: ${file.name} is not an image`; return; }
-  const img = new Image();
-  img.onerror = () => { $("tech-status").textContent = `error: ${file.name} could not be read as an image`; };
-  img.onload = () => {
-    const c = $("style-image"), s = Math.min(1, 512 / Math.max(img.naturalWidth, img.naturalHeight));
-    c.width = Math.round(img.naturalWidth * s); c.height = Math.round(img.naturalHeight * s);
-    c.getContext("2d").drawImage(img, 0, 0, c.width, c.height);
-    T.style = { canvas: c, w: c.width, h: c.height };
-    URL.revokeObjectURL(img.src);
-  };
-  img.src = URL.createObjectURL(file);
-});
