@@ -65,7 +65,7 @@ class NeuronExplanation:
 @dataclass(frozen=True)
 class Optimized:
     """The result of an iterative technique: the image, the steps run, every streamed loss, and the
-    technique's other outputs (for fooling: label, linf, l2)."""
+    technique's other outputs (for fooling: label, original, original_label, perturbation, linf, l2)."""
 
     image: np.ndarray
     steps: int
@@ -282,7 +282,8 @@ class TechniquesMixin:
 
     def fool(self, image, target: int | None = None, *, progress: Progress | None = None,
              timeout: float | None = None, **params) -> Optimized:
-        """The smallest L-inf perturbation that makes the classifier say ``target`` (extra: label, linf, l2)."""
+        """The smallest L-inf perturbation that makes the classifier say ``target`` (extra: label, linf, l2, and
+        the before / after: original, original_label, perturbation: the change x10 around grey 128)."""
         return self._optimized("fooling", {"image": to_array(image)}, progress, timeout,
                                _given(target=target, **params))
 

@@ -581,7 +581,8 @@ def _cmd_explain(a: argparse.Namespace) -> int:
             losses: list[float] = []
             progress = recording(losses, lambda step, loss, preview: log.info("step %d loss %.4g", step, loss))
             r = parse_optimized(c.optimize(a.technique, inputs, progress=progress, **params), losses)
-            picture, summary = r.image, f"{r.steps} steps, loss {r.losses[-1]:.4g} {r.extra or ''}".rstrip()
+            scalars = {k: v for k, v in r.extra.items() if getattr(v, "ndim", 0) < 2}  # not the pictures
+            picture, summary = r.image, f"{r.steps} steps, loss {r.losses[-1]:.4g} {scalars or ''}".rstrip()
         elif "overlay" in {o.name for o in cfg.output}:
             out = c.infer(a.technique, inputs, None, params)
             picture = out["overlay"]

@@ -80,7 +80,7 @@ def test_cli_explain_results_say_what_each_technique_did(sidecar_url, cat_on_gre
     heat = ((overlay - 0.45 * cat_on_grey) / 0.55).mean(2)  # the colormap's brightness rises with the map
     assert mass_inside(np.clip(heat - np.median(heat), 0, None)) > 0.5, "the overlay's heat is not on the cat"
     out, _ = explain("fooling", str(src), "--target", "1")
-    assert "goldfish" in out
+    assert "'label': 'goldfish'" in out and "'original_label': " in out and "array" not in out, out
     out, _ = explain("gradcam", str(src), "--target", "967")
     assert "'espresso' (class 967" in out
     out, _ = explain("class_visualization", "--param", "steps=3", "--param", "size=48")
