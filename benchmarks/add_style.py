@@ -48,7 +48,7 @@ def old_styles_difference(old_onnx: Path, new_onnx: Path, n_old: int, photos: li
 def run_one(model: str, painting: Path, a: argparse.Namespace, work: Path) -> tuple[dict, Path]:
     from stylecast.evaluation.quality import measure, summarize
     from stylecast.export.styles import add_style
-    from stylecast.training.data import list_images
+    from stylecast.nets.images import list_images
 
     repo = work / model / "model_repository"
     shutil.copytree(ROOT / "model_repository" / model, repo / model)
@@ -81,7 +81,7 @@ def gallery(rows: list[tuple[dict, Path]], photos: list[Path], out: Path, tile: 
     import torch
     from stylecast.client.imaging import contact_sheet
     from stylecast.evaluation.quality import _square, load_stylizer, photo_tensor, style_weights
-    from stylecast.training.data import load_rgb, to_tensor
+    from stylecast.nets.images import load_rgb, to_tensor
 
     sheet_rows, labels = [], []
     xs = [photo_tensor(p, 256) for p in photos]
@@ -101,7 +101,7 @@ def gallery(rows: list[tuple[dict, Path]], photos: list[Path], out: Path, tile: 
 
 def gallery_from_results(out: Path, photos_dir: str) -> None:
     """The gallery of the models the last runs kept (benchmarks/results/add_style/), without training again."""
-    from stylecast.training.data import list_images
+    from stylecast.nets.images import list_images
 
     rows = []
     for f in sorted((ROOT / "benchmarks" / "results").glob("add_style*.json")):
@@ -135,7 +135,7 @@ def main() -> None:
     if a.gallery_only:
         return gallery_from_results(a.gallery, a.photos)
     from stylecast.export.styles import default_photos
-    from stylecast.training.data import list_images
+    from stylecast.nets.images import list_images
 
     default_photos()  # gathers the starter set (train and eval) once
     results = []

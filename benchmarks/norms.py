@@ -47,7 +47,7 @@ def picture(weights: dict[str, Path], a: argparse.Namespace) -> None:
     import numpy as np
     from PIL import Image, ImageDraw
     from stylecast.evaluation.quality import load_stylizer, photo_tensor
-    from stylecast.training.data import list_images
+    from stylecast.nets.images import list_images
 
     nets = {k: load_stylizer(w)[0] for k, w in weights.items()}
     rows = []

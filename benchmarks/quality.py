@@ -80,7 +80,7 @@ def main() -> None:
 def training_loss_measure(a: argparse.Namespace, styles: list[Path]) -> dict:
     """EfficientNet-Lite0's Gram ratio and content kept: the measure the training optimized."""
     from stylecast.evaluation.quality import JUDGE_LAYERS, fidelity, gallery, measure, rows_as_dicts, summarize
-    from stylecast.training.data import list_images
+    from stylecast.nets.images import list_images
 
     t0 = time.perf_counter()
     rows = measure(a.checkpoint, styles, a.photos, a.size, a.max_photos, a.gatys_photos, a.gatys_steps, a.device,

@@ -84,7 +84,7 @@ def main() -> None:
 
     import openvino as ov
     from PIL import Image
-    from stylecast.training.data import heldout_photos
+    from stylecast.nets.images import heldout_photos
 
     from stylecast.sysinfo import cpu_has_amx
 

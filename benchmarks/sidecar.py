@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def photo(name: str, side: int) -> np.ndarray:
-    from stylecast.training.data import bundled_photos
+    from stylecast.nets.images import bundled_photos
 
     img = Image.open(dict(bundled_photos())[name]).convert("RGB")
     img.thumbnail((side, side), Image.Resampling.LANCZOS)
@@ -111,8 +111,8 @@ def main() -> None:
     a = ap.parse_args()
 
     from stylecast.client import Client
+    from stylecast.nets.images import load_rgb
     from stylecast.server.app import Server, ServerOptions
-    from stylecast.training.data import load_rgb
 
     server = Server(ServerOptions(model_repository=None, port=0, metrics_port=None, sidecar=True))
     port = server.start()

@@ -31,10 +31,10 @@ def main() -> None:
     a = ap.parse_args()
 
     import torch
-    from stylecast.training.losses import content_loss, gram_matrix, style_loss
+    from stylecast.nets.losses import content_loss, gram_matrix, style_loss
+    from stylecast.nets.vgg import CONTENT_LAYER, VGGFeatures
     from stylecast.training.networks import TransformerNet, one_hot
     from stylecast.training.trainer import autocast
-    from stylecast.training.vgg import CONTENT_LAYER, VGGFeatures
 
     from stylecast.sysinfo import cpu_has_amx
 

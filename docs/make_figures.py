@@ -102,7 +102,7 @@ def main() -> None:
     losses = Path(a.losses) if a.losses else Path(a.run) / "losses.json"
     if losses.exists():
         loss_curves(losses, ROOT / "docs" / f"{a.model}_losses.png")
-    from stylecast.training.data import list_images
+    from stylecast.nets.images import list_images
 
     gallery(a.model, list_images(a.photos)[:: max(1, len(list_images(a.photos)) // a.count)][: a.count],
             ROOT / "docs" / f"{a.model}_gallery.png")

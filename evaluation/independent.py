@@ -29,9 +29,10 @@ import numpy as np
 import torch
 from skimage.metrics import structural_similarity
 from stylecast.evaluation.quality import STYLE_SCALE, load_stylizer, photo_tensor, style_weights
-from stylecast.training.data import list_images, load_painting
-from stylecast.training.losses import energy, gram_matrix, relative_mse
-from stylecast.training.vgg import VGGFeatures
+from stylecast.nets.images import list_images
+from stylecast.nets.losses import energy, gram_matrix, relative_mse
+from stylecast.nets.vgg import VGGFeatures
+from stylecast.training.data import load_painting
 
 log = logging.getLogger(__name__)
 

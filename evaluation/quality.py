@@ -22,16 +22,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from stylecast.training.checkpoint import load_network
-from stylecast.training.data import list_images, load_painting, load_rgb, resize_square, to_tensor
-from stylecast.training.losses import energy, gram_matrix, relative_mse
-from stylecast.training.networks import STRIDE, one_hot
-from stylecast.training.perceptual import (
+from stylecast.nets.images import list_images, load_rgb, to_tensor
+from stylecast.nets.losses import energy, gram_matrix, relative_mse
+from stylecast.nets.perceptual import (
     EFFICIENTNET_CONTENT_LAYER,
     EFFICIENTNET_STYLE_LAYERS,
     load_efficientnet_lite0,
     loss_network,
 )
+from stylecast.training.checkpoint import load_network
+from stylecast.training.data import load_painting, resize_square
+from stylecast.training.networks import STRIDE, one_hot
 from torch.nn import functional as F
 
 log = logging.getLogger(__name__)

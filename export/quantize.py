@@ -36,14 +36,14 @@ def photo_squares(paths: Sequence[Path], side: int = PHOTO_SIDE) -> list[np.ndar
 
 def calibration_photos(n: int = CALIBRATION_PHOTOS) -> list[Path]:
     """Bundled photos that the held-out set does not use (calibration must not see the judged photos)."""
-    from stylecast.training.data import bundled_photos, heldout_photos
+    from stylecast.nets.images import bundled_photos, heldout_photos
 
     held_out = {p for _, p in heldout_photos()}
     return [p for _, p in bundled_photos() if p not in held_out][:n]
 
 
 def parity_photos(n: int = PARITY_PHOTOS) -> list[Path]:
-    from stylecast.training.data import heldout_photos
+    from stylecast.nets.images import heldout_photos
 
     return [p for _, p in heldout_photos()][:n]
 

@@ -274,8 +274,8 @@ def _cmd_demo(a: argparse.Namespace) -> int:
 
     from stylecast.client import Client
     from stylecast.client.imaging import caption
+    from stylecast.nets.images import bundled_photos
     from stylecast.server.app import Server, ServerOptions
-    from stylecast.training.data import bundled_photos
 
     photos = dict(bundled_photos())
     photo = photos.get(a.photo) or next(iter(photos.values()))

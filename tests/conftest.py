@@ -76,7 +76,7 @@ def cat_on_grey():
 @pytest.fixture(scope="session")
 def sidecar_server(tmp_path_factory):
     """The PyTorch sidecar on the real classifier, a gallery of bundled photos and a private cache."""
-    from stylecast.training.data import bundled_photos
+    from stylecast.nets.images import bundled_photos
 
     gallery = copy_photos(bundled_photos()[:8], tmp_path_factory.mktemp("gallery"))
     with pytest.MonkeyPatch.context() as mp:

@@ -13,7 +13,7 @@ BOX = (120, 40, 280, 200)  # left, top, right, bottom of the pasted photo on a 3
 
 
 def cat_on_grey() -> np.ndarray:
-    from stylecast.training.data import bundled_photos
+    from stylecast.nets.images import bundled_photos
 
     cat = Image.open(dict(bundled_photos())["skimage_chelsea"]).convert("RGB")
     s = min(cat.size)

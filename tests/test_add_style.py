@@ -23,7 +23,7 @@ PAINTING = STYLES / "great_wave.jpg"
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> Path:
-    from stylecast.training.data import bundled_photos
+    from stylecast.nets.images import bundled_photos
 
     return copy_photos(bundled_photos()[:6], tmp_path_factory.mktemp("photos"))
 

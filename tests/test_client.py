@@ -19,7 +19,7 @@ def client(url):
 
 @pytest.fixture(scope="module")
 def photo() -> Image.Image:
-    from stylecast.training.data import bundled_photos
+    from stylecast.nets.images import bundled_photos
 
     path = dict(bundled_photos())["sklearn_china"]
     return Image.open(path).convert("RGB").resize((333, 251))

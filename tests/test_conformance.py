@@ -163,7 +163,7 @@ def test_stylized_images_agree(grpc_urls):
     """The same ONNX graph on ONNX Runtime's CPU provider behind both servers: bit-exact uint8."""
     from PIL import Image
     from stylecast.client import Client
-    from stylecast.training.data import bundled_photos
+    from stylecast.nets.images import bundled_photos
 
     photo = np.asarray(Image.open(dict(bundled_photos())["skimage_chelsea"]).convert("RGB"))[:151, :203]
     outs = {}
@@ -178,7 +178,7 @@ def test_stylized_images_agree(grpc_urls):
 
 def test_cli_stylize_through_both_servers_writes_the_same_image(grpc_urls, tmp_path):
     from PIL import Image
-    from stylecast.training.data import bundled_photos
+    from stylecast.nets.images import bundled_photos
 
     from stylecast.cli import main
 

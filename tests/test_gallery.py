@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
+from stylecast.nets.images import bundled_photos
 from stylecast.server.sidecar import gallery
 from stylecast.server.sidecar.networks import efficientnet_lite0
-from stylecast.training.data import bundled_photos
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +102,7 @@ def test_receptive_fields_match_vgg16_arithmetic():
 
 def test_max_activating_patches_are_ranked_and_excite_the_unit(indexed):
     import torch
-    from stylecast.training.vgg import VGGFeatures
+    from stylecast.nets.vgg import VGGFeatures
 
     _, files, _ = indexed
     vgg = VGGFeatures(("relu3_3",))
@@ -120,8 +120,8 @@ def test_max_activating_patches_are_ranked_and_excite_the_unit(indexed):
 def test_vgg16_from_a_torchvision_file_and_classifiers_by_import_path(tmp_path, monkeypatch):
     """A torchvision vgg16 file on disk is used (FC7 features, 4096-d); a user's classifier by import path."""
     import torch
+    from stylecast.nets.vgg import TORCHVISION_FILE
     from stylecast.server.sidecar import networks
-    from stylecast.training.vgg import TORCHVISION_FILE
 
     hub = tmp_path / "hub" / "checkpoints"
     hub.mkdir(parents=True)

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 from stylecast.evaluation import independent as ind
-from stylecast.training.data import heldout_photos, load_painting, load_rgb
+from stylecast.nets.images import heldout_photos, load_rgb
+from stylecast.training.data import load_painting
 
 ROOT = Path(__file__).resolve().parent.parent
 STYLES = ROOT / "styles"
@@ -70,7 +71,7 @@ def test_the_vgg_gram_ratio_prefers_the_painting_to_the_photo(photo):
 
 
 def test_the_spot_loss_prices_a_stamp_and_not_a_wash(photo):
-    from stylecast.training.losses import spot_loss
+    from stylecast.nets.losses import spot_loss
 
     t = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None].float()  # noqa: E731
     wash = (0.6 * photo + 0.4 * np.array([240.0, 210.0, 40.0])).astype(np.uint8)  # a yellow glaze over it all
@@ -95,8 +96,8 @@ def test_a_left_out_disc_changes_no_statistic_of_the_target(tmp_path):
     """targets.json's leave_out: the Gram target of a blue ground holding a red disc, with the disc left out,
     is the plain blue ground's; kept in, it is not (composition_viii's circles leave its target this way)."""
     from PIL import Image
+    from stylecast.nets.losses import gram_matrix
     from stylecast.training.data import painting_mask
-    from stylecast.training.losses import gram_matrix
 
     ground = np.zeros((200, 300, 3), np.uint8)
     ground[:] = (40, 60, 200)

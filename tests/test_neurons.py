@@ -34,7 +34,7 @@ def test_a_neurons_guided_backprop_lies_in_its_receptive_field(client, cat_on_gr
 
 def test_the_map_moves_with_the_chosen_neuron(client):
     from PIL import Image
-    from stylecast.training.data import bundled_photos
+    from stylecast.nets.images import bundled_photos
 
     photo = np.asarray(Image.open(dict(bundled_photos())["skimage_astronaut"]).convert("RGB").resize((224, 224)))
     live = []  # neurons of one channel that fire here (a dead ReLU has no gradient)
@@ -76,16 +76,16 @@ def test_texture_synthesis_matches_the_layers_asked_for(client):
     """Gram reconstruction by layer (the lecture's figure): matching relu1_1 alone leaves the higher layers'
     statistics unmatched; adding relu2_1 and relu3_1 brings them closer to the texture's."""
     import torch
-    from stylecast.server.sidecar.networks import loss_network
-    from stylecast.training.data import load_rgb
-    from stylecast.training.losses import gram_matrix
+    from stylecast.nets.images import load_rgb
+    from stylecast.nets.losses import gram_matrix
+    from stylecast.server.sidecar.networks import cached_loss_network
 
     from tests.images import STYLES
 
     texture = np.asarray(load_rgb(STYLES / "starry_night.jpg", 96))
     low = client.texture(texture, layers="relu1_1", loss_network="vgg16", size=64, steps=150)
     many = client.texture(texture, layers="relu1_1,relu2_1,relu3_1", loss_network="vgg16", size=64, steps=150)
-    vgg = loss_network(("relu3_1",), "vgg16")
+    vgg = cached_loss_network("vgg16", ("relu3_1",))
 
     def gram(img: np.ndarray) -> torch.Tensor:
         with torch.no_grad():
@@ -101,7 +101,7 @@ def test_texture_synthesis_matches_the_layers_asked_for(client):
 def _pasted(background: str, at: tuple[int, int], side: int = 130) -> tuple[np.ndarray, np.ndarray]:
     """The cat photo pasted at ``at`` into a blurred bundled photo; and the pasted rectangle."""
     from PIL import Image, ImageFilter
-    from stylecast.training.data import bundled_photos
+    from stylecast.nets.images import bundled_photos
 
     photos = dict(bundled_photos())
     canvas = Image.open(photos[background]).convert("RGB").resize((320, 320)).filter(ImageFilter.GaussianBlur(6))

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from stylecast.training.perceptual import loss_network, training_layers
+from stylecast.nets.perceptual import loss_network, training_layers
 
 from tests.images import copy_photos
 
@@ -19,7 +19,7 @@ STYLES = Path(__file__).resolve().parent.parent / "styles"
 @pytest.fixture()
 def vgg19_file(tmp_path, monkeypatch):
     """torchvision's vgg19 file layout in $TORCH_HOME (random weights: only the loading path is tested)."""
-    from stylecast.training.vgg import TORCHVISION_FILES, build_vgg16_features
+    from stylecast.nets.vgg import TORCHVISION_FILES, build_vgg16_features
 
     hub = tmp_path / "hub" / "checkpoints"
     hub.mkdir(parents=True)
@@ -61,8 +61,8 @@ def test_unknown_names_are_refused():
 
 def test_efficientnet_grams_tell_paintings_apart():
     """Two paintings differ far more in EfficientNet-Lite0 Gram statistics than a painting and its mirror."""
-    from stylecast.training.data import load_rgb, to_tensor
-    from stylecast.training.losses import energy, gram_matrix, relative_mse
+    from stylecast.nets.images import load_rgb, to_tensor
+    from stylecast.nets.losses import energy, gram_matrix, relative_mse
 
     net = loss_network("efficientnet-lite0")
     starry, wave = (to_tensor(load_rgb(STYLES / f"{n}.jpg", 160))[None] for n in ("starry_night", "great_wave"))
@@ -74,7 +74,7 @@ def test_efficientnet_grams_tell_paintings_apart():
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> Path:
-    from stylecast.training.data import bundled_photos
+    from stylecast.nets.images import bundled_photos
 
     return copy_photos(bundled_photos()[:4], tmp_path_factory.mktemp("photos"))
 
@@ -113,7 +113,7 @@ def test_short_training_lowers_the_efficientnet_style_loss(photos, tmp_path):
 def test_content_layers_are_the_ones_the_content_loss_reads(photos, tmp_path):
     """--content-layer: the content loss is the mean relative error over the named layers, so a deeper
     layer changes its value for the same output; the choice is recorded in the run's config."""
-    from stylecast.training.losses import content_loss
+    from stylecast.nets.losses import content_loss
 
     t = _trainer(photos, tmp_path, 1, content_layers=["block4", "block10"])
     assert {"block4", "block10"} <= set(t.loss_net.layers)

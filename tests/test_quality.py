@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from stylecast.evaluation.quality import Judge, gallery, mean_distance, measure, summarize
-from stylecast.training.data import heldout_photos, load_rgb, to_tensor
+from stylecast.nets.images import heldout_photos, load_rgb, to_tensor
 
 from tests.images import copy_photos
 

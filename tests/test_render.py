@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from stylecast.nets.images import bundled_photos, load_rgb, to_tensor
+from stylecast.nets.losses import content_loss, energy, gram_matrix, relative_mse, style_loss
+from stylecast.nets.vgg import VGGFeatures
 from stylecast.server.sidecar import optimize
 from stylecast.server.sidecar.networks import efficientnet_lite0
 from stylecast.server.sidecar.render import Objective, State
-from stylecast.training.data import bundled_photos, load_rgb, to_tensor
-from stylecast.training.losses import content_loss, energy, gram_matrix, relative_mse, style_loss
-from stylecast.training.vgg import VGGFeatures
 from torch.nn import functional as F
 
 

@@ -456,7 +456,7 @@ def test_a_huge_model_name_is_not_found_with_a_short_message(url):
 
 
 def test_sigterm_answers_work_in_flight_with_triton_errors(tmp_path, cat_on_grey):
-    from stylecast.training.data import bundled_photos
+    from stylecast.nets.images import bundled_photos
 
     (tmp_path / "gallery").mkdir()
     gallery = copy_photos(bundled_photos()[:4], tmp_path / "gallery")

@@ -87,7 +87,7 @@ def test_fooling_streams_progress_then_flips_the_label(sidecar_url, cat_on_grey)
 def test_texture_previews_and_cancel_frees_the_worker(sidecar_url):
     import time
 
-    from stylecast.training.data import load_rgb
+    from stylecast.nets.images import load_rgb
 
     from tests.images import STYLES
 
@@ -110,7 +110,7 @@ def test_texture_previews_and_cancel_frees_the_worker(sidecar_url):
 
 
 def test_knn_served(sidecar_url):
-    from stylecast.training.data import bundled_photos
+    from stylecast.nets.images import bundled_photos
 
     photo = np.asarray(Image.open(dict(bundled_photos())["sklearn_china"]).convert("RGB"))
     with Client(sidecar_url) as c:
@@ -120,15 +120,15 @@ def test_knn_served(sidecar_url):
 
 
 def _vgg_energy(image: np.ndarray, layer: str) -> float:
-    from stylecast.server.sidecar.networks import loss_network
+    from stylecast.server.sidecar.networks import cached_loss_network
 
     x = torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float()
     with torch.no_grad():
-        return float(loss_network()(x)[layer].pow(2).mean())
+        return float(cached_loss_network()(x)[layer].pow(2).mean())
 
 
 def test_deepdream_and_feature_inversion_served(sidecar_url):
-    from stylecast.training.data import bundled_photos
+    from stylecast.nets.images import bundled_photos
 
     photo = np.asarray(Image.open(dict(bundled_photos())["skimage_astronaut"]).convert("RGB").resize((64, 64)))
     with Client(sidecar_url) as c:
@@ -142,7 +142,7 @@ def test_deepdream_and_feature_inversion_served(sidecar_url):
 
 
 def test_gatys_blends_weighted_styles(sidecar_url):
-    from stylecast.training.data import load_rgb
+    from stylecast.nets.images import load_rgb
 
     from tests.images import STYLES
 
@@ -166,11 +166,11 @@ def test_embedding_served_one_point_per_gallery_image(sidecar_url, method):
 
 
 def test_patches_and_filters_served(sidecar_url, cat_on_grey):
-    from stylecast.server.sidecar.networks import loss_network
+    from stylecast.server.sidecar.networks import cached_loss_network
 
     x = torch.from_numpy(cat_on_grey.copy()).permute(2, 0, 1)[None].float()
     with torch.no_grad():  # a unit that photos do drive
-        channel = int(loss_network()(x)["relu3_3"][0].amax(dim=(1, 2)).argmax())
+        channel = int(cached_loss_network()(x)["relu3_3"][0].amax(dim=(1, 2)).argmax())
     with Client(sidecar_url) as c:
         view = c.patches("relu3_3", channel, k=4)
         grid_cls, grid_vgg = c.filters("classifier", scale=4), c.filters("vgg16", scale=4)
@@ -220,9 +220,9 @@ def test_long_optimizations_do_not_starve_short_techniques(sidecar_url, cat_on_g
 def test_no_technique_leaves_hooks_or_changes_the_networks(sidecar_url, cat_on_grey):
     """Every served technique, including calls that fail mid-way, leaves the shared networks as it found them."""
     from stylecast.server.sidecar.iterative import LAYERS
-    from stylecast.server.sidecar.networks import load_classifier, loss_network
+    from stylecast.server.sidecar.networks import cached_loss_network, load_classifier
 
-    nets = [load_classifier(), loss_network(), loss_network(LAYERS)]
+    nets = [load_classifier(), cached_loss_network(), cached_loss_network("vgg16", LAYERS)]
     state = [(_hook_count(n), n.training, sum(p.requires_grad for p in n.parameters())) for n in nets]
     small = cat_on_grey[::4, ::4]
     with Client(sidecar_url) as c:

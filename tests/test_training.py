@@ -14,7 +14,7 @@ from tests.images import STYLES, copy_photos
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> Path:
-    from stylecast.training.data import bundled_photos
+    from stylecast.nets.images import bundled_photos
 
     d = copy_photos(bundled_photos()[:6], tmp_path_factory.mktemp("photos"))
     (d / "corrupt.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
@@ -133,7 +133,7 @@ def test_cli_train_resume_and_data_starter(tmp_path, photos):
 
 
 def test_vgg_weights_resolution_prefers_explicit_and_hub(tmp_path, monkeypatch):
-    from stylecast.training import vgg
+    from stylecast.nets import vgg
 
     path, kind = vgg.resolve_weights()
     assert kind == "hed" and path == vgg.bundled_weights_path()
@@ -154,9 +154,9 @@ def test_vgg_weights_resolution_prefers_explicit_and_hub(tmp_path, monkeypatch):
 
 def test_bundled_vgg_recognises_structure():
     """Gram statistics of the bundled VGG separate two different paintings far more than a photo's crops."""
-    from stylecast.training.data import load_rgb, to_tensor
-    from stylecast.training.losses import energy, gram_matrix, relative_mse
-    from stylecast.training.vgg import VGGFeatures
+    from stylecast.nets.images import load_rgb, to_tensor
+    from stylecast.nets.losses import energy, gram_matrix, relative_mse
+    from stylecast.nets.vgg import VGGFeatures
 
     v = VGGFeatures(("relu2_2", "relu3_3"))
     starry = to_tensor(load_rgb(STYLES / "starry_night.jpg", 128))[None]

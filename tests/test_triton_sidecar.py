@@ -25,8 +25,8 @@ if not triton_server.available():
 
 @pytest.fixture(scope="module")
 def urls(tmp_path_factory):
+    from stylecast.nets.images import bundled_photos
     from stylecast.server.app import Server, ServerOptions
-    from stylecast.training.data import bundled_photos
 
     from stylecast.cli import main
 

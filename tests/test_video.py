@@ -45,7 +45,7 @@ def make_clip(path: Path, frames: list[np.ndarray], rate: int = 10, audio: bool 
 
 @pytest.fixture(scope="module")
 def photos() -> list[np.ndarray]:
-    from stylecast.training.data import bundled_photos
+    from stylecast.nets.images import bundled_photos
 
     paths = [p for _, p in bundled_photos()[:6]]
     return [np.asarray(Image.open(p).convert("RGB").resize((66, 50))) for p in paths]

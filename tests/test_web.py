@@ -93,7 +93,7 @@ def test_upload_stylize_and_blend_in_a_real_browser(browser, http_url, tmp_path)
     from PIL import Image
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
-    from stylecast.training.data import bundled_photos
+    from stylecast.nets.images import bundled_photos
 
     photo = tmp_path / "photo.png"
     Image.open(dict(bundled_photos())["skimage_coffee"]).convert("RGB").resize((300, 200)).save(photo)
@@ -163,7 +163,7 @@ def test_every_technique_has_a_form_and_runs_in_the_browser(browser, sidecar_ser
     from PIL import Image
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
-    from stylecast.training.data import bundled_photos
+    from stylecast.nets.images import bundled_photos
 
     base = f"http://127.0.0.1:{sidecar_server.http.port}"
     techniques = {m["name"] for m in httpx.post(f"{base}/v2/repository/index", json={}).json()
@@ -237,8 +237,8 @@ def test_the_split_deployments_studio_offers_the_upstream_styles(browser, tmp_pa
 
     from PIL import Image
     from selenium.webdriver.common.by import By
+    from stylecast.nets.images import bundled_photos
     from stylecast.server.app import Server, ServerOptions
-    from stylecast.training.data import bundled_photos
 
     root = Path(__file__).resolve().parent.parent
     up = Server(ServerOptions(model_repository=root / "model_repository", port=0, metrics_port=None))
@@ -292,8 +292,8 @@ def test_your_own_style_previews_with_gatys_and_becomes_a_slider(browser, tiny_s
     from PIL import Image
     from selenium.webdriver.common.by import By
     from stylecast.export.onnx_export import export_to_repository
+    from stylecast.nets.images import bundled_photos
     from stylecast.server.app import Server, ServerOptions
-    from stylecast.training.data import bundled_photos
 
     from tests.images import STYLES
 

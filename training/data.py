@@ -1,8 +1,8 @@
-"""Training images: any folder (recursive), random resized crops and flips, and the starter set."""
+"""Training images: random resized crops and flips of a folder of photos, style targets from paintings, and
+the starter set."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import math
@@ -16,29 +16,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
+from stylecast.nets.images import bundled_photos, fit_within, is_held_out, list_images, load_rgb, to_uint8_tensor
 
 log = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
-
-
-def list_images(root: str | Path) -> list[Path]:
-    root = Path(root)
-    if root.is_file():
-        return [root]
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-
-
-def _fit(img: Image.Image, max_side: int | None) -> Image.Image:
-    if max_side and max(img.size) > max_side:
-        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-    return img
-
-
-def load_rgb(path: str | Path, max_side: int | None = None) -> Image.Image:
-    img = Image.open(path)
-    img.load()
-    return _fit(img.convert("RGB"), max_side)
 
 
 # Scans of paintings carry their frame's shadow and the canvas edge (starry_night: a black band and a
@@ -79,7 +59,7 @@ def _inset_box(path: str | Path, w: int, h: int) -> tuple[int, int, int, int]:
 def load_painting(path: str | Path, max_side: int | None = None) -> Image.Image:
     """A style image without its outer ``painting_insets`` on every side, at most ``max_side`` px long."""
     img = load_rgb(path)
-    return _fit(img.crop(_inset_box(path, *img.size)), max_side)
+    return fit_within(img.crop(_inset_box(path, *img.size)), max_side)
 
 
 def painting_mask(path: str | Path, max_side: int | None = None) -> torch.Tensor | None:
@@ -94,18 +74,8 @@ def painting_mask(path: str | Path, max_side: int | None = None) -> torch.Tensor
     keep = np.ones((h, w), np.uint8)
     for x, y, r in discs:
         keep[(xx - x * w) ** 2 + (yy - y * h) ** 2 <= (r * w) ** 2] = 0
-    mask = _fit(Image.fromarray(keep * 255).crop(_inset_box(path, w, h)), max_side)
+    mask = fit_within(Image.fromarray(keep * 255).crop(_inset_box(path, w, h)), max_side)
     return torch.from_numpy(np.asarray(mask, dtype=np.float32) / 255.0)
-
-
-def to_uint8_tensor(img: Image.Image) -> torch.Tensor:
-    """PIL RGB -> [3, H, W] uint8."""
-    return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
-
-
-def to_tensor(img: Image.Image) -> torch.Tensor:
-    """PIL RGB -> [3, H, W] float 0..255."""
-    return to_uint8_tensor(img).float()
 
 
 class ImageFolder:
@@ -221,55 +191,6 @@ class Prefetcher:
         self._thread.join(timeout=5)
 
 
-# --- starter content set: natural photos bundled in installed packages -------------------------
-
-def _package_dir(name: str) -> Path | None:
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-def bundled_photos() -> list[tuple[str, Path]]:
-    """(name, path) of natural photos shipped inside installed wheels; missing packages are skipped."""
-    found: list[tuple[str, Path]] = []
-    sk = _package_dir("sklearn")
-    if sk:
-        for f in ("china.jpg", "flower.jpg"):
-            p = sk / "datasets" / "images" / f
-            if p.exists():
-                found.append((f"sklearn_{p.stem}", p))
-    ski = _package_dir("skimage")
-    if ski:
-        for f in ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
-                  "hubble_deep_field.jpg"):
-            p = ski / "data" / f
-            if p.exists():
-                found.append((f"skimage_{p.stem}", p))
-    mpl = _package_dir("matplotlib")
-    if mpl:
-        p = mpl / "mpl-data" / "sample_data" / "grace_hopper.jpg"
-        if p.exists():
-            found.append(("mpl_grace_hopper", p))
-    ab = _package_dir("ai_benchmark")
-    if ab:
-        for sub in ("classification", "enhancement"):
-            for p in list_images(ab / "data" / sub):
-                found.append((f"aib_{sub}_{p.stem}", p))
-    return found
-
-
-def _held_out(i: int, n: int, holdout: int) -> bool:
-    step = max(1, n // max(1, holdout))
-    return bool(holdout) and i % step == step // 2 and i // step < holdout
-
-
-def heldout_photos(holdout: int = 12) -> list[tuple[str, Path]]:
-    """The bundled photos ``stylecast data starter`` holds out for evaluation (never trained on)."""
-    photos = bundled_photos()
-    return [p for i, p in enumerate(photos) if _held_out(i, len(photos), holdout)]
-
-
 def gather_starter(dest: str | Path, holdout: int = 12) -> tuple[Path, Path]:
     """Copy bundled photos into dest/train and dest/eval (every k-th photo held out)."""
     dest = Path(dest)
@@ -280,7 +201,7 @@ def gather_starter(dest: str | Path, holdout: int = 12) -> tuple[Path, Path]:
     train.mkdir(parents=True, exist_ok=True)
     evald.mkdir(parents=True, exist_ok=True)
     for i, (name, path) in enumerate(photos):
-        target = evald if _held_out(i, len(photos), holdout) else train
+        target = evald if is_held_out(i, len(photos), holdout) else train
         shutil.copyfile(path, target / f"{name}{path.suffix.lower()}")
     log.info("starter set: %d train, %d eval photos in %s",
              len(list_images(train)), len(list_images(evald)), dest)

@@ -14,15 +14,16 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from stylecast.nets.images import to_tensor
+from stylecast.nets.losses import content_loss, gram_matrix, spot_loss, style_loss, tv_loss
+from stylecast.nets.perceptual import DEFAULT_LOSS_NETWORK, LossNetwork, default_layers, loss_network, training_layers
 from torch.nn import functional as F
 
 from stylecast.sysinfo import cpu_has_amx
 
 from .checkpoint import load_network
-from .data import ImageFolder, Prefetcher, load_painting, painting_mask, resize_square, to_tensor
-from .losses import content_loss, gram_matrix, spot_loss, style_loss, tv_loss
+from .data import ImageFolder, Prefetcher, load_painting, painting_mask, resize_square
 from .networks import SERVING_MARGIN, STRIDE, TransformerNet, one_hot
-from .perceptual import DEFAULT_LOSS_NETWORK, LossNetwork, default_layers, loss_network, training_layers
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class TrainConfig:
     sample_every: int = 500
     log_every: int = 10
     time_limit: float | None = None  # seconds of training after which fit() saves and stops
-    loss_network: str = DEFAULT_LOSS_NETWORK  # see stylecast.training.perceptual
+    loss_network: str = DEFAULT_LOSS_NETWORK  # see stylecast.nets.perceptual
     # Content layers (default: the loss network's own). The content loss is their mean relative error:
     # a deeper layer keeps what the subject is and leaves its fine texture free to take the painting's.
     content_layers: list[str] = field(default_factory=list)

@@ -13,7 +13,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from ..errors import InvalidArgument
 from . import gallery as gal
 from .iterative import LAYERS
-from .networks import load_classifier, loss_network
+from .networks import cached_loss_network, load_classifier
 from .spec import Param, Spec, Tensor, image, scalar, text
 
 
@@ -62,7 +62,7 @@ def _run_embedding(inputs: dict, p: dict, progress=None) -> dict:
 
 
 def _vgg():
-    return loss_network(LAYERS)
+    return cached_loss_network("vgg16", LAYERS)
 
 
 _SCAN_LOCK = threading.Lock()
@@ -110,7 +110,7 @@ def _channels(layer: str) -> int:
 
 def _run_filters(inputs: dict, p: dict, progress=None) -> dict:
     which = _text(inputs, "network", ("classifier", "vgg16"))
-    net = load_classifier().net if which == "classifier" else loss_network().body
+    net = load_classifier().net if which == "classifier" else cached_loss_network().body
     return {"picture": gal.first_layer_filters(net, p["scale"]),
             "count": np.array([gal.first_conv(net).out_channels], np.int32)}
 

@@ -117,7 +117,7 @@ def default_gallery(folder: str | None = None) -> Gallery:
 
 @lru_cache(maxsize=4)
 def _gallery(folder: str | None) -> Gallery:
-    from stylecast.training.data import bundled_photos, list_images
+    from stylecast.nets.images import bundled_photos, list_images
 
     from .networks import load_classifier
 
@@ -155,7 +155,7 @@ def first_layer_filters(net: torch.nn.Module, scale: int = 8) -> np.ndarray:
 
 def receptive_field(layer: str) -> tuple[int, int]:
     """(size, stride) in input pixels of one unit of a VGG16 layer, from the layer sequence."""
-    from stylecast.training.vgg import LAYER_INDEX, build_vgg16_features
+    from stylecast.nets.vgg import LAYER_INDEX, build_vgg16_features
 
     size, jump = 1, 1
     for i, m in enumerate(build_vgg16_features()):

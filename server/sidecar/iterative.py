@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from stylecast.training.perceptual import LOSS_NETWORKS, default_layers
-from stylecast.training.vgg import LAYER_INDEX
+from stylecast.nets.perceptual import LOSS_NETWORKS, default_layers
+from stylecast.nets.vgg import LAYER_INDEX
 from torch.nn import functional as F
 from tritonclient.grpc import model_config_pb2 as mc
 
 from ..errors import InvalidArgument
 from . import optimize
-from .networks import load_classifier, loss_network
+from .networks import cached_loss_network, load_classifier
 from .spec import Param, Spec, Tensor, choice, image, pixels, scalar, text
 
 DEFAULT_CLASS = 130  # flamingo: pink birds on water read well at 128 px
@@ -38,7 +38,7 @@ def _network_param(default: str, why: str) -> Param:
 def _net(p: dict, layers: tuple[str, ...] | None = None):
     """The request's loss network; VGG19 and torchvision VGG16 only where their files are on disk."""
     try:
-        return loss_network(layers, p["loss_network"])
+        return cached_loss_network(p["loss_network"], layers)
     except (FileNotFoundError, ValueError) as e:
         raise InvalidArgument(f"parameter 'loss_network' = {p['loss_network']!r}: {e}") from e
 
@@ -131,7 +131,7 @@ def _run_texture(inputs: dict, p: dict, progress) -> dict:
 
 
 def _run_deepdream(inputs: dict, p: dict, progress) -> dict:
-    vgg = loss_network(LAYERS)
+    vgg = cached_loss_network("vgg16", LAYERS)
     side = min(p["size"], max(inputs["image"].shape[:2]))  # shrink to size, never enlarge
     r = optimize.deepdream(vgg, _image(inputs["image"], side), p["layer"], p["steps"], p["lr"], p["octaves"],
                            p["octave_scale"], p["jitter"], p["seed"], progress=progress)

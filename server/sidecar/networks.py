@@ -40,7 +40,7 @@ class Classifier(nn.Module):
 @lru_cache(maxsize=1)
 def efficientnet_lite0() -> Classifier:
     """EfficientNet-Lite0 (ReLU6, about 75% top-1); native input is RGB scaled to [-1, 1]."""
-    from stylecast.training.perceptual import load_efficientnet_lite0
+    from stylecast.nets.perceptual import load_efficientnet_lite0
 
     net, path = load_efficientnet_lite0()
     log.info("classifier: EfficientNet-Lite0 weights from %s", path)
@@ -53,7 +53,7 @@ def efficientnet_lite0() -> Classifier:
 
 def vgg16_classifier(path: str | Path | None = None) -> Classifier:
     """Torchvision's VGG16 (with its FC7 features) from ``vgg16-397923af.pth`` on disk; never downloads."""
-    from stylecast.training.vgg import TORCHVISION_CONVENTION, TORCHVISION_FILE, build_vgg16_features, torch_hub_file
+    from stylecast.nets.vgg import TORCHVISION_CONVENTION, TORCHVISION_FILE, build_vgg16_features, torch_hub_file
 
     file = Path(path) if path else torch_hub_file()
     if file is None or not file.exists():
@@ -105,16 +105,16 @@ def _load_classifier(spec: str) -> Classifier:
 
 
 @lru_cache(maxsize=8)
-def loss_network(layers: tuple[str, ...] | None = None, name: str = "vgg16"):
-    """A loss network from the perceptual module shared with training (frozen, cached per process),
-    returning the named ``layers`` (default: its style layers and content layer).
+def cached_loss_network(name: str = "vgg16", layers: tuple[str, ...] | None = None):
+    """``stylecast.nets.perceptual.loss_network(name, layers)`` (same arguments, in the same order), frozen
+    and cached per process, returning the named ``layers`` (default: its style layers and content layer).
 
     Its weights are channels_last (oneDNN's faster layout on CPUs). On CPUs with AMX, EfficientNet-Lite0
     (the optimizations' default loss network, never read out as numbers) computes in bf16 autocast: each
     optimization step is its forward and backward, and both cut the time of a step by about 30% on such a
     CPU (Gram matrices and losses stay fp32). VGG16 stays fp32: max-activating patches read its values."""
-    from stylecast.training.perceptual import loss_network as build
-    from stylecast.training.perceptual import training_layers
+    from stylecast.nets.perceptual import loss_network as build
+    from stylecast.nets.perceptual import training_layers
 
     from stylecast.sysinfo import cpu_has_amx
 

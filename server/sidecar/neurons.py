@@ -13,7 +13,7 @@ from torch import nn
 
 from ..errors import InvalidArgument
 from .iterative import CLASSIFIER_BLOCKS, LAYERS, NEURON_LAYERS
-from .networks import load_classifier, loss_network
+from .networks import cached_loss_network, load_classifier
 
 
 def network(layer: str) -> nn.Module:
@@ -21,9 +21,9 @@ def network(layer: str) -> nn.Module:
     if layer == "class":
         return _Logits(load_classifier())
     if layer in LAYERS:
-        return _Layer(loss_network(LAYERS, "vgg16"), layer)
+        return _Layer(cached_loss_network("vgg16", LAYERS), layer)
     if layer in CLASSIFIER_BLOCKS:
-        return _Layer(loss_network((layer,), "efficientnet-lite0"), layer)
+        return _Layer(cached_loss_network("efficientnet-lite0", (layer,)), layer)
     raise InvalidArgument(f"unknown layer {layer!r}: one of {', '.join(NEURON_LAYERS)}")
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from stylecast.training.losses import content_loss, gram_matrix, style_loss, tv_loss
-from stylecast.training.perceptual import LossNetwork as VGGFeatures
+from stylecast.nets.losses import content_loss, gram_matrix, style_loss, tv_loss
+from stylecast.nets.perceptual import LossNetwork
 from torch.nn import functional as F
 
 from .networks import Classifier
@@ -43,17 +43,17 @@ def total_variation(beta: float = 2.0) -> Objective:
     return Objective(lambda s: tv_loss(s.image, beta), f"TV^{beta:g}")
 
 
-def gram_match(vgg: VGGFeatures, grams: dict[str, torch.Tensor]) -> Objective:
-    return Objective(lambda s: style_loss(s.run(vgg), grams), "Gram")
+def gram_match(net: LossNetwork, grams: dict[str, torch.Tensor]) -> Objective:
+    return Objective(lambda s: style_loss(s.run(net), grams), "Gram")
 
 
-def feature_match(vgg: VGGFeatures, layer: str, target: torch.Tensor) -> Objective:
-    return Objective(lambda s: content_loss(s.run(vgg)[layer], target), f"features[{layer}]")
+def feature_match(net: LossNetwork, layer: str, target: torch.Tensor) -> Objective:
+    return Objective(lambda s: content_loss(s.run(net)[layer], target), f"features[{layer}]")
 
 
-def activation_energy(vgg: VGGFeatures, layer: str) -> Objective:
+def activation_energy(net: LossNetwork, layer: str) -> Objective:
     """-0.5 ||a||^2: its gradient with respect to the activation is the activation itself (DeepDream)."""
-    return Objective(lambda s: -0.5 * s.run(vgg)[layer].pow(2).mean(), f"-|{layer}|^2")
+    return Objective(lambda s: -0.5 * s.run(net)[layer].pow(2).mean(), f"-|{layer}|^2")
 
 
 # --- techniques ------------------------------------------------------------------------------------
@@ -134,7 +134,7 @@ def fooling_image(model: Classifier, image: torch.Tensor, target: int, epsilon: 
                          float(delta.flatten().norm()) / 255.0)
 
 
-def deepdream(vgg: VGGFeatures, image: torch.Tensor, layer: str = "relu3_3", steps: int = 20, lr: float = 2.0,
+def deepdream(net: LossNetwork, image: torch.Tensor, layer: str = "relu3_3", steps: int = 20, lr: float = 2.0,
               octaves: int = 2, octave_scale: float = 1.4, jitter_px: int = 8, seed: int = 0,
               progress=None) -> RenderResult:
     """Amplify what a layer sees, from coarse to fine octaves (``steps`` per octave). Minimizing the
@@ -147,7 +147,7 @@ def deepdream(vgg: VGGFeatures, image: torch.Tensor, layer: str = "relu3_3", ste
         x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
         done = len(losses)
         report = None if progress is None else (lambda s, loss, img, done=done: progress(done + s, loss, img))
-        r = render(PixelImage(x), activation_energy(vgg, layer), steps, optimizer=adam(lr),
+        r = render(PixelImage(x), activation_energy(net, layer), steps, optimizer=adam(lr),
                    transforms=[jitter(jitter_px)], seed=seed + o, progress=report)
         x, losses = r.image, losses + r.losses
         if r.stopped_early:
@@ -155,40 +155,40 @@ def deepdream(vgg: VGGFeatures, image: torch.Tensor, layer: str = "relu3_3", ste
     return RenderResult(x, len(losses), losses)
 
 
-def feature_inversion(vgg: VGGFeatures, image: torch.Tensor, layer: str = "relu2_2", steps: int = 100,
+def feature_inversion(net: LossNetwork, image: torch.Tensor, layer: str = "relu2_2", steps: int = 100,
                       lr: float = 4.0, tv_weight: float = 1.0, beta: float = 2.0, seed: int = 0,
                       progress=None) -> RenderResult:
     """Reconstruct an image from one layer's features, regularized by total variation R_V^beta."""
     with torch.no_grad():
-        target = vgg(image)[layer]
+        target = net(image)[layer]
     g = torch.Generator().manual_seed(seed)
     param = PixelImage(127.5 + 10 * torch.randn(image.shape, generator=g))
-    return render(param, feature_match(vgg, layer, target) + tv_weight * total_variation(beta), steps,
+    return render(param, feature_match(net, layer, target) + tv_weight * total_variation(beta), steps,
                   optimizer=adam(lr), seed=seed, progress=progress)
 
 
-def texture_synthesis(vgg: VGGFeatures, texture: torch.Tensor, size: int = 128, steps: int = 100, lr: float = 4.0,
+def texture_synthesis(net: LossNetwork, texture: torch.Tensor, size: int = 128, steps: int = 100, lr: float = 4.0,
                       seed: int = 0, progress=None) -> RenderResult:
     """A new image whose Gram matrices at the chosen layers match the texture's."""
     with torch.no_grad():
-        grams = {k: gram_matrix(v) for k, v in vgg(texture).items()}
+        grams = {k: gram_matrix(v) for k, v in net(texture).items()}
     g = torch.Generator().manual_seed(seed)
     param = PixelImage(127.5 + 10 * torch.randn(1, 3, size, size, generator=g))
-    return render(param, gram_match(vgg, grams), steps, optimizer=adam(lr), seed=seed, progress=progress)
+    return render(param, gram_match(net, grams), steps, optimizer=adam(lr), seed=seed, progress=progress)
 
 
-def gatys_transfer(vgg: VGGFeatures, content: torch.Tensor, styles: list[torch.Tensor], weights: list[float],
+def gatys_transfer(net: LossNetwork, content: torch.Tensor, styles: list[torch.Tensor], weights: list[float],
                    content_weight: float = 4.0, style_weight: float = 1.5, tv_weight: float = 20.0,
                    content_layer: str = "relu2_2", steps: int = 100, lr: float = 4.0,
                    grams: dict[str, torch.Tensor] | None = None, progress=None) -> RenderResult:
     """Optimization-based style transfer with one or more weighted styles, starting from the content.
     ``grams`` gives precomputed style targets instead of ``styles``."""
     with torch.no_grad():
-        target = vgg(content)[content_layer]
+        target = net(content)[content_layer]
         mixed = dict(grams or {})
         for s, w in zip(styles, weights, strict=True):
-            for k, v in vgg(s).items():
+            for k, v in net(s).items():
                 mixed[k] = mixed.get(k, 0) + w / sum(weights) * gram_matrix(v)
-    objective = (content_weight * feature_match(vgg, content_layer, target) + style_weight * gram_match(vgg, mixed)
+    objective = (content_weight * feature_match(net, content_layer, target) + style_weight * gram_match(net, mixed)
                  + tv_weight * total_variation())
     return render(PixelImage(content), objective, steps, optimizer=adam(lr), progress=progress)
