@@ -114,12 +114,12 @@ def gallery_from_results(out: Path, photos_dir: str) -> None:
 
 
 def main() -> None:
-    from stylecast.export.styles import DEFAULT_STEPS
+    from stylecast.training.config import ADD_STYLE_STEPS
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", action="append", help="model of model_repository/ (default: starter8)")
     ap.add_argument("--painting", action="append", type=Path, help="painting file (default: benchmarks/paintings)")
-    ap.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    ap.add_argument("--steps", type=int, default=ADD_STYLE_STEPS)
     ap.add_argument("--image-size", type=int)
     ap.add_argument("--batch-size", type=int)
     ap.add_argument("--lr", type=float)

@@ -8,13 +8,11 @@ stylecast code to call the model.
 from __future__ import annotations
 
 import torch
-from stylecast.training.networks import SERVING_MARGIN, STRIDE, TransformerNet
+from stylecast.training.networks import TransformerNet
 from torch import nn
 from torch.nn import functional as F
 
-# Fixed replicate margin on every side: lets any size (even 1x1) through the network's reflection
-# pads, and keeps the border of the output free of padding artefacts.
-MARGIN = SERVING_MARGIN
+from stylecast.contract import SERVING_MARGIN, STRIDE
 
 
 class ServingModel(nn.Module):
@@ -31,8 +29,8 @@ class ServingModel(nn.Module):
         # Pad to a multiple of the network's stride (sizes stay symbolic in the exported graph).
         ph = (STRIDE - h % STRIDE) % STRIDE
         pw = (STRIDE - w % STRIDE) % STRIDE
-        x = F.pad(x, [MARGIN, MARGIN + pw, MARGIN, MARGIN + ph], mode="replicate")
+        x = F.pad(x, [SERVING_MARGIN, SERVING_MARGIN + pw, SERVING_MARGIN, SERVING_MARGIN + ph], mode="replicate")
         y = self.net(x, style_weights if self.multi else None)
-        y = y[:, :, MARGIN:MARGIN + h, MARGIN:MARGIN + w]
+        y = y[:, :, SERVING_MARGIN:SERVING_MARGIN + h, SERVING_MARGIN:SERVING_MARGIN + w]
         y = torch.clamp(torch.round(y), 0.0, 255.0).to(torch.uint8)
         return y.permute(0, 2, 3, 1)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 from google.protobuf import text_format
+from stylecast.training.config import ADD_STYLE_STEPS
 from tritonclient.grpc import model_config_pb2 as mc
 
 from stylecast.contract import PRECISION_PARAMETER, STYLES_PARAMETER, WEIGHTS_PARAMETER, parse_styles
@@ -27,10 +28,6 @@ from .onnx_export import Parity, export_to_repository
 
 log = logging.getLogger(__name__)
 
-# What reaches the quality target (style ratio <= 0.25, content kept >= 50% on held-out photos) within about
-# 10 minutes on a 2-core CPU (2.7 s a step at 192 px, batch 4, on an AVX2 EPYC): see the README's add-style table.
-# Trials on a held-out painting: 180 steps at lr 5e-3 gave ratio 0.209, at lr 1e-2 0.204 (content kept 75%).
-DEFAULT_STEPS = 160
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]{0,63}")
 
 
@@ -94,7 +91,7 @@ def _export(weights: Path, model_dir: Path, cfg: mc.ModelConfig) -> tuple[Path, 
 
 
 def add_style(painting: str | Path, model: str, repository: str | Path = "model_repository", name: str | None = None,
-              steps: int = DEFAULT_STEPS, checkpoint: str | Path | None = None, data: str | Path | None = None,
+              steps: int = ADD_STYLE_STEPS, checkpoint: str | Path | None = None, data: str | Path | None = None,
               out: str | Path | None = None, progress: bool = True,
               on_step: Callable[[int, dict, Callable], bool] | None = None, **settings) -> StyleChange:
     """Teach ``model`` the style of ``painting`` and write it as the model's next version.

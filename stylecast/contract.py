@@ -30,6 +30,14 @@ IMAGE_DATATYPE = "UINT8"
 WEIGHTS_DATATYPE = "FP32"
 IMAGE_DIMS = (-1, -1, 3)
 DEFAULT_MAX_BATCH_SIZE = 8
+# Height and width must be multiples of this for the two stride-2 stages to invert exactly.
+STRIDE = 4
+# The server runs the network on the photo with this many replicated pixels on every side and crops them
+# away (export/graph.py): any size gets through the reflection pads, and the lines the network paints
+# along its borders are not in the answer. 4 left lines of up to 140 levels in starry_night; from 12 on,
+# the served picture's outer rows and columns differ from their neighbours no more than the photo's own
+# do. Training does the same, so the losses see what the server answers.
+SERVING_MARGIN = 12
 # A blend normally sums to 1 (the client normalizes it); larger weights extrapolate the style tables, and
 # past this bound the output saturates to black or white.
 MAX_STYLE_WEIGHT = 10.0

@@ -94,7 +94,7 @@ def test_cli_stylize_and_models(url, client, photo, tmp_path):
 
 def test_client_stays_light():
     """`pip install stylecast` (no extras) must be enough for the client: no torch, no onnxruntime."""
-    code = ("import sys, stylecast.client, stylecast.cli; "
+    code = ("import sys, stylecast.client, stylecast.cli; stylecast.cli.build_parser(); "
             "heavy = [m for m in ('torch', 'onnxruntime', 'onnx') if m in sys.modules]; "
             "assert not heavy, heavy")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -287,3 +287,32 @@ def test_a_batch_norm_network_trains_reloads_and_exports(photos, tmp_path):
     assert all(r.max_abs <= 2 for r in report)
     with pytest.raises(ValueError, match="single-style"):
         TransformerNet(2, norm="batch")
+
+
+def test_train_options_are_the_config_fields():
+    """`stylecast train`'s options are built from TrainConfig's fields: every field has one, defaults are the
+    dataclass's, repeated options collect, LAYER=WEIGHT parses into a dict and a bad pair is refused."""
+    import argparse
+    from dataclasses import fields
+
+    from stylecast.training.config import TrainConfig, from_arguments
+
+    from stylecast.cli import build_parser
+
+    parser = build_parser()
+    a = parser.parse_args(["train", "--data", "photos"])
+    assert from_arguments(a) == TrainConfig(styles=[], data="photos")
+    a = parser.parse_args(["train", "--data", "d", "--style", "a.jpg", "--style", "b.jpg", "--name", "x",
+                           "--content-layer", "block4", "--style-layer-weight", "block10=0.25", "--compile",
+                           "--lr-schedule", "cosine", "--time-limit", "60", "--edge-kernel", "3"])
+    cfg = from_arguments(a)
+    assert cfg.styles == ["a.jpg", "b.jpg"] and cfg.style_names == ["x"] and cfg.content_layers == ["block4"]
+    assert cfg.style_layer_weights == {"block10": 0.25} and cfg.compile and cfg.lr_schedule == "cosine"
+    assert cfg.time_limit == 60.0 and cfg.edge_kernel == 3
+    sub = next(x for x in parser._actions if isinstance(x, argparse._SubParsersAction)).choices["train"]
+    dests = {x.dest for x in sub._actions}
+    assert {f.name for f in fields(TrainConfig)} <= dests
+    assert all(x.help for x in sub._actions if x.dest in {f.name for f in fields(TrainConfig)})
+    for bad in (["--style-layer-weight", "block10"], ["--edge-kernel", "4"], ["--lr", "fast"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["train", "--data", "d", *bad])

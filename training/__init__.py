@@ -1,1 +1,1 @@
-"""Fast feed-forward style networks: networks, loss network, losses, data and trainer."""
+"""Fast feed-forward style networks: the network, its training run and options, data, and adding a style."""

@@ -17,15 +17,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-# Height and width must be multiples of this for the two stride-2 stages to invert exactly.
-STRIDE = 4
-# The server runs the network on the photo with this many replicated pixels on every side and crops them
-# away (export/graph.py): any size gets through the reflection pads, and the lines the network paints
-# along its borders are not in the answer. 4 left lines of up to 140 levels in starry_night; from 12 on,
-# the served picture's outer rows and columns differ from their neighbours no more than the photo's own
-# do. Training does the same, so the losses see what the server answers.
-SERVING_MARGIN = 12
-
 
 class ConditionalInstanceNorm2d(nn.Module):
     """Instance norm whose affine parameters are a weighted blend of per-style tables."""
@@ -170,7 +161,7 @@ class TransformerNet(nn.Module):
         self.out_conv = nn.Conv2d(c1, 3, edge_kernel, 1)
 
     def forward(self, x: torch.Tensor, style_weights: torch.Tensor | None = None) -> torch.Tensor:
-        """``x``: [B, 3, H, W] RGB 0..255 with H, W multiples of :data:`STRIDE`."""
+        """``x``: [B, 3, H, W] RGB 0..255 with H, W multiples of :data:`stylecast.contract.STRIDE`."""
         x = x / 255.0
         if style_weights is not None and style_weights.dim() == 1:
             style_weights = style_weights.unsqueeze(0).expand(x.shape[0], -1)

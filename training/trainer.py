@@ -8,7 +8,7 @@ import math
 import random
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -16,79 +16,18 @@ import torch
 from PIL import Image
 from stylecast.nets.images import to_tensor
 from stylecast.nets.losses import content_loss, gram_matrix, spot_loss, style_loss, tv_loss
-from stylecast.nets.perceptual import DEFAULT_LOSS_NETWORK, LossNetwork, default_layers, loss_network, training_layers
+from stylecast.nets.perceptual import LossNetwork, default_layers, loss_network, training_layers
 from torch.nn import functional as F
 
+from stylecast.contract import STRIDE
 from stylecast.sysinfo import cpu_has_amx
 
 from .checkpoint import load_network
+from .config import LR_SCHEDULES, TrainConfig
 from .data import ImageFolder, Prefetcher, load_painting, painting_mask, resize_square
-from .networks import SERVING_MARGIN, STRIDE, TransformerNet, one_hot
+from .networks import TransformerNet, one_hot
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainConfig:
-    styles: list[str]
-    data: str
-    out: str = "runs/style"
-    style_names: list[str] = field(default_factory=list)
-    content_weight: float = 10.0  # with EfficientNet-Lite0; 4 kept too little of the photo (content kept 25%)
-    style_weight: float = 6.0
-    tv_weight: float = 20.0
-    style_size: int = 384  # the painting's long side; about 1.5x the crop size
-    image_size: int = 256
-    batch_size: int = 4
-    steps: int = 20000
-    lr: float = 1e-3
-    # Each style's CIN row only sees 1/N of the samples; a larger step lets styles separate sooner.
-    style_lr_scale: float = 10.0
-    # Learning-rate schedule: constant, or a cosine from lr at lr_decay_start down to lr * lr_final at `steps`.
-    # A function of the step alone, so resume stays exact and a fine-tune can start its decay at its first step.
-    lr_schedule: str = "constant"
-    lr_decay_start: int = 0
-    lr_final: float = 0.05
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"  # auto | fp32 | bf16 (auto: bf16 on CUDA or AMX CPUs, else fp32)
-    compile: bool = False
-    width: float = 1.0
-    residual_blocks: int = 5
-    edge_kernel: int = 9  # first and last convolution (full resolution): 9 as Johnson; 3 for a fast model
-    norm: str = "instance"  # "batch": batch norm instead, single style only (the comparison in docs/training.md)
-    # Replicated pixels around each crop, cropped off the output before the losses, as the server does
-    # (networks.SERVING_MARGIN). Without it the network learns to paint high-contrast lines along the
-    # borders, which lower the Gram loss but are never served. 0 trains the bare network.
-    margin: int = SERVING_MARGIN
-    checkpoint_every: int = 200
-    sample_every: int = 500
-    log_every: int = 10
-    time_limit: float | None = None  # seconds of training after which fit() saves and stops
-    loss_network: str = DEFAULT_LOSS_NETWORK  # see stylecast.nets.perceptual
-    # Content layers (default: the loss network's own). The content loss is their mean relative error:
-    # a deeper layer keeps what the subject is and leaves its fine texture free to take the painting's.
-    content_layers: list[str] = field(default_factory=list)
-    vgg_weights: str | None = None  # weights file of a VGG loss network
-    # Distillation: train this network to reproduce a trained one (same styles), e.g. a half-width copy
-    # for CPU hosts. Without style images the loss is the pixel MSE to the teacher's output alone (no loss
-    # network). With the style images too, it is the perceptual losses plus teacher_weight x that MSE:
-    # the MSE alone gives a small network the palette but blurs the strokes the Gram loss keeps.
-    teacher: str | None = None
-    teacher_weight: float = 1000.0  # the MSE on the 0..1 scale is ~0.01 where the perceptual total is ~20
-    # Weight of losses.spot_loss (yellow spots the photo lacks); 0: off. About 3000 makes composition_viii's
-    # stamps (spot loss ~7e-4 on starter8's step-20900 weights) cost as much as a tenth of the style loss; the
-    # network then painted the same stamps purple with a yellow rim (docs/training.md, phase 7).
-    spot_weight: float = 0.0
-    # Per-layer multipliers of the style loss (layers not named: 1). Lowering the deep layers' weight takes
-    # motif-level statistics (a painting's circles) out of the target and leaves its strokes and palette.
-    style_layer_weights: dict[str, float] = field(default_factory=dict)
-
-    def names(self) -> list[str]:
-        return self.style_names or [Path(s).stem for s in self.styles]
-
-
-LR_SCHEDULES = ("constant", "cosine")
 
 
 def lr_factor(cfg: TrainConfig, step: int) -> float:

@@ -37,11 +37,11 @@ def register(repository, slots: Slots, allow_learning: bool = False) -> list[str
     for name in names:
         repository.add_virtual(name, lambda name=name: [ModelVersion(build(name, slots), 1)])
     if allow_learning:
-        from stylecast.export.styles import DEFAULT_STEPS
+        from stylecast.export.styles import ADD_STYLE_STEPS
 
         from . import learning
 
-        learn = learning.spec(repository, DEFAULT_STEPS)
+        learn = learning.spec(repository, ADD_STYLE_STEPS)
         repository.add_virtual(learn.name, lambda: [ModelVersion(SpecBackend(learn, slots), 1)])
         names.append(learn.name)
     return names
