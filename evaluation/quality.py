@@ -32,8 +32,10 @@ from stylecast.nets.perceptual import (
 )
 from stylecast.training.checkpoint import load_network
 from stylecast.training.data import load_painting, resize_square
-from stylecast.training.networks import STRIDE, one_hot
+from stylecast.training.networks import one_hot
 from torch.nn import functional as F
+
+from stylecast.contract import STRIDE
 
 log = logging.getLogger(__name__)
 
