@@ -21,12 +21,11 @@ from tritonclient.utils import InferenceServerException
 from stylecast.contract import STYLIZED_OUTPUT
 
 from .core import (
+    Connection,
     ModelInfo,
     Style,
     StylecastError,
-    auth_headers,
     build_request,
-    channel_args,
     finish_stylized,
     is_style_config,
     pick_model,
@@ -37,29 +36,15 @@ from .core import (
     weights_for,
 )
 from .imaging import to_array
-from .techniques import Call, TechniquesMixin, recording
+from .techniques import Call, recording
 
 log = logging.getLogger(__name__)
 
 
-class AsyncClient(TechniquesMixin):
+class AsyncClient(Connection):
     """``async with AsyncClient(url) as c: out = await c.stylize(image, "starry_night")``."""
 
-    def __init__(self, url: str = "127.0.0.1:8001", *, timeout: float | None = 60.0, retries: int = 3,
-                 backoff: float = 0.2, ssl: bool = False, root_certificates: str | None = None,
-                 token: str | None = None, max_message_mb: int = 64) -> None:
-        self.url, self.timeout, self.retries, self.backoff = url, timeout, retries, backoff
-        self.headers = auth_headers(token)
-        self._triton = aio.InferenceServerClient(url, ssl=ssl, root_certificates=root_certificates,
-                                                 channel_args=channel_args(max_message_mb))
-        self._configs: dict[str, object] = {}
-
-    # --- plumbing ------------------------------------------------------------------------------
-
-    @property
-    def triton(self) -> aio.InferenceServerClient:
-        """The underlying tritonclient (aio), for anything this class does not wrap."""
-        return self._triton
+    TRITON = aio.InferenceServerClient
 
     async def close(self) -> None:
         await self._triton.close()

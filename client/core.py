@@ -63,24 +63,29 @@ class ModelInfo:
 Style = str | Mapping[str, float] | Sequence[float] | None
 
 
-class Client(TechniquesMixin):
-    """A connection to Triton or the embedded server. Use as a context manager."""
+class Connection(TechniquesMixin):
+    """What the blocking and the asyncio client share: the address, timeouts, retries, the bearer token and
+    the underlying tritonclient (``TRITON``: ``tritonclient.grpc`` or its ``aio``), with raised message limits."""
+
+    TRITON: type = tc.InferenceServerClient
 
     def __init__(self, url: str = "127.0.0.1:8001", *, timeout: float | None = 60.0, retries: int = 3,
                  backoff: float = 0.2, ssl: bool = False, root_certificates: str | None = None,
                  token: str | None = None, max_message_mb: int = 64) -> None:
         self.url, self.timeout, self.retries, self.backoff = url, timeout, retries, backoff
         self.headers = auth_headers(token)
-        self._triton = tc.InferenceServerClient(url, ssl=ssl, root_certificates=root_certificates,
-                                                channel_args=channel_args(max_message_mb))
+        self._triton = self.TRITON(url, ssl=ssl, root_certificates=root_certificates,
+                                   channel_args=channel_args(max_message_mb))
         self._configs: dict[str, object] = {}
 
-    # --- plumbing ------------------------------------------------------------------------------
-
     @property
-    def triton(self) -> tc.InferenceServerClient:
+    def triton(self):
         """The underlying tritonclient, for anything this class does not wrap."""
         return self._triton
+
+
+class Client(Connection):
+    """A connection to Triton or the embedded server. Use as a context manager."""
 
     def close(self) -> None:
         self._triton.close()
