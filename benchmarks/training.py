@@ -1,4 +1,5 @@
-"""Training throughput (images/s) of the style network with the VGG16 perceptual loss.
+"""Training throughput (images/s): the trainer's own step (``Trainer.train_step``) with the default recipe,
+the 8 shipped paintings and the EfficientNet-Lite0 perceptual loss (``--loss-network vgg16`` for the other).
 
     .venv/bin/python benchmarks/training.py [--size 256] [--batch 4] [--precisions fp32,bf16]
 
@@ -22,7 +23,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--styles", type=int, default=8)
+    ap.add_argument("--loss-network", default="efficientnet-lite0", choices=("efficientnet-lite0", "vgg16"))
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--precisions", default="fp32,bf16")
     ap.add_argument("--max-seconds", type=float, default=120)
@@ -30,41 +31,36 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "training.json"))
     a = ap.parse_args()
 
+    import tempfile
+
     import torch
-    from stylecast.nets.losses import content_loss, gram_matrix, style_loss
-    from stylecast.nets.vgg import CONTENT_LAYER, VGGFeatures
-    from stylecast.training.networks import TransformerNet, one_hot
-    from stylecast.training.trainer import autocast
+    from stylecast.nets.images import bundled_photos
+    from stylecast.training.config import TrainConfig
+    from stylecast.training.trainer import Trainer
 
     from stylecast.sysinfo import cpu_has_amx
 
-
-    torch.manual_seed(0)
-    device = torch.device(a.device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # as the trainer does
-    net = TransformerNet(a.styles).to(device)
-    vgg = VGGFeatures().to(device)
-    opt = torch.optim.Adam(net.parameters(), 1e-3)
-    with torch.no_grad():
-        grams = {k: gram_matrix(v) for k, v in vgg(torch.rand(1, 3, 64, 64, device=device) * 255).items()}
-
+    paintings = sorted(str(p) for p in (ROOT / "styles").glob("*.jpg"))
+    photos = tempfile.mkdtemp(prefix="stylecast-bench-")
+    for name, path in bundled_photos()[:8]:
+        (Path(photos) / f"{name}{path.suffix}").symlink_to(path)
+    trainers: dict[str, Trainer] = {}
     sync = synchronizer(a.device)
 
+    def trainer(precision: str) -> Trainer:
+        if precision not in trainers:
+            trainers[precision] = Trainer(TrainConfig(
+                styles=paintings, data=photos, out=tempfile.mkdtemp(prefix="stylecast-bench-"), device=a.device,
+                precision=precision, loss_network=a.loss_network, image_size=a.size, batch_size=a.batch,
+                content_layers=["block4", "block14"] if a.loss_network == "efficientnet-lite0" else []))
+        return trainers[precision]
+
     def step(precision: str, size: int = a.size, batch: int = a.batch) -> float:
-        x = torch.rand(batch, 3, size, size, device=device) * 255
-        w = one_hot(torch.arange(batch) % a.styles, a.styles).to(device)
+        t = trainer(precision)
+        x = torch.rand(batch, 3, size, size) * 255
         sync()
         t0 = time.perf_counter()
-        opt.zero_grad()
-        with autocast(device, precision):
-            y = net(x, w)
-            fy = vgg(y)
-            with torch.no_grad():
-                fx = vgg(x)
-        loss = content_loss(fy[CONTENT_LAYER], fx[CONTENT_LAYER]) + style_loss(fy, grams)
-        loss.backward()
-        opt.step()
+        t.train_step(x)
         sync()
         return time.perf_counter() - t0
 
@@ -79,7 +75,7 @@ def main() -> None:
             rows.append({"precision": precision, "size": a.size, "batch": a.batch, "step_s": None,
                          "images_per_s": None, "skipped": f"64x64 probe {probe[precision] / fastest:.1f}x slower"})
             continue
-        warm = max(step(precision) for _ in range(3 if device.type == "cuda" else 1))  # cuDNN autotuning
+        warm = max(step(precision) for _ in range(3 if a.device.startswith("cuda") else 1))  # cuDNN autotuning
         times = [warm]
         if warm < a.max_seconds:
             times = []
@@ -87,7 +83,8 @@ def main() -> None:
             while len(times) < a.steps and time.perf_counter() - start < a.max_seconds:
                 times.append(step(precision))
         med = statistics.median(times)
-        rows.append({"device": str(device), "precision": precision, "size": a.size, "batch": a.batch, "step_s": med,
+        rows.append({"device": a.device, "loss_network": a.loss_network, "precision": precision, "size": a.size,
+                     "batch": a.batch, "step_s": med,
                      "images_per_s": a.batch / med, "timed_steps": len(times)})
     base = rows[0]["images_per_s"] or 1.0
     for r in rows:
@@ -96,7 +93,8 @@ def main() -> None:
     print_table(rows, [("precision", "precision", "s"), ("step_s", "step s", ".2f"),
                        ("images_per_s", "images/s", ".3f"), ("vs_first", f"vs {rows[0]['precision']}", ".2f"),
                        ("skipped", "note", "s")])
-    save(a.out, {"device": str(device), "amx": cpu_has_amx(), "probe_64px_step_s": probe, "results": rows})
+    save(a.out, {"device": a.device, "loss_network": a.loss_network, "styles": len(paintings), "amx": cpu_has_amx(),
+                 "probe_64px_step_s": probe, "results": rows})
 
 
 if __name__ == "__main__":
