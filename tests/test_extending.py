@@ -1,0 +1,105 @@
+"""docs/extending.md, done once each: a model kind is one backend class and one registry call, a technique is
+one Spec in its family's list, and an error kind is one row of the error table that every transport reads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+
+INVERT_CONFIG = """
+name: "negative"
+backend: "example_negative"
+max_batch_size: 0
+input [ { name: "image" data_type: TYPE_UINT8 dims: [ -1, -1, 3 ] } ]
+output [ { name: "negative" data_type: TYPE_UINT8 dims: [ -1, -1, 3 ] } ]
+"""
+
+
+def test_a_new_model_kind_is_a_backend_and_one_registry_call(tmp_path):
+    """A folder model whose config names backend "example_negative" is served once a factory is registered
+    under that name: the generic checks (names, datatypes, shapes) come from its config, the answer from it."""
+    from stylecast.server import registry
+    from stylecast.server.app import Server, ServerOptions
+    from stylecast.server.backend import Backend
+
+    class Negative(Backend):
+        platform = "example_negative"
+
+        def load(self) -> None:
+            pass
+
+        def infer(self, inputs, outputs, parameters, emit=None):
+            return {"negative": 255 - inputs["image"]}
+
+    (tmp_path / "negative" / "1").mkdir(parents=True)
+    (tmp_path / "negative" / "config.pbtxt").write_text(INVERT_CONFIG)
+    registry.register_backend("example_negative", Negative)
+    srv = Server(ServerOptions(model_repository=tmp_path, port=0, metrics_port=None, sidecar=False))
+    try:
+        with grpcclient.InferenceServerClient(f"127.0.0.1:{srv.start()}") as c:
+            x = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+            inp = grpcclient.InferInput("image", list(x.shape), "UINT8")
+            inp.set_data_from_numpy(x)
+            out = c.infer("negative", [inp]).as_numpy("negative")
+            assert np.array_equal(out, 255 - x)
+            wrong = grpcclient.InferInput("image", [2, 3, 3], "FP32")
+            wrong.set_data_from_numpy(x.astype(np.float32))
+            with pytest.raises(Exception, match="FP32"):
+                c.infer("negative", [wrong])
+    finally:
+        srv.stop(0)
+        registry._BACKENDS.pop("example_negative")
+
+
+def test_a_new_technique_is_one_spec(monkeypatch):
+    """One Spec added to a family's SPECS: served with its config, parameter checks and answer, no other code."""
+    from stylecast.client import Client, StylecastError
+    from stylecast.server.app import Server, ServerOptions
+    from stylecast.server.sidecar import maps
+    from stylecast.server.sidecar.spec import Param, Spec, image
+
+    def brighten(inputs: dict, p: dict, progress=None) -> dict:
+        return {"image": np.clip(inputs["image"].astype(np.int32) + p["levels"], 0, 255).astype(np.uint8)}
+
+    spec = Spec("brighten", "adds grey levels to every pixel", (image(),), (image(),),
+                (Param("levels", int, 10, 0, 100, "levels to add"),), brighten, family="attribution")
+    monkeypatch.setattr(maps, "SPECS", (*maps.SPECS, spec))
+    srv = Server(ServerOptions(model_repository=None, port=0, metrics_port=None, sidecar=True))
+    try:
+        with Client(f"127.0.0.1:{srv.start()}") as c:
+            cfg = c.config("brighten")
+            assert cfg.parameters["param.levels"].string_value.startswith("int,default=10,min=0,max=100")
+            x = np.full((4, 5, 3), 100, np.uint8)
+            assert int(c.infer("brighten", {"image": x}, None, {"levels": 7})["image"][0, 0, 0]) == 107
+            with pytest.raises(StylecastError) as e:
+                c.infer("brighten", {"image": x}, None, {"levels": 1000})
+            assert e.value.status.name == "INVALID_ARGUMENT" and "levels" in e.value.message
+    finally:
+        srv.stop(0)
+
+
+def test_every_error_kind_is_one_row_every_transport_reads():
+    """Each row of the error table gives the gRPC status, the HTTP status and the Triton python-backend code of
+    its exceptions, through the one function (describe) that the gRPC, HTTP and python-backend paths call. (The
+    python backend's pb_utils exists only inside Triton: here a class with its TritonError's shape stands in;
+    the conformance suite runs the real one.)"""
+    from types import SimpleNamespace
+
+    from stylecast.server import errors
+    from stylecast.server.sidecar.triton_python import _triton_error
+
+    class TritonError:
+        def __init__(self, message: str, code: str | None = None) -> None:
+            self.message, self.code = message, code
+
+    for name in {s.value.triton for s in errors.Status} - {None}:
+        setattr(TritonError, name, name)
+    pb_utils = SimpleNamespace(TritonError=TritonError)
+    for status in errors.Status:
+        err = errors.ServerError(f"a {status.name} error", status)
+        assert errors.to_grpc(err) == (status.value.grpc, f"a {status.name} error")
+        assert errors.to_http(err) == (status.value.http, f"a {status.name} error")
+        answer = _triton_error(pb_utils, err)
+        assert (answer.code, answer.message) == (status.value.triton, f"a {status.name} error")
+    assert errors.to_http(RuntimeError("boom"))[0] == 500  # an unexpected error is INTERNAL (and logged)
