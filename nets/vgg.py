@@ -21,6 +21,14 @@ from torch import nn
 
 log = logging.getLogger(__name__)
 
+# h5py is imported with this module, in the importing (main) thread: first imported in another thread (a
+# server's worker, the gallery scan), it leaves libhdf5 an exit handler that calls into the finished
+# interpreter, and the process ends in a segfault.
+try:
+    import h5py
+except ImportError:  # only the bundled HED weights need it
+    h5py = None
+
 # torchvision's vgg16().features / vgg19().features layouts: out_channels per conv, "M" per max pool.
 _CFGS = {
     "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
@@ -96,7 +104,8 @@ def torch_hub_file(arch: str = "vgg16") -> Path | None:
 
 def _load_hed_h5(path: Path, features: nn.Sequential) -> None:
     """Copy the HED file's VGG convs into ``features`` (which may be truncated: only its convs are read)."""
-    import h5py
+    if h5py is None:
+        raise ImportError(f"reading {path} needs h5py (pip install h5py)")
 
     convs = [i for i, m in enumerate(features) if isinstance(m, nn.Conv2d)]
     per_block = [2, 2, 3, 3, 3]

@@ -177,3 +177,19 @@ def test_the_sidecar_scans_every_layer_once_in_the_background_at_load(sidecar_ur
         for layer, channel in (("relu1_2", 3), ("relu4_3", 17)):
             r = c.patches(layer, channel, k=3)
             assert len(r.values) == 3 and list(r.values) == sorted(r.values, reverse=True)
+
+
+def test_a_server_that_exits_during_the_background_scan_exits_cleanly(tmp_path):
+    """The gallery scan runs in a thread; a process leaving during it (Ctrl-C just after `stylecast serve`)
+    stops the scan after its batch instead of aborting inside a torch call (exit code 134)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from stylecast.server.app import Server, ServerOptions; "
+            "s = Server(ServerOptions(model_repository=None, port=0, metrics_port=None, sidecar=True)); "
+            "s.start(); s.stop(0)")
+    env = {**os.environ, "STYLECAST_CACHE": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "gallery scan stopped" in r.stderr or "scanning" not in r.stderr, r.stderr[-2000:]

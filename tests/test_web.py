@@ -326,6 +326,8 @@ def test_your_own_style_previews_with_gatys_and_becomes_a_slider(browser, tiny_s
         assert names[-1] == "wave"
         weights = browser.execute_script("return [...document.querySelectorAll('#styles input')].map(s => +s.value)")
         assert weights == [0, 0, 0, 1], weights
+        _wait(browser, "const t = document.querySelectorAll('#styles .style-row')[3].querySelector('img.thumb');"
+              "return t && t.complete && t.naturalWidth > 0", what="the new style's thumbnail (its painting)")
         _wait(browser, f"return parseInt(document.getElementById('result').dataset.version) > {version}",
               what="the photo stylized with the new style")
         assert browser.execute_script("return document.getElementById('own-status').textContent").startswith("done")

@@ -4,6 +4,8 @@ One spec each, at the end."""
 
 from __future__ import annotations
 
+import atexit
+import logging
 import threading
 
 import numpy as np
@@ -15,6 +17,8 @@ from . import gallery as gal
 from .iterative import LAYERS
 from .networks import cached_loss_network, load_classifier
 from .spec import Param, Spec, Tensor, image, scalar, text
+
+log = logging.getLogger(__name__)
 
 
 def _text(inputs: dict[str, np.ndarray], name: str, choices: tuple[str, ...]) -> str:
@@ -67,22 +71,40 @@ def _vgg():
 
 _SCAN_LOCK = threading.Lock()
 _SCANS: dict[gal.Gallery, dict[str, gal.UnitMaxima]] = {}
+# The background scan stops when the process exits: a daemon thread killed inside a torch call aborts the
+# interpreter ("terminate called without an active exception").
+_STOP = threading.Event()
 
 
-def _scan(gallery: gal.Gallery) -> dict[str, gal.UnitMaxima]:
+def _scan(gallery: gal.Gallery, stop: threading.Event | None = None) -> dict[str, gal.UnitMaxima]:
     """Every layer's unit maxima of ``gallery``, from one scan (or the disk cache); a call during the scan
     that the model's load started waits for it rather than scanning again."""
     with _SCAN_LOCK:
         if gallery not in _SCANS:
-            _SCANS[gallery] = gal.cached_unit_maxima(_vgg(), gallery, LAYERS)
+            _SCANS[gallery] = gal.cached_unit_maxima(_vgg(), gallery, LAYERS, stop=stop)
         return _SCANS[gallery]
+
+
+def _background_scan(gallery: gal.Gallery) -> None:
+    try:
+        _scan(gallery, _STOP)
+    except gal.ScanStopped as e:
+        log.info("%s (the process exits)", e)
+
+
+def _stop_scan(thread: threading.Thread) -> None:
+    _STOP.set()
+    thread.join(timeout=60)
 
 
 def _warm_patches() -> None:
     """The gallery's features now; its scan of every layer in the background, so the server is ready for
     the other models at once and the first max_activating_patches call waits at most for the rest of it."""
     _warm_gallery()
-    threading.Thread(target=_scan, args=(gal.default_gallery(),), name="gallery-scan", daemon=True).start()
+    thread = threading.Thread(target=_background_scan, args=(gal.default_gallery(),), name="gallery-scan",
+                              daemon=True)
+    thread.start()
+    atexit.register(_stop_scan, thread)
 
 
 def _run_patches(inputs: dict, p: dict, progress=None) -> dict:

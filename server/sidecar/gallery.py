@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -183,9 +184,10 @@ def _maxima_path(vgg, gallery: Gallery, layer: str, side: int) -> Path:
     return cache_dir() / "units" / f"vgg16-{vgg.weights_kind}-{layer}-{side}-{key}.npz"
 
 
-def cached_unit_maxima(vgg, gallery: Gallery, layers: tuple[str, ...], side: int = 224) -> dict[str, UnitMaxima]:
+def cached_unit_maxima(vgg, gallery: Gallery, layers: tuple[str, ...], side: int = 224,
+                       stop: threading.Event | None = None) -> dict[str, UnitMaxima]:
     """``unit_maxima`` of the gallery for ``layers``, stored on disk keyed by the weights, the layer and the
-    files' bytes; the layers not on disk yet come from one pass over the gallery."""
+    files' bytes; the layers not on disk yet come from one pass over the gallery (``stop``: see there)."""
     paths = {layer: _maxima_path(vgg, gallery, layer, side) for layer in layers}
     out: dict[str, UnitMaxima] = {}
     for layer, path in paths.items():
@@ -194,19 +196,26 @@ def cached_unit_maxima(vgg, gallery: Gallery, layers: tuple[str, ...], side: int
             out[layer] = UnitMaxima(z["values"], z["rows"], z["cols"])
     todo = tuple(n for n in layers if n not in out)
     if todo:
-        for layer, m in unit_maxima(vgg, gallery.paths, todo, side).items():
+        for layer, m in unit_maxima(vgg, gallery.paths, todo, side, stop=stop).items():
             paths[layer].parent.mkdir(parents=True, exist_ok=True)
             np.savez(paths[layer], values=m.values, rows=m.rows, cols=m.cols)
             out[layer] = m
     return out
 
 
-def unit_maxima(vgg, paths: list[Path], layers: tuple[str, ...], side: int = 224,
-                batch: int = 8) -> dict[str, UnitMaxima]:
-    """One pass over the gallery answers every channel of every layer in ``layers``."""
+class ScanStopped(Exception):
+    """A gallery scan stopped before its end (nothing of it is kept)."""
+
+
+def unit_maxima(vgg, paths: list[Path], layers: tuple[str, ...], side: int = 224, batch: int = 8,
+                stop: threading.Event | None = None) -> dict[str, UnitMaxima]:
+    """One pass over the gallery answers every channel of every layer in ``layers``; once ``stop`` is set, the
+    pass ends after its current batch with :class:`ScanStopped`."""
     log.info("max-activating patches: scanning %d gallery images at %s", len(paths), ", ".join(layers))
     parts: dict[str, tuple[list, list, list]] = {n: ([], [], []) for n in layers}
     for k in range(0, len(paths), batch):
+        if stop is not None and stop.is_set():
+            raise ScanStopped(f"gallery scan stopped after {k} of {len(paths)} images")
         x = torch.cat([_prepare(Image.open(p), side) for p in paths[k:k + batch]])
         with torch.no_grad():
             feats = vgg(x)

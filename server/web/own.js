@@ -50,6 +50,7 @@ async function learnOwn() {
   const body = { painting: scaledNested(T.style.canvas, T.style.w, T.style.h, 512),
                  parameters: { model, name, steps: Number($("own-train-steps").value), preview_every: 10 } };
   await runInto("learn_style", body, ownPanel($("own-learn")), async () => {
+    ownThumbs[name] = T.style.canvas.toDataURL("image/jpeg");
     await loadModels();
     for (const k of Object.keys(blend)) delete blend[k];
     blend[name] = 1;  // the new style alone, on the photo

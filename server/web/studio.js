@@ -129,6 +129,8 @@ async function loadModels() {
 
 // The blend by style name, kept across a model switch: a style the next model also holds keeps its weight.
 const blend = {};
+// Thumbnails of the paintings this page taught the server (the server's --paintings folder lacks them).
+const ownThumbs = {};
 
 function showStyles() {
   const names = state.models[$("model").value] || [];
@@ -145,7 +147,8 @@ function showStyles() {
     const value = document.createElement("output");
     value.textContent = state.weights[i].toFixed(2);
     const thumb = document.createElement("img");
-    Object.assign(thumb, { className: "thumb", alt: "", src: `paintings/${encodeURIComponent(name)}.jpg` });
+    const src = ownThumbs[name] || `paintings/${encodeURIComponent(name)}.jpg`;
+    Object.assign(thumb, { className: "thumb", alt: "", src });
     thumb.addEventListener("error", () => thumb.remove());  // no painting of that name on this server
     slider.addEventListener("input", () => {
       state.weights[i] = parseFloat(slider.value); value.textContent = state.weights[i].toFixed(2);
