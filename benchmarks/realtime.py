@@ -73,8 +73,8 @@ def main() -> None:
     a = ap.parse_args()
 
     from stylecast.client.core import styles_of
+    from stylecast.contract import PRECISION_PARAMETER
     from stylecast.export.quantize import (
-        PRECISION_PARAMETER,
         calibration_photos,
         level_difference,
         parity_photos,

@@ -8,7 +8,8 @@ tables, and collects their JSON files (each with the machine description: CPU mo
 VNNI, AMX) into benchmarks/results/all.json. The quick settings: few repeats, Gatys for 100 steps instead
 of 300 (the 300-step time is three times that), training fp32 only, the quality measure on 4 photos without
 per-image optimization, add-style for 20 steps on one painting (its quality needs the default 160), a 30 s
-soak. The README's tables quote the --full runs.
+soak. ``--only a,b`` reruns some and keeps the others' results in all.json. ``benchmarks/tables.py`` turns
+all.json into the README's table of this machine's run.
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ def main() -> None:
     a = ap.parse_args()
     results, t_start = {}, time.perf_counter()
     names = a.only.split(",") if a.only else [n for n in QUICK if n != "gpu" or has_cuda()]
+    out = HERE / "results" / "all.json"
+    if a.only and out.exists():  # a rerun of some: the others stay as they were measured
+        results = json.loads(out.read_text())
     for name in names:
         args = [] if a.full else QUICK[name]
         print(f"\n=== {name} {' '.join(args)}", flush=True)
@@ -57,8 +61,8 @@ def main() -> None:
         subprocess.run([sys.executable, str(HERE / f"{name}.py"), *args], cwd=HERE, check=True)
         data = json.loads((HERE / "results" / f"{name}.json").read_text())
         results[name] = {"seconds": time.perf_counter() - t0, "args": args, **data}
-    out = HERE / "results" / "all.json"
-    out.write_text(json.dumps(results, indent=2))
+        results = {k: results[k] for k in QUICK if k in results}
+        out.write_text(json.dumps(results, indent=2))  # after each: a failure keeps what was measured
     from report import print_table
 
     print()
