@@ -73,7 +73,6 @@ def main() -> None:
     a = ap.parse_args()
 
     from stylecast.client.core import styles_of
-    from stylecast.contract import PRECISION_PARAMETER
     from stylecast.export.quantize import (
         calibration_photos,
         level_difference,
@@ -82,6 +81,8 @@ def main() -> None:
     )
     from stylecast.server.app import Server, ServerOptions
     from stylecast.server.config import read_config
+
+    from stylecast.contract import PRECISION_PARAMETER
 
     source = Path(a.repository)
     names = [m for m in a.models.split(",") if (source / m).exists()]
