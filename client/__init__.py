@@ -6,7 +6,8 @@
 """
 
 from .aio import AsyncClient
-from .core import Client, Explanation, ModelInfo, StylecastError
+from .core import Client, Explanation, ModelInfo
+from .errors import StylecastError
 from .imaging import blend_strength, preserve_color
 from .techniques import GalleryView, LearnedStyle, NeuronExplanation, Optimized, Segmentation
 

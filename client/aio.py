@@ -24,7 +24,6 @@ from .core import (
     Connection,
     ModelInfo,
     Style,
-    StylecastError,
     build_request,
     finish_stylized,
     is_style_config,
@@ -35,6 +34,7 @@ from .core import (
     waited_too_long,
     weights_for,
 )
+from .errors import StylecastError
 from .imaging import to_array
 from .techniques import Call, recording
 
@@ -61,12 +61,7 @@ class AsyncClient(Connection):
             try:
                 return await fn(*args, headers=self.headers, **kwargs)
             except InferenceServerException as e:
-                err = StylecastError.wrap(e)
-                if not err.transient or attempt == self.retries:
-                    raise err from None
-                delay = self.backoff * (2 ** attempt)
-                log.info("%s unavailable (%s); retry %d in %.2fs", self.url, err.message, attempt + 1, delay)
-                await asyncio.sleep(delay)
+                await asyncio.sleep(self._retry_delay(attempt, e))
         raise AssertionError("unreachable")
 
     # --- discovery -----------------------------------------------------------------------------

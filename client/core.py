@@ -23,33 +23,11 @@ from stylecast.contract import (
     parse_styles,
 )
 
+from .errors import StylecastError
 from .imaging import blend_strength, keep_subject, like_input, preserve_color, to_array
 from .techniques import Call, Explanation, TechniquesMixin, recording  # noqa: F401 - Explanation re-exported
 
 log = logging.getLogger(__name__)
-
-
-class StylecastError(Exception):
-    """Every failure the client reports. ``status`` is the gRPC status code (an enum)."""
-
-    def __init__(self, message: str, status: grpc.StatusCode = grpc.StatusCode.UNKNOWN) -> None:
-        super().__init__(f"[{status.name}] {message}")
-        self.message = message
-        self.status = status
-
-    @property
-    def transient(self) -> bool:
-        """Worth retrying: UNAVAILABLE (queue full, draining, starting), or a model with no available
-        version, which Triton and the embedded server answer with NOT_FOUND while it (re)loads."""
-        return self.status == grpc.StatusCode.UNAVAILABLE or (
-            self.status == grpc.StatusCode.NOT_FOUND and "has no available versions" in str(self))
-
-    @classmethod
-    def wrap(cls, e: InferenceServerException) -> StylecastError:
-        text = e.status() or ""
-        name = text.replace("StatusCode.", "")
-        status = getattr(grpc.StatusCode, name, grpc.StatusCode.UNKNOWN)
-        return cls(e.message(), status)
 
 
 @dataclass(frozen=True)
@@ -83,6 +61,16 @@ class Connection(TechniquesMixin):
         """The underlying tritonclient, for anything this class does not wrap."""
         return self._triton
 
+    def _retry_delay(self, attempt: int, e: InferenceServerException) -> float:
+        """The wait before retry ``attempt + 1`` of a failed call; raises the error when it is not transient
+        (see ``StylecastError.transient``) or the retries are spent."""
+        err = StylecastError.wrap(e)
+        if not err.transient or attempt == self.retries:
+            raise err from None
+        delay = self.backoff * (2 ** attempt)
+        log.info("%s unavailable (%s); retry %d in %.2fs", self.url, err.message, attempt + 1, delay)
+        return delay
+
 
 class Client(Connection):
     """A connection to Triton or the embedded server. Use as a context manager."""
@@ -102,12 +90,7 @@ class Client(Connection):
             try:
                 return fn(*args, headers=self.headers, **kwargs)
             except InferenceServerException as e:
-                err = StylecastError.wrap(e)
-                if not err.transient or attempt == self.retries:
-                    raise err from None
-                delay = self.backoff * (2 ** attempt)
-                log.info("%s unavailable (%s); retry %d in %.2fs", self.url, err.message, attempt + 1, delay)
-                time.sleep(delay)
+                time.sleep(self._retry_delay(attempt, e))
         raise AssertionError("unreachable")
 
     # --- discovery -----------------------------------------------------------------------------

@@ -11,6 +11,14 @@ from stylecast.server.repository import ControlMode
 from tests.images import copy_photos
 from tests.models import SIDECAR_MESSAGE_MB, build_repository
 
+
+def running(**options):
+    """A started embedded server, stopped when the fixture that yields from it ends."""
+    srv = Server(ServerOptions(**{"port": 0, "metrics_port": None, **options}))
+    srv.start()
+    yield srv
+    srv.stop()
+
 logging.getLogger("stylecast").setLevel(logging.INFO)
 
 
@@ -44,10 +52,7 @@ def server(repo_dir, tiny_style_checkpoint):
     from stylecast.export.onnx_export import export_to_repository
 
     export_to_repository(tiny_style_checkpoint, "tiny_style", repo_dir)
-    srv = Server(ServerOptions(model_repository=repo_dir, port=0, metrics_port=0, http_port=0, max_message_mb=8))
-    srv.start()
-    yield srv
-    srv.stop()
+    yield from running(model_repository=repo_dir, metrics_port=0, http_port=0, max_message_mb=8)
 
 
 @pytest.fixture(scope="session")
@@ -82,11 +87,7 @@ def sidecar_server(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("STYLECAST_GALLERY", str(gallery))
         mp.setenv("STYLECAST_CACHE", str(tmp_path_factory.mktemp("cache")))
-        srv = Server(ServerOptions(model_repository=None, port=0, metrics_port=None, sidecar=True, http_port=0,
-                                   max_message_mb=SIDECAR_MESSAGE_MB))
-        srv.start()
-        yield srv
-        srv.stop()
+        yield from running(model_repository=None, sidecar=True, http_port=0, max_message_mb=SIDECAR_MESSAGE_MB)
 
 
 @pytest.fixture(scope="session")
@@ -96,8 +97,4 @@ def sidecar_url(sidecar_server) -> str:
 
 @pytest.fixture()
 def explicit_server(repo_dir):
-    srv = Server(ServerOptions(model_repository=repo_dir, port=0, metrics_port=None,
-                               model_control_mode=ControlMode.EXPLICIT, load_models=["add_sub"]))
-    srv.start()
-    yield srv
-    srv.stop()
+    yield from running(model_repository=repo_dir, model_control_mode=ControlMode.EXPLICIT, load_models=["add_sub"])
