@@ -175,6 +175,12 @@ def test_every_technique_has_a_form_and_runs_in_the_browser(browser, sidecar_ser
                     "return o.length > 10 && o", what="the technique list")
     assert set(offered) == techniques
     browser.find_element(By.ID, "file").send_keys(str(photo))
+    dream_steps = browser.find_element(By.ID, "dream-steps")  # the explain panel's streamed DeepDream
+    dream_steps.clear()
+    dream_steps.send_keys("2")
+    browser.find_element(By.ID, "run-dream").click()
+    _wait(browser, "return document.getElementById('dream-progress').textContent === 'done: 2 steps'"
+          " && document.getElementById('dream').width > 0", timeout=120, what="the streamed DeepDream")
     tech = Select(browser.find_element(By.ID, "tech"))
 
     shots = _shots(tmp_path)

@@ -106,6 +106,8 @@ class FoolingResult:
     fooled: bool
     linf: float
     l2: float
+    before: int  # the class the classifier gave the image, and the one it gives the result
+    after: int
 
 
 def fooling_image(model: Classifier, image: torch.Tensor, target: int, epsilon: float = 2.0, steps: int = 50,
@@ -122,16 +124,17 @@ def fooling_image(model: Classifier, image: torch.Tensor, target: int, epsilon: 
         return bool((model(state.image).argmax(1) == target).all())
 
     with torch.no_grad():
-        if bool((model(original).argmax(1) == target).all()):
-            return FoolingResult(original, 0, True, 0.0, 0.0)
+        before = model(original).argmax(1)
+    if bool((before == target).all()):
+        return FoolingResult(original, 0, True, 0.0, 0.0, int(before[0]), int(before[0]))
     param = PixelImage(original)
     r = render(param, cross_entropy(model, target), steps, optimizer=adam(lr), project=[project], stop=fooled,
                progress=progress)
     delta = r.image - original
     with torch.no_grad():
-        ok = bool((model(r.image).argmax(1) == target).all())
-    return FoolingResult(r.image, r.steps, ok, float(delta.abs().max()) / 255.0,
-                         float(delta.flatten().norm()) / 255.0)
+        after = model(r.image).argmax(1)
+    return FoolingResult(r.image, r.steps, bool((after == target).all()), float(delta.abs().max()) / 255.0,
+                         float(delta.flatten().norm()) / 255.0, int(before[0]), int(after[0]))
 
 
 def deepdream(net: LossNetwork, image: torch.Tensor, layer: str = "relu3_3", steps: int = 20, lr: float = 2.0,

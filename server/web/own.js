@@ -19,20 +19,14 @@ function ownOffer() {
 }
 
 function openPainting(file) {
-  if (!file) return;
-  if (!file.type.startsWith("image/")) { $("own-status").textContent = `error: ${file.name} is not an image`; return; }
-  const img = new Image();
-  img.onerror = () => { $("own-status").textContent = `error: ${file.name} could not be read as an image`; };
-  img.onload = () => {
+  openImage(file, $("own-status"), (img) => {
     const c = $("style-image"), s = Math.min(1, 512 / Math.max(img.naturalWidth, img.naturalHeight));
     c.width = Math.round(img.naturalWidth * s); c.height = Math.round(img.naturalHeight * s);
     c.getContext("2d").drawImage(img, 0, 0, c.width, c.height);
     T.style = { canvas: c, w: c.width, h: c.height };
-    URL.revokeObjectURL(img.src);
     ownOffer();
     if (T.configs.gatys) previewOwn();
-  };
-  img.src = URL.createObjectURL(file);
+  });
 }
 
 async function previewOwn() {

@@ -311,23 +311,12 @@ async function dream() {
   try {
     const r = await api("/v2/models/deepdream/generate_stream", { method: "POST", body,
                                                                    headers: { "Content-Type": "application/json" } });
-    const reader = r.body.getReader();
-    let text = "";
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      text += new TextDecoder().decode(value, { stream: true });
-      let cut;
-      while ((cut = text.indexOf("\n\n")) >= 0) {
-        const line = text.slice(0, cut); text = text.slice(cut + 2);
-        if (!line.startsWith("data: ")) continue;
-        const event = JSON.parse(line.slice(6));
-        if (event.error) { $("dream-progress").textContent = `error: ${event.error}`; continue; }
-        if (event.image) paintNested($("dream"), event.image);
-        $("dream-progress").textContent = event.step !== undefined
-          ? `step ${event.step} / ${steps}, loss ${Number(event.loss).toFixed(3)}` : `done: ${event.steps} steps`;
-      }
-    }
+    await readEvents(r, (event) => {
+      if (event.error) { $("dream-progress").textContent = `error: ${event.error}`; return; }
+      if (event.image) paintNested($("dream"), event.image);
+      $("dream-progress").textContent = event.step !== undefined
+        ? `step ${event.step} / ${steps}, loss ${Number(event.loss).toFixed(3)}` : `done: ${event.steps} steps`;
+    });
   } catch (e) {
     $("dream-progress").textContent = `error: ${e.message}`;
   }
@@ -335,13 +324,18 @@ async function dream() {
 
 // --- wiring ------------------------------------------------------------------------------------------
 
-function openPhoto(file) {
+// A dropped or chosen file as a decoded image, given to use(img); what is wrong with it goes to status.
+function openImage(file, status, use) {
   if (!file) return;
-  if (!file.type.startsWith("image/")) { $("timing").textContent = `error: ${file.name} is not an image`; return; }
+  if (!file.type.startsWith("image/")) { status.textContent = `error: ${file.name} is not an image`; return; }
   const img = new Image();
-  img.onerror = () => { $("timing").textContent = `error: ${file.name} could not be read as an image`; };
-  img.onload = () => { drawSource(img, img.naturalWidth, img.naturalHeight); URL.revokeObjectURL(img.src); stylize(); };
+  img.onerror = () => { status.textContent = `error: ${file.name} could not be read as an image`; };
+  img.onload = () => { use(img); URL.revokeObjectURL(img.src); };
   img.src = URL.createObjectURL(file);
+}
+
+function openPhoto(file) {
+  openImage(file, $("timing"), (img) => { drawSource(img, img.naturalWidth, img.naturalHeight); stylize(); });
 }
 
 $("file").addEventListener("change", () => openPhoto($("file").files[0]));
