@@ -9,6 +9,11 @@
 
 Built-ins are named as ``module:attribute`` and imported on first use, so a server without OpenVINO
 never imports it. ``register_backend`` / ``register_runtime`` add more (a plugin calls them on import).
+
+Every model is served the same way: a config that names its backend, from a folder of the repository or
+declared in code (``ModelRepository.declare``), built by the factory under that name. A repository looks in
+its own table first (``ModelRepository.add_backend``: backends that need one server's state, the sidecar's
+``stylecast_sidecar`` and the upstream's ``stylecast_upstream``), then here.
 """
 
 from __future__ import annotations

@@ -7,14 +7,13 @@ import enum
 import logging
 import re
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as mc
 
 from . import registry
-from .config import read_config
+from .config import read_config, select_versions
 from .errors import InvalidArgument, NotFound, ServerError, Status, Unavailable, shorten, unknown_model
 from .model import ModelVersion
 
@@ -45,6 +44,15 @@ class ModelEntry:
     failed_fingerprint: tuple = ()  # files that failed to load (poll mode does not retry them until they change)
 
 
+@dataclass(frozen=True)
+class Declared:
+    """A model declared in code: its config, its versions and the backend that builds them."""
+
+    config: mc.ModelConfig
+    versions: tuple[int, ...]
+    backend: str
+
+
 _VERSION = re.compile(r"-?[0-9]{1,18}")
 
 
@@ -65,14 +73,13 @@ class ModelRepository:
     """Owns every model's lifecycle. Thread-safe; load failures never affect other models."""
 
     def __init__(self, root: str | Path | None, mode: ControlMode = ControlMode.NONE,
-                 startup_models: list[str] | None = None,
-                 backends: dict[str, registry.BackendFactory] | None = None) -> None:
+                 startup_models: list[str] | None = None) -> None:
         self.root = Path(root) if root else None
         self.mode = ControlMode(mode)
-        self.backends = dict(backends or {})  # this repository's own, over the registry's (see registry.py)
+        self.backends: dict[str, registry.BackendFactory] = {}  # this repository's own, over the registry's
         self._models: dict[str, ModelEntry] = {}
         self._lock = threading.RLock()
-        self._virtual: dict[str, Callable[[], list[ModelVersion]]] = {}
+        self._declared: dict[str, Declared] = {}
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
         self._startup = startup_models
@@ -87,19 +94,26 @@ class ModelRepository:
                 and ((p / "config.pbtxt").exists() or any(c.name.isdigit() for c in p.iterdir()))}
 
     def known(self) -> set[str]:
-        """Every model name this repository holds: its folders and its virtual models."""
-        return set(self.model_dirs()) | set(self._virtual)
+        """Every model name this repository holds: its folders and the models declared in code."""
+        return set(self.model_dirs()) | set(self._declared)
 
-    def add_virtual(self, name: str, factory: Callable[[], list[ModelVersion]]) -> None:
-        """Register a model that lives in code, not in the folder (the sidecar's techniques)."""
-        self._virtual[name] = factory
+    def add_backend(self, name: str, factory: registry.BackendFactory) -> None:
+        """A backend of this repository alone, over the registry's: one that needs this server's state
+        (the sidecar's optimization slots, the upstream's connection)."""
+        self.backends[name] = factory
+
+    def declare(self, config: mc.ModelConfig, versions: tuple[int, ...] = (1,), backend: str = "") -> None:
+        """A model that lives in code, not in the folder (the sidecar's techniques, an upstream's models). It is
+        built as a folder model is: the backend named by ``backend`` (default: the config's platform/backend)
+        gets a copy of the config and, per version, the path its folder would have (not read)."""
+        self._declared[config.name] = Declared(config, tuple(versions), backend or config.platform or config.backend)
 
     def start(self) -> None:
         if self.mode == ControlMode.EXPLICIT:
             names = list(self._startup or [])
-            names += [n for n in self._virtual if n not in names]
+            names += [n for n in self._declared if n not in names]
         else:
-            names = list(self.model_dirs()) + list(self._virtual)
+            names = list(self.model_dirs()) + list(self._declared)
         for n in names:
             try:
                 self._load(n)
@@ -111,26 +125,32 @@ class ModelRepository:
 
     # --- lifecycle -----------------------------------------------------------------------------
 
-    def _build(self, name: str) -> tuple[mc.ModelConfig, dict[int, ModelVersion]]:
-        if name in self._virtual:
-            versions = {v.version: v for v in self._virtual[name]()}
-            return next(iter(versions.values())).config, versions
-        model_dir = self.model_dirs().get(name)
-        if model_dir is None:
-            raise unknown_model(name)
-        cfg = read_config(model_dir)
-        kind = cfg.platform or cfg.backend
+    def _factory(self, name: str, kind: str) -> registry.BackendFactory:
         factory = registry.backend(kind, self.backends)
         if factory is None:
+            served = sorted(set(registry.backend_names()) | set(self.backends))
             raise InvalidArgument(f"unable to load model '{name}': unsupported platform/backend '{kind}' "
-                                  f"(served: {', '.join(registry.backend_names())})")
-        from .config import select_versions
+                                  f"(served: {', '.join(served)})")
+        return factory
 
-        available = [int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
-        chosen = select_versions(cfg, available)
-        if not chosen:
-            raise InvalidArgument(f"unable to load model '{name}': no version folder matches its version_policy "
-                                  f"(found {sorted(available)})")
+    def _build(self, name: str) -> tuple[mc.ModelConfig, dict[int, ModelVersion]]:
+        """Every chosen version of a folder or declared model, through the one backend its config names."""
+        declared = self._declared.get(name)
+        if declared is not None:
+            cfg, kind, chosen = declared.config, declared.backend, list(declared.versions)
+            model_dir = (self.root or Path()) / name
+        else:
+            model_dir = self.model_dirs().get(name)
+            if model_dir is None:
+                raise unknown_model(name)
+            cfg = read_config(model_dir)
+            kind = cfg.platform or cfg.backend
+            available = [int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
+            chosen = select_versions(cfg, available)
+            if not chosen:
+                raise InvalidArgument(f"unable to load model '{name}': no version folder matches its "
+                                      f"version_policy (found {sorted(available)})")
+        factory = self._factory(name, kind)
         versions: dict[int, ModelVersion] = {}
         try:
             for v in chosen:
@@ -233,7 +253,7 @@ class ModelRepository:
         """(name, version, state, reason) for every model in the folder or loaded, as RepositoryIndex."""
         rows = []
         with self._lock:
-            names = sorted(set(self.model_dirs()) | set(self._models) | set(self._virtual))
+            names = sorted(set(self.model_dirs()) | set(self._models) | set(self._declared))
             for n in names:
                 e = self._models.get(n)
                 if e is None:
@@ -264,7 +284,7 @@ class ModelRepository:
                     self._load(name)
                 except ServerError:
                     pass
-        for name in [n for n in list(self._models) if n not in dirs and n not in self._virtual]:
+        for name in [n for n in list(self._models) if n not in dirs and n not in self._declared]:
             e = self._models.get(name)
             if e and e.versions:
                 with self._lock:

@@ -26,6 +26,7 @@ from .errors import ServerError, Status
 log = logging.getLogger(__name__)
 
 RETRY_SECONDS = 5.0
+BACKEND = "stylecast_upstream"  # the repository backend that forwards a model to the upstream
 _BY_GRPC = {s.value.grpc.name: s for s in reversed(Status)}  # first row wins (DEADLINE_EXCEEDED, not 408)
 
 
@@ -68,7 +69,7 @@ class UpstreamBackend(Backend):
 
 
 class Upstream:
-    """The upstream server: its ready models, registered into a repository as virtual models."""
+    """The upstream server: its ready models, declared in a repository for its ``stylecast_upstream`` backend."""
 
     def __init__(self, url: str, timeout: float = 120.0, max_message_mb: int = 64) -> None:
         limit = max_message_mb * 1024 * 1024
@@ -96,17 +97,15 @@ class Upstream:
     def register(self, repository, loaded: bool) -> list[str]:
         """Add the upstream's models that ``repository`` does not hold itself; ``loaded``: the repository has
         started, so load each one now."""
-        from .model import ModelVersion
-
+        repository.add_backend(BACKEND, lambda cfg, version_dir: UpstreamBackend(
+            cfg, self.client, self.url, int(version_dir.name), self.timeout))
         own = repository.known()
         names = []
         for name, (cfg, versions) in self.models().items():
             if name in own:
                 log.warning("upstream %s: %s is served here already; the local model wins", self.url, name)
                 continue
-            versions = versions or [1]
-            repository.add_virtual(name, lambda cfg=cfg, versions=versions: [
-                ModelVersion(UpstreamBackend(cfg, self.client, self.url, v, self.timeout), v) for v in versions])
+            repository.declare(cfg, tuple(versions or [1]), BACKEND)
             names.append(name)
             if loaded:
                 repository.reload(name)

@@ -52,6 +52,44 @@ def test_a_new_model_kind_is_a_backend_and_one_registry_call(tmp_path):
         registry._BACKENDS.pop("example_negative")
 
 
+def test_a_model_declared_in_code_goes_through_the_same_backend_table():
+    """No folder: ``declare`` holds the config, and the backend it names (here one of this repository alone,
+    ``add_backend``) builds the version; a config naming a backend nobody serves is refused with the names."""
+    from stylecast.server.app import Server, ServerOptions
+    from stylecast.server.backend import Backend
+    from stylecast.server.repository import ModelRepository
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    class Negative(Backend):
+        def load(self) -> None:
+            self.loaded_from = self.version_dir
+
+        def infer(self, inputs, outputs, parameters, emit=None):
+            return {"negative": 255 - inputs["image"]}
+
+    repository = ModelRepository(None)
+    repository.add_backend("example_in_code", Negative)
+    cfg = mc.ModelConfig(name="negative", backend="example_in_code", max_batch_size=0)
+    cfg.input.add(name="image", data_type=mc.TYPE_UINT8, dims=[-1, -1, 3])
+    cfg.output.add(name="negative", data_type=mc.TYPE_UINT8, dims=[-1, -1, 3])
+    repository.declare(cfg, versions=(1, 3))
+    lost = mc.ModelConfig(name="lost", backend="nobody_serves_this", max_batch_size=0)
+    repository.declare(lost)
+    srv = Server(ServerOptions(model_repository=None, port=0, metrics_port=None), repository)
+    try:
+        with grpcclient.InferenceServerClient(f"127.0.0.1:{srv.start()}") as c:
+            x = np.full((2, 2, 3), 5, np.uint8)
+            inp = grpcclient.InferInput("image", list(x.shape), "UINT8")
+            inp.set_data_from_numpy(x)
+            assert int(c.infer("negative", [inp], model_version="1").as_numpy("negative")[0, 0, 0]) == 250
+            assert repository.get("negative", "3").backend.loaded_from.name == "3"
+            index = {m.name: m for m in c.get_model_repository_index(as_json=False).models}
+            assert index["lost"].state == "UNAVAILABLE"
+            assert "nobody_serves_this" in index["lost"].reason and "example_in_code" in index["lost"].reason
+    finally:
+        srv.stop(0)
+
+
 def test_a_new_technique_is_one_spec(monkeypatch):
     """One Spec added to a family's SPECS: served with its config, parameter checks and answer, no other code."""
     from stylecast.client import Client, StylecastError

@@ -27,21 +27,23 @@ def build(name: str, slots: Slots | None = None) -> SpecBackend:
     return b
 
 
-def register(repository, slots: Slots, allow_learning: bool = False) -> list[str]:
-    """Add every technique to a ModelRepository as a virtual model (loaded when the repository starts);
-    the decoupled ones share ``slots``, the server's limit on optimizations at once. ``allow_learning`` adds
-    ``learn_style``, which writes new model versions into the repository."""
-    from ..model import ModelVersion
+BACKEND = "stylecast_sidecar"  # the backend every technique's config names
 
-    names = list(specs())
-    for name in names:
-        repository.add_virtual(name, lambda name=name: [ModelVersion(build(name, slots), 1)])
+
+def register(repository, slots: Slots, allow_learning: bool = False) -> list[str]:
+    """Declare every technique in a ModelRepository (loaded when the repository starts), served by the
+    repository's own ``stylecast_sidecar`` backend; the decoupled ones share ``slots``, the server's limit on
+    optimizations at once. ``allow_learning`` adds ``learn_style``, which writes new model versions into the
+    repository."""
+    served = dict(specs())
     if allow_learning:
         from stylecast.export.styles import ADD_STYLE_STEPS
 
         from . import learning
 
         learn = learning.spec(repository, ADD_STYLE_STEPS)
-        repository.add_virtual(learn.name, lambda: [ModelVersion(SpecBackend(learn, slots), 1)])
-        names.append(learn.name)
-    return names
+        served[learn.name] = learn
+    repository.add_backend(BACKEND, lambda config, version_dir: SpecBackend(served[config.name], slots))
+    for s in served.values():
+        repository.declare(s.config())
+    return list(served)
