@@ -1,4 +1,6 @@
-"""The transport-free data plane: every protocol operation, on protocol messages, without gRPC objects."""
+"""The transport-free data plane: every protocol operation. Inference takes and gives the neutral
+:mod:`.inference` types (each transport's codec converts its wire format); the other operations answer with
+the protocol's messages, which HTTP writes as Triton's JSON."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from stylecast import __version__
 
 from .datatypes import datatype_of
 from .errors import DeadlineExceeded, InvalidArgument, ServerError
+from .inference import Request, Response
 from .repository import ModelRepository
 from .shm import SharedMemoryManager
 from .streams import Outbox, StreamLimit, StreamPump
@@ -71,8 +74,8 @@ class DataPlane:
 
     # --- inference -----------------------------------------------------------------------------
 
-    def infer(self, request: pb.ModelInferRequest, timeout: float | None = None,
-              cancelled: threading.Event | None = None) -> pb.ModelInferResponse:
+    def infer(self, request: Request, timeout: float | None = None,
+              cancelled: threading.Event | None = None) -> Response:
         """Decode, validate, queue, wait (within the caller's deadline) and encode one request.
         ``cancelled`` is set by the transport when the caller goes away: the work then stops."""
         try:
@@ -80,12 +83,12 @@ class DataPlane:
         except FutureTimeout as e:
             raise DeadlineExceeded("Deadline Exceeded") from e
 
-    def infer_async(self, request: pb.ModelInferRequest, timeout: float | None = None, emit=None,
+    def infer_async(self, request: Request, timeout: float | None = None, emit=None,
                     cancelled: threading.Event | None = None) -> Future:
         """Queue one request; bad requests raise here, execution errors arrive through the future.
         ``emit(partial_response)`` receives the progress responses of a decoupled model."""
         t0 = time.monotonic()
-        mv = self.repository.get(request.model_name, request.model_version)
+        mv = self.repository.get(request.model, request.version)
         try:
             t_decode = time.perf_counter_ns()
             req = decode_request(request, self.shm)
@@ -129,10 +132,12 @@ class DataPlane:
                 "or receive them in shared memory")
 
     def stream(self, outbox: Outbox, cancelled: threading.Event, timeout_fn: Callable[[], float | None],
-               max_in_flight: int = 64) -> StreamPump:
+               max_in_flight: int = 64, decode: Callable[[object], Request] | None = None) -> StreamPump:
         """The one stream operation (ModelStreamInfer, generate, generate_stream): see :mod:`.streams`.
-        The caller holds one of :attr:`streams` while it runs."""
-        def submit(request: pb.ModelInferRequest, emit) -> Future:
+        ``decode`` turns each of the transport's messages into a Request (a bad one answers its own place in
+        the stream). The caller holds one of :attr:`streams` while it runs."""
+        def submit(message, emit) -> Future:
+            request = message if decode is None else decode(message)
             return self.infer_async(request, timeout_fn(), emit, cancelled)
         return StreamPump(submit, outbox, cancelled, max_in_flight)
 

@@ -11,6 +11,7 @@ import grpc
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 
+from . import protobuf
 from .dataplane import DataPlane
 from .errors import describe, to_grpc
 from .streams import END, Outbox
@@ -73,9 +74,16 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     def ModelConfig(self, request, context):  # noqa: N802
         return pb.ModelConfigResponse(config=self.plane.model_config(request.name, request.version))
 
+    def decode(self, request: pb.ModelInferRequest):
+        """The message as the data plane's Request; an unknown model is named before any bad tensor, as
+        Triton does."""
+        self.plane.repository.get(request.model_name, request.model_version)
+        return protobuf.request(request)
+
     @_rpc
     def ModelInfer(self, request, context):  # noqa: N802
-        return self.plane.infer(request, remaining(context), cancel_event(context))
+        answer = self.plane.infer(self.decode(request), remaining(context), cancel_event(context))
+        return protobuf.response(answer)
 
     def ModelStreamInfer(self, request_iterator, context):  # noqa: N802
         """The data plane's stream pump, encoded as ModelStreamInferResponse messages; the request stream is
@@ -86,14 +94,14 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
             context.abort(*to_grpc(e))
         cancelled = cancel_event(context)
         outbox = Outbox()
-        pump = self.plane.stream(outbox, cancelled, lambda: remaining(context))
+        pump = self.plane.stream(outbox, cancelled, lambda: remaining(context), decode=self.decode)
         threading.Thread(target=pump.run, args=(request_iterator,), name="stream-reader", daemon=True).start()
         try:
             while (item := outbox.get()) is not END:
                 if isinstance(item, BaseException):
                     yield pb.ModelStreamInferResponse(error_message=describe(item)[1])
                 else:
-                    yield pb.ModelStreamInferResponse(infer_response=item)
+                    yield pb.ModelStreamInferResponse(infer_response=protobuf.response(item))
         finally:
             cancelled.set()
             self.plane.streams.release()

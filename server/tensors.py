@@ -1,7 +1,8 @@
-"""Tensors on the wire: decode ModelInferRequest inputs and encode ModelInferResponse outputs.
+"""A request's tensors as arrays, and the arrays of a result as a response, for every transport.
 
-Covers raw contents (what tritonclient sends), typed ``contents`` fields, BYTES tensors, and
-system shared memory regions named in tensor parameters.
+:func:`decode_request` checks the tensors of a :class:`~.inference.Request` (raw bytes against datatype and
+shape, BYTES length prefixes, system shared memory regions named in tensor parameters) and makes the arrays
+the models run on; :func:`encode_response` writes outputs into shared memory where asked.
 """
 
 from __future__ import annotations
@@ -11,33 +12,14 @@ import threading
 from dataclasses import dataclass, field
 
 import numpy as np
-from tritonclient.grpc import service_pb2 as pb
 from tritonclient.utils import deserialize_bytes_tensor, serialize_byte_tensor
 
-from .datatypes import BY_NAME, CONTENT_FIELD, numpy_dtype
+from .datatypes import BY_NAME, numpy_dtype
 from .errors import InvalidArgument, shorten
+from .inference import Request, Response, Tensor
 from .shm import SharedMemoryManager
 
 DATATYPES = set(BY_NAME)
-
-
-def param_value(p: pb.InferParameter):
-    kind = p.WhichOneof("parameter_choice")
-    return None if kind is None else getattr(p, kind)
-
-
-def params_dict(params) -> dict:
-    return {k: param_value(v) for k, v in params.items()}
-
-
-def to_param(value) -> pb.InferParameter:
-    if isinstance(value, bool):
-        return pb.InferParameter(bool_param=value)
-    if isinstance(value, int):
-        return pb.InferParameter(int64_param=value)
-    if isinstance(value, float):
-        return pb.InferParameter(double_param=value)
-    return pb.InferParameter(string_param=str(value))
 
 
 @dataclass
@@ -128,51 +110,26 @@ def _array(name: str, datatype: str, shape: list[int], data: bytes) -> np.ndarra
     return np.frombuffer(data, dtype=dtype).reshape(shape)
 
 
-def decode_request(req: pb.ModelInferRequest, shm: SharedMemoryManager) -> InferRequest:
-    """Turn a ModelInferRequest into arrays. Raises InvalidArgument with Triton's texts."""
-    raw = list(req.raw_input_contents)
+def decode_request(req: Request, shm: SharedMemoryManager) -> InferRequest:
+    """A Request's tensors as arrays. Raises InvalidArgument with Triton's texts."""
     inputs: dict[str, np.ndarray] = {}
-    raw_i = 0
     for t in req.inputs:
         if t.name in inputs:
             raise InvalidArgument(f"input '{t.name}' is specified more than once")
-        shape = list(t.shape)
-        ref = _shm_ref(t.name, params_dict(t.parameters), "input")
+        ref = _shm_ref(t.name, t.parameters, "input")
         if ref is not None:
-            data = shm.read(*ref)
-        elif raw:
-            if raw_i >= len(raw):
-                raise InvalidArgument(f"expected raw input contents for input '{t.name}'")
-            data = raw[raw_i]
-            raw_i += 1
-        elif t.HasField("contents"):
-            inputs[t.name] = _from_contents(t, shape)
-            continue
-        else:
+            inputs[t.name] = _array(t.name, t.datatype, t.shape, shm.read(*ref))
+        elif isinstance(t.data, np.ndarray):
+            inputs[t.name] = t.data  # the codec checked it (typed contents, JSON)
+        elif t.data is None:
             raise InvalidArgument(f"input '{t.name}' has no data: use raw_input_contents, contents or shared memory")
-        inputs[t.name] = _array(t.name, t.datatype, shape, data)
-    if raw and raw_i != len(raw):
-        raise InvalidArgument(f"expected {raw_i} raw input contents, got {len(raw)}")
-    outputs = [RequestedOutput(o.name, _shm_ref(o.name, params_dict(o.parameters), "output")) for o in req.outputs]
+        else:
+            inputs[t.name] = _array(t.name, t.datatype, t.shape, t.data)
+    outputs = [RequestedOutput(o.name, _shm_ref(o.name, o.parameters, "output")) for o in req.outputs]
     for o in req.outputs:
         if "classification" in o.parameters:
             raise InvalidArgument(f"classification is not supported for output '{o.name}'")
-    return InferRequest(req.model_name, req.model_version, req.id, inputs, outputs, params_dict(req.parameters))
-
-
-def _from_contents(t: pb.ModelInferRequest.InferInputTensor, shape: list[int]) -> np.ndarray:
-    if t.datatype not in CONTENT_FIELD:
-        raise InvalidArgument(f"datatype '{t.datatype}' of input '{t.name}' cannot be sent in typed contents")
-    values = getattr(t.contents, CONTENT_FIELD[t.datatype])
-    count = element_count(t.name, shape)
-    if len(values) != count:
-        raise InvalidArgument(
-            f"unexpected number of elements {len(values)} for inference input '{t.name}', expecting {count}")
-    if t.datatype == "BYTES":
-        return np.array(list(values), dtype=np.object_).reshape(shape)
-    dtype = numpy_dtype(t.datatype)
-    check_int_range(t.name, t.datatype, values)
-    return np.array(list(values), dtype=dtype).reshape(shape)
+    return InferRequest(req.model, req.version, req.id, inputs, outputs, dict(req.parameters))
 
 
 def check_int_range(name: str, datatype: str, values) -> None:
@@ -201,29 +158,28 @@ def bytes_tensor(arr: np.ndarray) -> bytes:
     return packed.item() if packed.dtype == np.object_ else packed.tobytes()
 
 
-def encode_response(
-    req: InferRequest, result: InferResult, shm: SharedMemoryManager, parameters: dict | None = None
-) -> pb.ModelInferResponse:
-    resp = pb.ModelInferResponse(model_name=req.model, model_version=result.model_version, id=req.id)
-    for k, v in (parameters or {}).items():
-        resp.parameters[k].CopyFrom(to_param(v))
-    # A decoupled model's progress responses carry only some outputs.
+def tensor_bytes(arr: np.ndarray, datatype: str) -> bytes:
+    """An array as its wire bytes (BYTES length-prefixed)."""
+    return bytes_tensor(arr) if datatype == "BYTES" else np.ascontiguousarray(arr).tobytes()
+
+
+def encode_response(req: InferRequest, result: InferResult, shm: SharedMemoryManager,
+                    parameters: dict | None = None) -> Response:
+    """The result as a Response: the requested outputs (a decoupled model's progress carries only some), those
+    asked in shared memory written there."""
     wanted = [o for o in req.outputs if o.name in result.outputs] or [RequestedOutput(n) for n in result.outputs]
-    use_raw = any(o.shm is None for o in wanted)
+    outputs = []
     for o in wanted:
         arr = result.outputs[o.name]
         dt = np_to_datatype(arr)
-        out = resp.outputs.add(name=o.name, datatype=dt, shape=list(arr.shape))
-        data = bytes_tensor(arr) if dt == "BYTES" else np.ascontiguousarray(arr).tobytes()
-        if o.shm is not None:
-            region, size, offset = o.shm
-            shm.write(region, offset, size, data, o.name)
-            out.parameters["shared_memory_region"].string_param = region
-            out.parameters["shared_memory_byte_size"].int64_param = len(data)
-            if offset:
-                out.parameters["shared_memory_offset"].int64_param = offset
-            if use_raw:
-                resp.raw_output_contents.append(b"")
-        else:
-            resp.raw_output_contents.append(data)
-    return resp
+        if o.shm is None:
+            outputs.append(Tensor(o.name, dt, list(arr.shape), arr))
+            continue
+        region, size, offset = o.shm
+        data = tensor_bytes(arr, dt)
+        shm.write(region, offset, size, data, o.name)
+        params = {"shared_memory_region": region, "shared_memory_byte_size": len(data)}
+        if offset:
+            params["shared_memory_offset"] = offset
+        outputs.append(Tensor(o.name, dt, list(arr.shape), None, params))
+    return Response(req.model, result.model_version, req.id, outputs, dict(parameters or {}))

@@ -1,5 +1,6 @@
 """docs/extending.md, done once each: a model kind is one backend class and one registry call, a technique is
-one Spec in its family's list, and an error kind is one row of the error table that every transport reads."""
+one Spec in its family's list, an error kind is one row of the error table that every transport reads, and a
+transport is a codec to the data plane's own request and response."""
 
 from __future__ import annotations
 
@@ -88,6 +89,46 @@ def test_a_model_declared_in_code_goes_through_the_same_backend_table():
             assert "nobody_serves_this" in index["lost"].reason and "example_in_code" in index["lost"].reason
     finally:
         srv.stop(0)
+
+
+def test_a_transport_is_a_codec_to_the_data_planes_types():
+    """The data plane takes and gives its own Request / Response: a transport that is a plain function call
+    needs no protobuf and no JSON, and a mistake comes back through the one error table."""
+    from stylecast.server.backend import Backend
+    from stylecast.server.dataplane import DataPlane
+    from stylecast.server.errors import describe
+    from stylecast.server.inference import Request, Tensor
+    from stylecast.server.repository import ModelRepository
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    class Negative(Backend):
+        def load(self) -> None:
+            pass
+
+        def infer(self, inputs, outputs, parameters, emit=None):
+            return {"negative": 255 - inputs["image"]}
+
+    repository = ModelRepository(None)
+    repository.add_backend("example_in_code", Negative)
+    cfg = mc.ModelConfig(name="negative", backend="example_in_code", max_batch_size=0)
+    cfg.input.add(name="image", data_type=mc.TYPE_UINT8, dims=[-1, -1, 3])
+    cfg.output.add(name="negative", data_type=mc.TYPE_UINT8, dims=[-1, -1, 3])
+    repository.declare(cfg)
+    repository.start()
+    plane = DataPlane(repository)
+    try:
+        x = np.arange(12, dtype=np.uint8).reshape(2, 2, 3)
+        answer = plane.infer(Request("negative", inputs=[Tensor("image", "UINT8", [2, 2, 3], x)]), timeout=5)
+        (out,) = answer.outputs
+        assert (out.name, out.datatype, out.shape) == ("negative", "UINT8", [2, 2, 3])
+        assert np.array_equal(out.data, 255 - x)
+        raw = plane.infer(Request("negative", inputs=[Tensor("image", "UINT8", [2, 2, 3], x.tobytes())]))
+        assert np.array_equal(raw.outputs[0].data, 255 - x)
+        with pytest.raises(Exception) as e:
+            plane.infer(Request("negative", inputs=[Tensor("image", "UINT8", [2, 2, 3], b"short")]))
+        assert describe(e.value)[0].value.grpc.name == "INVALID_ARGUMENT" and "byte size" in describe(e.value)[1]
+    finally:
+        plane.close()
 
 
 def test_a_new_technique_is_one_spec(monkeypatch):

@@ -1,4 +1,5 @@
-"""KServe v2 JSON (with Triton's binary-tensor extension and its generate extension) <-> protocol messages.
+"""HTTP's codec: KServe v2 JSON (with Triton's binary-tensor and generate extensions) <-> the data plane's
+:mod:`~stylecast.server.inference` types, and protocol messages as Triton's JSON.
 
 Everything here runs off the event loop (see :mod:`.routes`) and checks what it takes before it builds
 anything: names and strings must be valid UTF-8 (JSON can carry lone surrogates), integers must fit int64,
@@ -14,12 +15,11 @@ import zlib
 from dataclasses import dataclass
 
 import numpy as np
-from tritonclient.grpc import service_pb2 as pb
-from tritonclient.utils import deserialize_bytes_tensor
 
 from ..datatypes import datatype_of, numpy_dtype
 from ..errors import InvalidArgument, ResourceExhausted, shorten
-from ..tensors import DATATYPES, MAX_RANK, bytes_tensor, check_int_range, element_count, param_value, to_param
+from ..inference import Request, Response, Tensor
+from ..tensors import DATATYPES, MAX_RANK, check_int_range, element_count, tensor_bytes
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 INT64 = (-(2**63), 2**63 - 1)
@@ -108,7 +108,9 @@ def _params(obj, where: str) -> dict:
     return obj
 
 
-def set_params(target, params: dict, skip: tuple[str, ...] = ()) -> None:
+def checked_params(params: dict, skip: tuple[str, ...] = ()) -> dict:
+    """Parameters that can go on the wire (names and strings UTF-8, integers within int64), less ``skip``."""
+    checked = {}
     for k, v in params.items():
         text(k, "a parameter name")
         if k in skip:
@@ -119,7 +121,8 @@ def set_params(target, params: dict, skip: tuple[str, ...] = ()) -> None:
             raise InvalidArgument(f"parameter '{shorten(k)}' = {shorten(str(v))} does not fit a 64-bit integer")
         elif not isinstance(v, (bool, int, float)):
             raise InvalidArgument(f"parameter '{shorten(k)}' must be a boolean, number or string")
-        target[k].CopyFrom(to_param(v))
+        checked[k] = v
+    return checked
 
 
 def check_shape(name: str, shape) -> list[int]:
@@ -169,8 +172,8 @@ def _flatten(data, limit: int) -> list:
 # --- tensors ------------------------------------------------------------------------------------------
 
 
-def json_tensor_bytes(name: str, datatype: str, shape: list[int], data, budget: list[int] | None = None) -> bytes:
-    """JSON ``data`` (flat or nested, row-major) of one input as raw bytes, checked against shape and datatype.
+def json_tensor(name: str, datatype: str, shape: list[int], data, budget: list[int] | None = None) -> np.ndarray:
+    """JSON ``data`` (flat or nested, row-major) of one input as an array, checked against shape and datatype.
     ``budget`` (a one-item list) is the number of JSON elements the request may still use."""
     count = element_count(name, shape)
     if budget is not None:
@@ -184,33 +187,31 @@ def json_tensor_bytes(name: str, datatype: str, shape: list[int], data, budget: 
         raise InvalidArgument(f"unexpected number of elements {len(flat)} for inference input '{shorten(name)}', "
                               f"expecting {count}")
     if datatype == "BYTES":
-        return bytes_tensor(np.array([text(v, f"an element of input '{shorten(name)}'").encode() for v in flat],
-                                     dtype=np.object_))
+        return np.array([text(v, f"an element of input '{shorten(name)}'").encode() for v in flat],
+                        dtype=np.object_).reshape(shape)
     dtype = numpy_dtype(datatype)
     if datatype == "BOOL":
         if not all(isinstance(v, bool) for v in flat):
             raise InvalidArgument(f"input '{shorten(name)}': BOOL data must be true or false")
-        return np.array(flat, dtype=bool).tobytes()
+        return np.array(flat, dtype=bool).reshape(shape)
     if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in flat):
         raise InvalidArgument(f"input '{shorten(name)}': {datatype} data must be numbers")
     if dtype.kind in "iu":
         if any(isinstance(v, float) for v in flat):
             raise InvalidArgument(f"input '{shorten(name)}': {datatype} data must be integers")
         check_int_range(name, datatype, flat)
-    return np.array(flat, dtype=np.float64 if dtype.kind == "f" else object).astype(dtype).tobytes()
+    return np.array(flat, dtype=np.float64 if dtype.kind == "f" else object).astype(dtype).reshape(shape)
 
 
 def parse_infer(model: str, version: str, header, binary: bytes,
-                limits: Limits = Limits()) -> tuple[pb.ModelInferRequest, dict]:
-    """A KServe v2 JSON request (with Triton's binary extension) as a ModelInferRequest; also returns, per
-    output name, whether it goes back as binary data (``"default"``: the request's default)."""
+                limits: Limits = Limits()) -> tuple[Request, dict]:
+    """A KServe v2 JSON request (with Triton's binary extension) as a Request; also returns, per output name,
+    whether it goes back as binary data (``"default"``: the request's default)."""
     if not isinstance(header, dict):
         raise InvalidArgument("the request body must be a JSON object")
-    req = pb.ModelInferRequest(model_name=model, model_version=version)
-    if "id" in header:
-        req.id = text(str(header["id"]), "'id'")
     params = _params(header.get("parameters"), "the request")
-    set_params(req.parameters, params, skip=("binary_data_output",))
+    req = Request(model, version, text(str(header["id"]), "'id'") if "id" in header else "",
+                  parameters=checked_params(params, skip=("binary_data_output",)))
     inputs = header.get("inputs")
     if not isinstance(inputs, list):
         raise InvalidArgument("the request must list its 'inputs'")
@@ -225,8 +226,8 @@ def parse_infer(model: str, version: str, header, binary: bytes,
                                   f"one of {', '.join(sorted(DATATYPES))}")
         shape = check_shape(name, t.get("shape"))
         tp = _params(t.get("parameters"), f"input '{shorten(name)}'")
-        tensor = req.inputs.add(name=name, datatype=datatype, shape=shape)
-        set_params(tensor.parameters, tp, skip=("binary_data_size",))
+        tensor = Tensor(name, datatype, shape, parameters=checked_params(tp, skip=("binary_data_size",)))
+        req.inputs.append(tensor)
         if "shared_memory_region" in tp:
             continue
         if "binary_data_size" in tp:
@@ -234,10 +235,10 @@ def parse_infer(model: str, version: str, header, binary: bytes,
             if isinstance(size, bool) or not isinstance(size, int) or size < 0 or offset + size > len(binary):
                 raise InvalidArgument(f"input '{shorten(name)}': binary_data_size {shorten(repr(size))} exceeds "
                                       f"the binary data sent ({len(binary) - offset} bytes left)")
-            req.raw_input_contents.append(binary[offset:offset + size])
+            tensor.data = binary[offset:offset + size]
             offset += size
         elif "data" in t:
-            req.raw_input_contents.append(json_tensor_bytes(name, datatype, shape, t["data"], budget))
+            tensor.data = json_tensor(name, datatype, shape, t["data"], budget)
         else:
             raise InvalidArgument(f"input '{shorten(name)}' has no data: give 'data', binary_data_size or "
                                   "shared memory")
@@ -250,42 +251,40 @@ def parse_infer(model: str, version: str, header, binary: bytes,
             raise InvalidArgument("every requested output needs a 'name'")
         name = text(o["name"], "an output's 'name'")
         op = _params(o.get("parameters"), f"output '{shorten(name)}'")
-        out = req.outputs.add(name=name)
-        set_params(out.parameters, op, skip=("binary_data",))
+        req.outputs.append(Tensor(name, parameters=checked_params(op, skip=("binary_data",))))
         wants[name] = flag(op.get("binary_data", default_binary), f"'binary_data' of output '{shorten(name)}'")
     return req, {"default": default_binary, **wants}
 
 
-def tensor_values(datatype: str, shape: list[int], data: bytes) -> list:
-    """Raw tensor bytes as a flat JSON list (BYTES as strings)."""
-    if datatype == "BYTES":
-        return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
-                for v in deserialize_bytes_tensor(data).reshape(-1)] if data else []
-    return np.frombuffer(data, dtype=numpy_dtype(datatype)).reshape(-1).tolist()
+def json_values(t: Tensor) -> list:
+    """An output's array as a flat JSON list (BYTES as strings)."""
+    flat = t.data.reshape(-1)
+    if t.datatype == "BYTES":
+        return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in flat]
+    return flat.tolist()
 
 
-def response_body(resp: pb.ModelInferResponse, binary_for: dict) -> tuple[bytes, int | None]:
-    """A ModelInferResponse as JSON plus binary blobs; returns (body, JSON header length or None)."""
+def response_body(resp: Response, binary_for: dict) -> tuple[bytes, int | None]:
+    """A Response as JSON plus binary blobs; returns (body, JSON header length or None)."""
     outputs, blobs = [], []
-    raw = list(resp.raw_output_contents)
-    for i, o in enumerate(resp.outputs):
+    for o in resp.outputs:
         entry = {"name": o.name, "datatype": o.datatype, "shape": list(o.shape)}
-        params = {k: param_value(v) for k, v in o.parameters.items()}
-        data = raw[i] if i < len(raw) else b""
-        if "shared_memory_region" not in params:
+        params = dict(o.parameters)
+        if o.data is not None:
             if binary_for.get(o.name, binary_for.get("default", False)):
+                data = tensor_bytes(o.data, o.datatype)
                 params["binary_data_size"] = len(data)
                 blobs.append(data)
             else:
-                entry["data"] = tensor_values(o.datatype, list(o.shape), data)
+                entry["data"] = json_values(o)
         if params:
             entry["parameters"] = params
         outputs.append(entry)
-    head = {"model_name": resp.model_name, "model_version": resp.model_version, "outputs": outputs}
+    head = {"model_name": resp.model, "model_version": resp.version, "outputs": outputs}
     if resp.id:
         head["id"] = resp.id
     if resp.parameters:
-        head["parameters"] = {k: param_value(v) for k, v in resp.parameters.items()}
+        head["parameters"] = dict(resp.parameters)
     body = json.dumps(head, separators=(",", ":")).encode()
     return (body + b"".join(blobs), len(body)) if blobs else (body, None)
 
@@ -293,14 +292,13 @@ def response_body(resp: pb.ModelInferResponse, binary_for: dict) -> tuple[bytes,
 # --- Triton's generate extension ----------------------------------------------------------------------
 
 
-def generate_request(config, model: str, version: str, header, limits: Limits = Limits()) -> pb.ModelInferRequest:
-    """Flat generate JSON (``{"input": value, ..., "parameters": {...}}``) as a ModelInferRequest: each
-    value's nesting gives its shape, the model's ``config`` its datatype."""
+def generate_request(config, model: str, version: str, header, limits: Limits = Limits()) -> Request:
+    """Flat generate JSON (``{"input": value, ..., "parameters": {...}}``) as a Request: each value's nesting
+    gives its shape, the model's ``config`` its datatype."""
     if not isinstance(header, dict):
         raise InvalidArgument("the request body must be a JSON object")
     types = {t.name: t for t in config.input}
-    req = pb.ModelInferRequest(model_name=model, model_version=version)
-    set_params(req.parameters, _params(header.get("parameters"), "the request"))
+    req = Request(model, version, parameters=checked_params(_params(header.get("parameters"), "the request")))
     budget = [limits.max_json_elements]
     for name, value in header.items():
         text(name, "a generate key")
@@ -311,19 +309,18 @@ def generate_request(config, model: str, version: str, header, limits: Limits = 
                                   f"its inputs are {', '.join(sorted(types))}")
         shape = nested_shape(value, name)
         datatype = datatype_of(types[name].data_type)
-        req.inputs.add(name=name, datatype=datatype, shape=shape)
-        req.raw_input_contents.append(json_tensor_bytes(name, datatype, shape, value, budget))
+        req.inputs.append(Tensor(name, datatype, shape, json_tensor(name, datatype, shape, value, budget)))
     return req
 
 
-def generate_json(resp: pb.ModelInferResponse) -> dict:
-    out: dict = {"model_name": resp.model_name, "model_version": resp.model_version}
-    for i, o in enumerate(resp.outputs):
-        values = tensor_values(o.datatype, list(o.shape), resp.raw_output_contents[i])
+def generate_json(resp: Response) -> dict:
+    out: dict = {"model_name": resp.model, "model_version": resp.version}
+    for o in resp.outputs:
+        values = json_values(o)
         out[o.name] = values[0] if len(values) == 1 and len(o.shape) <= 1 else \
             np.array(values, dtype=object).reshape(list(o.shape)).tolist()
-    for k, v in resp.parameters.items():
-        out.setdefault("parameters", {})[k] = param_value(v)
+    if resp.parameters:
+        out["parameters"] = dict(resp.parameters)
     return out
 
 
