@@ -182,7 +182,7 @@ def optimize_photo(judge: Judge, x: torch.Tensor, painting: str | Path, size: in
                    network: str = "efficientnet-lite0") -> torch.Tensor:
     """Per-image style transfer from the photo, in the sidecar's render loop, with the named loss network
     (the judge's own network by default) and the recipe's weights."""
-    from stylecast.server.sidecar.optimize import gatys_transfer
+    from stylecast.server.sidecar.optimization.methods import gatys_transfer
 
     if network == "efficientnet-lite0":
         net, content_layer, grams = judge.features, EFFICIENTNET_CONTENT_LAYER, judge.painting(painting, size)

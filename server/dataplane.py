@@ -58,8 +58,8 @@ class DataPlane:
         return pb.ServerMetadataResponse(name=SERVER_NAME, version=__version__, extensions=EXTENSIONS)
 
     def model_metadata(self, name: str, version: str = "") -> pb.ModelMetadataResponse:
-        mv = self.repository.get(name, version)
-        cfg = mv.config
+        model = self.repository.get(name, version)
+        cfg = model.config
         batch = [-1] if cfg.max_batch_size > 0 else []
         resp = pb.ModelMetadataResponse(name=name, versions=[str(v) for v in sorted(
             self.repository.entry(name).versions)], platform=cfg.platform or cfg.backend)
@@ -88,46 +88,46 @@ class DataPlane:
         """Queue one request; bad requests raise here, execution errors arrive through the future.
         ``emit(partial_response)`` receives the progress responses of a decoupled model."""
         t0 = time.monotonic()
-        mv = self.repository.get(request.model, request.version)
+        model = self.repository.get(request.model, request.version)
         try:
             t_decode = time.perf_counter_ns()
             req = decode_request(request, self.shm)
             req.decode_ns = time.perf_counter_ns() - t_decode
             req.deadline = None if timeout is None else t0 + timeout
             req.cancelled = cancelled
-            self._check_answer_size(mv, req)
+            self._check_answer_size(model, req)
             partial = None
-            if emit is not None and mv.decoupled:
+            if emit is not None and model.decoupled:
                 def partial(outputs: dict) -> bool:
                     sub = InferRequest(req.model, req.version, req.id, {}, [RequestedOutput(n) for n in outputs])
-                    return emit(encode_response(sub, InferResult(outputs, str(mv.version)), self.shm,
+                    return emit(encode_response(sub, InferResult(outputs, str(model.version)), self.shm,
                                                 {"triton_final_response": False}))
-            inner = mv.submit(req, partial)
+            inner = model.submit(req, partial)
         except ServerError:
-            mv.record_failure(int((time.monotonic() - t0) * 1e9))
+            model.record_failure(int((time.monotonic() - t0) * 1e9))
             raise
         outer: Future = Future()
 
         def done(f: Future) -> None:
             try:
-                final = {"triton_final_response": True} if emit is not None and mv.decoupled else None
-                outer.set_result(encode_response(req, InferResult(f.result(), str(mv.version)), self.shm, final))
+                final = {"triton_final_response": True} if emit is not None and model.decoupled else None
+                outer.set_result(encode_response(req, InferResult(f.result(), str(model.version)), self.shm, final))
             except BaseException as e:  # noqa: BLE001 - delivered to the caller
                 outer.set_exception(e)
 
         inner.add_done_callback(done)
         return outer
 
-    def _check_answer_size(self, mv, req: InferRequest) -> None:
+    def _check_answer_size(self, model, req: InferRequest) -> None:
         """Refuse, before any work, an answer that could not be sent (the transport's message limit)."""
         if self.max_message_bytes is None:
             return
-        wire = [o.name for o in req.outputs if o.shm is None] if req.outputs else [t.name for t in mv.config.output]
-        size = mv.backend.response_bytes(req.inputs, wire)
+        wire = [o.name for o in req.outputs if o.shm is None] if req.outputs else [t.name for t in model.config.output]
+        size = model.backend.response_bytes(req.inputs, wire)
         if size is not None and size > self.max_message_bytes:
             mb = 1024 * 1024
             raise InvalidArgument(
-                f"the answer of '{mv.name}' would be about {size / mb:.0f} MiB, more than the server's message "
+                f"the answer of '{model.name}' would be about {size / mb:.0f} MiB, more than the server's message "
                 f"limit of {self.max_message_bytes / mb:.0f} MiB: send a smaller image, ask for fewer outputs, "
                 "or receive them in shared memory")
 
@@ -144,12 +144,12 @@ class DataPlane:
     # --- statistics and repository -------------------------------------------------------------
 
     def statistics(self, name: str = "", version: str = "") -> pb.ModelStatisticsResponse:
-        mvs = [self.repository.get(name, version)] if name else self.repository.ready_versions()
+        models = [self.repository.get(name, version)] if name else self.repository.ready_versions()
         resp = pb.ModelStatisticsResponse()
-        for mv in mvs:
-            s = mv.stats
+        for model in models:
+            s = model.stats
             with s.lock:
-                m = resp.model_stats.add(name=mv.name, version=str(mv.version),
+                m = resp.model_stats.add(name=model.name, version=str(model.version),
                                          last_inference=s.last_inference_ms, inference_count=s.inference_count,
                                          execution_count=s.execution_count)
                 st = m.inference_stats

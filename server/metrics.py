@@ -38,10 +38,10 @@ def render(repository: ModelRepository) -> str:
     lines: list[str] = []
     for metric, help_text, value in METRICS:
         lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} counter"]
-        for mv in versions:
-            with mv.stats.lock:
-                v = value(mv.stats)
-            lines.append(f'{metric}{{model="{mv.name}",version="{mv.version}"}} {v}')
+        for model in versions:
+            with model.stats.lock:
+                v = value(model.stats)
+            lines.append(f'{metric}{{model="{model.name}",version="{model.version}"}} {v}')
     return "\n".join(lines) + "\n"
 
 

@@ -158,8 +158,8 @@ class ModelRepository:
                 backend.load()
                 versions[v] = ModelVersion(backend, v)
         except BaseException:
-            for mv in versions.values():
-                mv.close()
+            for model in versions.values():
+                model.close()
             raise
         return versions[max(versions)].config, versions
 
@@ -191,8 +191,8 @@ class ModelRepository:
         with self._lock:
             entry.versions, entry.config, entry.fingerprint = versions, cfg, fp
             entry.state, entry.reason, entry.failed_fingerprint = State.READY, "", ()
-        for mv in old.values():
-            mv.close()
+        for model in old.values():
+            model.close()
         log.info("model '%s' ready (versions %s)", name, sorted(versions))
 
     def reload(self, name: str) -> None:
@@ -219,8 +219,8 @@ class ModelRepository:
                 raise unknown_model(name)
             versions = dict(entry.versions)
             entry.state, entry.reason, entry.versions = State.UNLOADING, "unloading", {}
-        for mv in versions.values():
-            mv.close(timeout)
+        for model in versions.values():
+            model.close(timeout)
         with self._lock:
             entry.state, entry.reason = State.UNAVAILABLE, "unloaded"
         log.info("model '%s' unloaded", name)
@@ -237,10 +237,10 @@ class ModelRepository:
                 raise NotFound(f"Request for unknown model: '{name}' has no available versions{reason}")
             if not version:
                 return entry.versions[max(entry.versions)]
-            mv = entry.versions.get(parse_version(name, version))
-            if mv is None:
+            model = entry.versions.get(parse_version(name, version))
+            if model is None:
                 raise unknown_model(name, version)
-            return mv
+            return model
 
     def entry(self, name: str) -> ModelEntry:
         with self._lock:
@@ -266,7 +266,7 @@ class ModelRepository:
 
     def ready_versions(self) -> list[ModelVersion]:
         with self._lock:
-            return [mv for e in self._models.values() if e.state == State.READY for mv in e.versions.values()]
+            return [model for e in self._models.values() if e.state == State.READY for model in e.versions.values()]
 
     def all_ready(self) -> bool:
         with self._lock:
@@ -290,8 +290,8 @@ class ModelRepository:
                 with self._lock:
                     versions, e.versions = e.versions, {}
                     e.state, e.reason = State.UNAVAILABLE, "removed from the repository"
-                for mv in versions.values():
-                    mv.close()
+                for model in versions.values():
+                    model.close()
 
     def _poll_loop(self, interval: float = 2.0) -> None:
         while not self._stop.wait(interval):
@@ -302,6 +302,6 @@ class ModelRepository:
         with self._lock:
             entries = list(self._models.values())
         for e in entries:
-            for mv in e.versions.values():
-                mv.close(timeout=10)
+            for model in e.versions.values():
+                model.close(timeout=10)
             e.versions = {}

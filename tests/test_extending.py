@@ -135,7 +135,7 @@ def test_a_new_technique_is_one_spec(monkeypatch):
     """One Spec added to a family's SPECS: served with its config, parameter checks and answer, no other code."""
     from stylecast.client import Client, StylecastError
     from stylecast.server.app import Server, ServerOptions
-    from stylecast.server.sidecar import maps
+    from stylecast.server.sidecar import attribution
     from stylecast.server.sidecar.spec import Param, Spec, image
 
     def brighten(inputs: dict, p: dict, progress=None) -> dict:
@@ -143,7 +143,7 @@ def test_a_new_technique_is_one_spec(monkeypatch):
 
     spec = Spec("brighten", "adds grey levels to every pixel", (image(),), (image(),),
                 (Param("levels", int, 10, 0, 100, "levels to add"),), brighten, family="attribution")
-    monkeypatch.setattr(maps, "SPECS", (*maps.SPECS, spec))
+    monkeypatch.setattr(attribution, "SPECS", (*attribution.SPECS, spec))
     srv = Server(ServerOptions(model_repository=None, port=0, metrics_port=None, sidecar=True))
     try:
         with Client(f"127.0.0.1:{srv.start()}") as c:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from stylecast.nets.images import bundled_photos
-from stylecast.server.sidecar import gallery
+from stylecast.server.sidecar.gallery import index as gallery
 from stylecast.server.sidecar.networks import efficientnet_lite0
 
 
@@ -160,14 +160,14 @@ def test_the_sidecar_scans_every_layer_once_in_the_background_at_load(sidecar_ur
     import time
 
     from stylecast.client import Client
-    from stylecast.server.sidecar import activations
-    from stylecast.server.sidecar.iterative import LAYERS
+    from stylecast.server.sidecar.gallery import specs
+    from stylecast.server.sidecar.neurons import LAYERS
 
     deadline = time.monotonic() + 300
-    while not activations._SCANS and time.monotonic() < deadline:
+    while not specs._SCANS and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert activations._SCANS, "no background scan finished"
-    assert all(set(m) == set(LAYERS) for m in activations._SCANS.values())
+    assert specs._SCANS, "no background scan finished"
+    assert all(set(m) == set(LAYERS) for m in specs._SCANS.values())
 
     def no_second_scan(*args, **kwargs):
         raise AssertionError("a call scanned the gallery again")

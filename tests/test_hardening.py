@@ -268,7 +268,7 @@ def test_hooks_act_on_their_own_call_only_when_techniques_run_concurrently(cat_o
     import threading
 
     import torch
-    from stylecast.server.sidecar.attribution import GradCAM, GuidedBackprop, Saliency
+    from stylecast.server.sidecar.attribution.methods import GradCAM, GuidedBackprop, Saliency
     from stylecast.server.sidecar.networks import load_classifier
     from torch.nn import functional as F
 

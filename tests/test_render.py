@@ -9,9 +9,9 @@ from PIL import Image
 from stylecast.nets.images import bundled_photos, load_rgb, to_tensor
 from stylecast.nets.losses import content_loss, energy, gram_matrix, relative_mse, style_loss
 from stylecast.nets.vgg import VGGFeatures
-from stylecast.server.sidecar import optimize
 from stylecast.server.sidecar.networks import efficientnet_lite0
-from stylecast.server.sidecar.render import Objective, State
+from stylecast.server.sidecar.optimization import methods
+from stylecast.server.sidecar.optimization.render import Objective, State
 from torch.nn import functional as F
 
 
@@ -44,7 +44,7 @@ def test_fooling_flips_the_label_within_two_grey_levels(model, name):
     with torch.no_grad():
         original = int(model(x).argmax())
     target = 1  # goldfish
-    r = optimize.fooling_image(model, x, target, epsilon=2.0, steps=60)
+    r = methods.fooling_image(model, x, target, epsilon=2.0, steps=60)
     assert original != target and r.fooled, f"{name}: not fooled in {r.steps} steps"
     assert r.linf <= 2 / 255 + 1e-6 and 0 < r.l2 and r.steps <= 60
     with torch.no_grad():
@@ -53,7 +53,7 @@ def test_fooling_flips_the_label_within_two_grey_levels(model, name):
 
 def test_class_visualization_raises_the_class_score(model):
     target = 130  # flamingo
-    r = optimize.class_visualization(model, target, size=96, steps=40, seed=1)
+    r = methods.class_visualization(model, target, size=96, steps=40, seed=1)
     with torch.no_grad():
         start = model(torch.full((1, 3, 96, 96), 127.5))[0, target]
         end = model(F.interpolate(r.image, size=96))[0, target]
@@ -64,7 +64,7 @@ def test_class_visualization_raises_the_class_score(model):
 def test_texture_synthesis_matches_grams(vgg):
     texture = to_tensor(load_rgb(__import__("pathlib").Path(__file__).parent.parent / "styles" / "starry_night.jpg",
                                  96))[None]
-    r = optimize.texture_synthesis(vgg, texture, size=64, steps=60, seed=0)
+    r = methods.texture_synthesis(vgg, texture, size=64, steps=60, seed=0)
     assert r.losses[-1] < r.losses[0] / 5
     with torch.no_grad():
         g_t, g_r = gram_matrix(vgg(texture)["relu3_3"]), gram_matrix(vgg(r.image)["relu3_3"])
@@ -73,17 +73,17 @@ def test_texture_synthesis_matches_grams(vgg):
 
 def test_feature_inversion_and_gatys_and_deepdream(vgg):
     x = photo("skimage_astronaut", 64)
-    inv = optimize.feature_inversion(vgg, x, "relu2_2", steps=60)
+    inv = methods.feature_inversion(vgg, x, "relu2_2", steps=60)
     assert inv.losses[-1] < inv.losses[0] / 3
     style = photo("skimage_coffee", 64)
-    g = optimize.gatys_transfer(vgg, x, [style], [1.0], steps=30)
+    g = methods.gatys_transfer(vgg, x, [style], [1.0], steps=30)
     assert g.losses[-1] < 0.7 * g.losses[0]
     with torch.no_grad():  # the style loss falls by half while the content stays close to the photo
         grams = {k: gram_matrix(v) for k, v in vgg(style).items()}
         start_style, end_style = style_loss(vgg(x), grams), style_loss(vgg(g.image), grams)
         content = content_loss(vgg(g.image)["relu2_2"], vgg(x)["relu2_2"])
     assert float(end_style) < 0.5 * float(start_style) and float(content) < 0.5
-    dream = optimize.deepdream(vgg, x, "relu3_3", steps=10, octaves=2).image
+    dream = methods.deepdream(vgg, x, "relu3_3", steps=10, octaves=2).image
     with torch.no_grad():
         before, after = vgg(x)["relu3_3"].pow(2).mean(), vgg(dream)["relu3_3"].pow(2).mean()
     assert dream.shape == x.shape and float(after) > 1.5 * float(before)

@@ -54,7 +54,7 @@ def _hook_count(model: torch.nn.Module) -> int:
 
 
 def test_hooks_never_outlive_a_call_and_the_model_is_not_mutated():
-    from stylecast.server.sidecar.attribution import GradCAM, GuidedBackprop
+    from stylecast.server.sidecar.attribution.methods import GradCAM, GuidedBackprop
     from stylecast.server.sidecar.networks import efficientnet_lite0
 
     model = efficientnet_lite0()
@@ -219,8 +219,8 @@ def test_long_optimizations_do_not_starve_short_techniques(sidecar_url, cat_on_g
 
 def test_no_technique_leaves_hooks_or_changes_the_networks(sidecar_url, cat_on_grey):
     """Every served technique, including calls that fail mid-way, leaves the shared networks as it found them."""
-    from stylecast.server.sidecar.iterative import LAYERS
     from stylecast.server.sidecar.networks import cached_loss_network, load_classifier
+    from stylecast.server.sidecar.neurons import LAYERS
 
     nets = [load_classifier(), cached_loss_network(), cached_loss_network("vgg16", LAYERS)]
     state = [(_hook_count(n), n.training, sum(p.requires_grad for p in n.parameters())) for n in nets]

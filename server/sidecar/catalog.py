@@ -8,9 +8,9 @@ from .spec import Slots, Spec, SpecBackend
 
 def specs() -> dict[str, Spec]:
     """name -> spec, over every family (imported here so that importing the catalog stays cheap)."""
-    from . import activations, iterative, maps, segmentation
+    from . import attribution, gallery, optimization
 
-    return {s.name: s for s in (*maps.SPECS, *segmentation.SPECS, *iterative.SPECS, *activations.SPECS)}
+    return {s.name: s for s in (*attribution.SPECS, *optimization.SPECS, *gallery.SPECS)}
 
 
 def spec(name: str) -> Spec:

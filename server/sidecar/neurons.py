@@ -9,11 +9,20 @@ can be explained and visualized under the same name), a block of the EfficientNe
 from __future__ import annotations
 
 import torch
+from stylecast.nets.vgg import LAYER_INDEX
 from torch import nn
 
 from ..errors import InvalidArgument
-from .iterative import CLASSIFIER_BLOCKS, LAYERS, NEURON_LAYERS
 from .networks import cached_loss_network, load_classifier
+
+# VGG16 layers the optimizations may target: every ReLU up to relu4_3 (the bundled weights end there)
+LAYERS = tuple(n for n in LAYER_INDEX if n.startswith("relu") and LAYER_INDEX[n] <= LAYER_INDEX["relu4_3"])
+# EfficientNet-Lite0 layers feature inversion may match
+EFFICIENTNET_LAYERS = ("stem", *(f"block{i}" for i in range(11)))
+# Layers whose neurons the neuron-level techniques take (below): the classifier's logits, VGG16's
+# ReLUs (max_activating_patches' names) and every EfficientNet-Lite0 block
+CLASSIFIER_BLOCKS = (*EFFICIENTNET_LAYERS, *(f"block{i}" for i in range(11, 16)))
+NEURON_LAYERS = ("class", *LAYERS, *CLASSIFIER_BLOCKS)
 
 
 def network(layer: str) -> nn.Module:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .networks import Classifier
+from ..networks import Classifier
 
 log = logging.getLogger(__name__)
 THUMB = 64
@@ -120,7 +120,7 @@ def default_gallery(folder: str | None = None) -> Gallery:
 def _gallery(folder: str | None) -> Gallery:
     from stylecast.nets.images import bundled_photos, list_images
 
-    from .networks import load_classifier
+    from ..networks import load_classifier
 
     paths = list_images(folder) if folder else [p for _, p in bundled_photos()]
     return index_gallery(load_classifier(), paths)

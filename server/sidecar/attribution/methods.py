@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .networks import Classifier
+from ..networks import Classifier
 
 ACTIVATIONS = (nn.ReLU, nn.ReLU6)
 
@@ -47,7 +47,7 @@ class Saliency:
         return grad.abs().amax(dim=1)
 
 
-def _mine() -> Callable[[], bool]:
+def _on_this_thread() -> Callable[[], bool]:
     """True only on the thread that made it. The classifier is shared by techniques running on other
     threads; a hook must act on its own call's passes only (CPU autograd runs backward on the caller's thread)."""
     owner = threading.get_ident()
@@ -59,10 +59,10 @@ class GuidedBackprop(Saliency):
 
     def attribute(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         handles: list = []
-        mine = _mine()
+        on_caller = _on_this_thread()
 
         def guide(module, grad_input, grad_output):
-            if not mine():
+            if not on_caller():
                 return None
             return tuple(None if g is None else g.clamp(min=0) for g in grad_input)
 
@@ -82,10 +82,10 @@ class GradCAM:
     def attribute(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         handles: list = []
         store: dict[str, torch.Tensor] = {}
-        mine = _mine()
+        on_caller = _on_this_thread()
         with hooks(handles):
             handles.append(self.model.feature_layer.register_forward_hook(
-                lambda m, i, o: store.__setitem__("a", o) if mine() else None))
+                lambda m, i, o: store.__setitem__("a", o) if on_caller() else None))
             x = x.detach().clone().requires_grad_(True)
             score = _score(self.model, x, target)
             (grad,) = torch.autograd.grad(score, store["a"])

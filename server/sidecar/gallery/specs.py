@@ -12,11 +12,11 @@ import numpy as np
 from PIL import Image
 from tritonclient.grpc import model_config_pb2 as mc
 
-from ..errors import InvalidArgument
-from . import gallery as gal
-from .iterative import LAYERS
-from .networks import cached_loss_network, load_classifier
-from .spec import Param, Spec, Tensor, image, scalar, text
+from ...errors import InvalidArgument
+from ..networks import cached_loss_network, load_classifier
+from ..neurons import LAYERS
+from ..spec import Param, Spec, Tensor, image, scalar, text
+from . import index
 
 log = logging.getLogger(__name__)
 
@@ -39,24 +39,24 @@ NAMES = Tensor("names", mc.TYPE_STRING, (-1,))
 
 def _warm_gallery() -> None:
     load_classifier()
-    gal.default_gallery()
+    index.default_gallery()
 
 
 def _run_knn(inputs: dict, p: dict, progress=None) -> dict:
-    model, gallery, query_image = load_classifier(), gal.default_gallery(), inputs["image"]
-    query = gal.penultimate(model, gal._prepare(Image.fromarray(query_image)))[0].numpy()
+    model, gallery, query_image = load_classifier(), index.default_gallery(), inputs["image"]
+    query = index.penultimate(model, index._prepare(Image.fromarray(query_image)))[0].numpy()
     idx, dist = gallery.knn(query, min(p["k"], len(gallery.names)))
     return {"indices": idx.astype(np.int32), "distances": dist.astype(np.float32),
             "names": _strings(gallery.names[i] for i in idx),
-            "picture": gal.neighbours_picture(query_image, gallery, idx)}
+            "picture": index.neighbours_picture(query_image, gallery, idx)}
 
 
 _EMBED_LOCK = threading.Lock()
-_EMBEDDINGS: dict[tuple[gal.Gallery, str, int], np.ndarray] = {}
+_EMBEDDINGS: dict[tuple[index.Gallery, str, int], np.ndarray] = {}
 
 
 def _run_embedding(inputs: dict, p: dict, progress=None) -> dict:
-    method, gallery = _text(inputs, "method", ("pca", "tsne")), gal.default_gallery()
+    method, gallery = _text(inputs, "method", ("pca", "tsne")), index.default_gallery()
     key = (gallery, method, p["seed"])
     with _EMBED_LOCK:  # t-SNE takes seconds: compute once per gallery, method and seed
         if key not in _EMBEDDINGS:
@@ -70,25 +70,25 @@ def _vgg():
 
 
 _SCAN_LOCK = threading.Lock()
-_SCANS: dict[gal.Gallery, dict[str, gal.UnitMaxima]] = {}
+_SCANS: dict[index.Gallery, dict[str, index.UnitMaxima]] = {}
 # The background scan stops when the process exits: a daemon thread killed inside a torch call aborts the
 # interpreter ("terminate called without an active exception").
 _STOP = threading.Event()
 
 
-def _scan(gallery: gal.Gallery, stop: threading.Event | None = None) -> dict[str, gal.UnitMaxima]:
+def _scan(gallery: index.Gallery, stop: threading.Event | None = None) -> dict[str, index.UnitMaxima]:
     """Every layer's unit maxima of ``gallery``, from one scan (or the disk cache); a call during the scan
     that the model's load started waits for it rather than scanning again."""
     with _SCAN_LOCK:
         if gallery not in _SCANS:
-            _SCANS[gallery] = gal.cached_unit_maxima(_vgg(), gallery, LAYERS, stop=stop)
+            _SCANS[gallery] = index.cached_unit_maxima(_vgg(), gallery, LAYERS, stop=stop)
         return _SCANS[gallery]
 
 
-def _background_scan(gallery: gal.Gallery) -> None:
+def _background_scan(gallery: index.Gallery) -> None:
     try:
         _scan(gallery, _STOP)
-    except gal.ScanStopped as e:
+    except index.ScanStopped as e:
         log.info("%s (the process exits)", e)
 
 
@@ -101,7 +101,7 @@ def _warm_patches() -> None:
     """The gallery's features now; its scan of every layer in the background, so the server is ready for
     the other models at once and the first max_activating_patches call waits at most for the rest of it."""
     _warm_gallery()
-    thread = threading.Thread(target=_background_scan, args=(gal.default_gallery(),), name="gallery-scan",
+    thread = threading.Thread(target=_background_scan, args=(index.default_gallery(),), name="gallery-scan",
                               daemon=True)
     thread.start()
     atexit.register(_stop_scan, thread)
@@ -113,16 +113,16 @@ def _run_patches(inputs: dict, p: dict, progress=None) -> dict:
     channel = int(inputs["channel"].reshape(-1)[0])
     if not 0 <= channel < channels:
         raise InvalidArgument(f"input 'channel' must be in [0, {channels - 1}] for {layer}, got {channel}")
-    gallery = gal.default_gallery()
+    gallery = index.default_gallery()
     k = min(p["k"], len(gallery.paths))
-    patches, scores, idx = gal.max_activating_patches(_vgg(), gallery.paths, layer, channel, k,
+    patches, scores, idx = index.max_activating_patches(_vgg(), gallery.paths, layer, channel, k,
                                                       maxima=_scan(gallery)[layer])
-    side = gal.receptive_field(layer)[0]
+    side = index.receptive_field(layer)[0]
     padded = np.full((len(patches), side, side, 3), 255, np.uint8)
     for n, patch in enumerate(patches):
         padded[n, :patch.shape[0], :patch.shape[1]] = patch
     return {"patches": padded, "scores": np.array(scores, np.float32),
-            "names": _strings(gallery.names[i] for i in idx), "picture": gal.tile(patches, 96)}
+            "names": _strings(gallery.names[i] for i in idx), "picture": index.tile(patches, 96)}
 
 
 def _channels(layer: str) -> int:
@@ -133,8 +133,8 @@ def _channels(layer: str) -> int:
 def _run_filters(inputs: dict, p: dict, progress=None) -> dict:
     which = _text(inputs, "network", ("classifier", "vgg16"))
     net = load_classifier().net if which == "classifier" else cached_loss_network().body
-    return {"picture": gal.first_layer_filters(net, p["scale"]),
-            "count": np.array([gal.first_conv(net).out_channels], np.int32)}
+    return {"picture": index.first_layer_filters(net, p["scale"]),
+            "count": np.array([index.first_conv(net).out_channels], np.int32)}
 
 
 SPECS = (

@@ -9,25 +9,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 from stylecast.nets.perceptual import LOSS_NETWORKS, default_layers
-from stylecast.nets.vgg import LAYER_INDEX
 from torch.nn import functional as F
 from tritonclient.grpc import model_config_pb2 as mc
 
-from ..errors import InvalidArgument
-from . import optimize
-from .networks import cached_loss_network, load_classifier
-from .spec import Param, Spec, Tensor, choice, image, pixels, scalar, text
+from ...errors import InvalidArgument
+from ..networks import cached_loss_network, load_classifier
+from ..neurons import EFFICIENTNET_LAYERS, LAYERS, NEURON_LAYERS
+from ..spec import Param, Spec, Tensor, choice, image, pixels, scalar, text
+from . import methods
 
 DEFAULT_CLASS = 130  # flamingo: pink birds on water read well at 128 px
 MAX_SIDE = 512  # larger inputs are resized: a limit on pixels per request
-# VGG16 layers the optimizations may target: every ReLU up to relu4_3 (the bundled weights end there)
-LAYERS = tuple(n for n in LAYER_INDEX if n.startswith("relu") and LAYER_INDEX[n] <= LAYER_INDEX["relu4_3"])
-# EfficientNet-Lite0 layers feature inversion may match
-EFFICIENTNET_LAYERS = ("stem", *(f"block{i}" for i in range(11)))
-# Layers whose neurons the neuron-level techniques take (see neurons.py): the classifier's logits, VGG16's
-# ReLUs (max_activating_patches' names) and every EfficientNet-Lite0 block
-CLASSIFIER_BLOCKS = (*EFFICIENTNET_LAYERS, *(f"block{i}" for i in range(11, 16)))
-NEURON_LAYERS = ("class", *LAYERS, *CLASSIFIER_BLOCKS)
 NETWORKS = tuple(LOSS_NETWORKS)
 
 
@@ -75,7 +67,7 @@ def _run_fooling(inputs: dict, p: dict, progress) -> dict:
     """The fooled image beside what the classifier saw before, both labels, and the change magnified."""
     model = load_classifier()
     x = _image(inputs["image"], 224)
-    r = optimize.fooling_image(model, x, p["target"], p["epsilon"], p["steps"], p["lr"], progress=progress)
+    r = methods.fooling_image(model, x, p["target"], p["epsilon"], p["steps"], p["lr"], progress=progress)
     before, label = model.classes[r.before], model.classes[r.after]
     change = (128 + FOOLING_MAGNIFY * (r.image - x)).clamp(0, 255)
     return {"image": pixels(r.image), "label": np.array([label.encode()], np.object_),
@@ -89,19 +81,19 @@ def _run_class_viz(inputs: dict, p: dict, progress) -> dict:
     target = DEFAULT_CLASS if given is None or given.size == 0 else int(given.reshape(-1)[0])
     if not 0 <= target < 1000:
         raise InvalidArgument(f"input 'class_index' must be an ImageNet class in [0, 999], got {target}")
-    r = optimize.class_visualization(load_classifier(), target, p["size"], p["steps"], p["lr"], p["l2"],
+    r = methods.class_visualization(load_classifier(), target, p["size"], p["steps"], p["lr"], p["l2"],
                                      seed=p["seed"], progress=progress)
     return _result(r)
 
 
 def _run_feature_viz(inputs: dict, p: dict, progress) -> dict:
-    from .neurons import network
+    from ..neurons import network
 
     net = network(p["layer"])
     given = inputs.get("image")
     start = None if given is None or given.size == 0 else F.interpolate(
         _image(given), size=(p["size"], p["size"]), mode="bilinear", align_corners=False, antialias=True)
-    r = optimize.feature_visualization(net, p["channel"], p["size"], p["steps"], p["lr"], p["l2"],
+    r = methods.feature_visualization(net, p["channel"], p["size"], p["steps"], p["lr"], p["l2"],
                                        jitter_px=p["jitter"], scales=(1.0, 0.9, 1.1) if p["robust"] else (1.0,),
                                        seed=p["seed"], progress=progress, start=start)
     with torch.no_grad():
@@ -124,7 +116,7 @@ def _texture_layers(p: dict) -> tuple[str, ...]:
 
 def _run_texture(inputs: dict, p: dict, progress) -> dict:
     net = _net(p, _texture_layers(p))
-    r = optimize.texture_synthesis(net, _image(inputs["image"], 256), p["size"], p["steps"], p["lr"],
+    r = methods.texture_synthesis(net, _image(inputs["image"], 256), p["size"], p["steps"], p["lr"],
                                    p["seed"], progress=progress)
     return _result(r)
 
@@ -132,7 +124,7 @@ def _run_texture(inputs: dict, p: dict, progress) -> dict:
 def _run_deepdream(inputs: dict, p: dict, progress) -> dict:
     vgg = cached_loss_network("vgg16", LAYERS)
     side = min(p["size"], max(inputs["image"].shape[:2]))  # shrink to size, never enlarge
-    r = optimize.deepdream(vgg, _image(inputs["image"], side), p["layer"], p["steps"], p["lr"], p["octaves"],
+    r = methods.deepdream(vgg, _image(inputs["image"], side), p["layer"], p["steps"], p["lr"], p["octaves"],
                            p["octave_scale"], p["jitter"], p["seed"], progress=progress)
     return _result(r)
 
@@ -143,7 +135,7 @@ def _run_inversion(inputs: dict, p: dict, progress) -> dict:
         raise InvalidArgument(f"parameter 'layer' = {p['layer']!r} is not a layer of {p['loss_network']}; "
                               f"use one of {list(valid)}")
     net = _net(p, (p["layer"],))
-    r = optimize.feature_inversion(net, _image(inputs["image"], p["size"]), p["layer"], p["steps"], p["lr"],
+    r = methods.feature_inversion(net, _image(inputs["image"], p["size"]), p["layer"], p["steps"], p["lr"],
                                    p["tv_weight"], p["beta"], p["seed"], progress=progress)
     return _result(r)
 
@@ -157,7 +149,7 @@ def _run_gatys(inputs: dict, p: dict, progress) -> dict:
                               f"positive sum (one per style image), got {weights}")
     content = _image(inputs["content"], p["size"])
     net = _net(p)
-    r = optimize.gatys_transfer(net, content, [_image(s, p["style_size"]) for s in styles], weights,
+    r = methods.gatys_transfer(net, content, [_image(s, p["style_size"]) for s in styles], weights,
                                 p["content_weight"], p["style_weight"], p["tv_weight"], net.content_layer,
                                 steps=p["steps"], lr=p["lr"], progress=progress)
     return _result(r)

@@ -9,14 +9,13 @@ import torch
 from torch.nn import functional as F
 from tritonclient.grpc import model_config_pb2 as mc
 
-from ..errors import InvalidArgument
-from ..scheduler import check_stop
-from .attribution import GradCAM, GuidedBackprop, Occlusion, Saliency, SmoothGrad, occlusion_windows
-from .imaging import heat_overlay
-from .iterative import LAYERS, NEURON_LAYERS
-from .networks import Classifier, load_classifier
-from .neurons import NeuronScores, index, locate, network
-from .spec import Param, Run, Spec, Tensor, choice, image, scalar
+from ...errors import InvalidArgument
+from ...scheduler import check_stop
+from ..imaging import heat_overlay
+from ..networks import Classifier, load_classifier
+from ..neurons import LAYERS, NEURON_LAYERS, NeuronScores, index, locate, network
+from ..spec import Param, Run, Spec, Tensor, choice, image, scalar
+from .methods import GradCAM, GuidedBackprop, Occlusion, Saliency, SmoothGrad, occlusion_windows
 
 INPUT_SIZE = 224
 MAX_PIXELS = 4096 * 4096  # attribution maps come back at the input's size: 7 bytes a pixel
@@ -94,7 +93,7 @@ def _neuron_attribution(method, p: dict, x: torch.Tensor, size: tuple[int, int])
 def _box(layer: str, y: int, x: int, shape: tuple, size: tuple[int, int]) -> tuple[int, int, int, int]:
     """(top, left, bottom, right) of the neuron's receptive field in the image's pixels. For VGG16 layers it
     is exact (convolutions and pools); elsewhere the layer's grid cell (the field is larger)."""
-    from .gallery import receptive_field
+    from ..gallery.index import receptive_field
 
     _, gh, gw = shape
     if layer in LAYERS:

@@ -16,15 +16,15 @@ from __future__ import annotations
 import numpy as np
 from tritonclient.grpc import model_config_pb2 as mc
 
-from .maps import OUTPUTS, SMOOTH, TARGET, answer_bytes, explain, smoothed
-from .networks import load_classifier
-from .spec import Param, Spec, Tensor, choice, image
+from ..networks import load_classifier
+from ..spec import Param, Spec, Tensor, choice, image
+from .specs import OUTPUTS, SMOOTH, TARGET, answer_bytes, explain, smoothed
 
 WORK_SIDE = 320
 
 
 def _seed_method(p: dict):
-    from .attribution import GradCAM, GuidedBackprop, Saliency
+    from .methods import GradCAM, GuidedBackprop, Saliency
 
     cls = {"gradcam": GradCAM, "saliency": Saliency, "guided_backprop": GuidedBackprop}[p["seed_map"]]
     return smoothed(cls)
@@ -69,7 +69,7 @@ def _run(inputs: dict[str, np.ndarray], p: dict, progress=None) -> dict[str, np.
 
 
 def _rule(p: dict) -> None:
-    from ..errors import InvalidArgument
+    from ...errors import InvalidArgument
 
     if p["bg_quantile"] >= p["fg_quantile"]:
         raise InvalidArgument("bg_quantile must be below fg_quantile")

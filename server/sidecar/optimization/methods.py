@@ -10,7 +10,7 @@ from stylecast.nets.losses import content_loss, gram_matrix, style_loss, tv_loss
 from stylecast.nets.perceptual import LossNetwork
 from torch.nn import functional as F
 
-from .networks import Classifier
+from ..networks import Classifier
 from .render import (
     Objective,
     PixelImage,
