@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from stylecast.contract import TECHNIQUE_PARAM_PREFIX
+from stylecast.contract import TECHNIQUE_PARAM_PREFIX, read_param
 
 from .imaging import to_array
 
@@ -137,24 +137,14 @@ class ParamInfo:
         return float(text) if self.kind is float else str(text)
 
 
-_KINDS = {"int": int, "float": float, "str": str}
-
-
 def technique_params(cfg) -> dict[str, ParamInfo]:
     """The parameters a technique's ModelConfig lists, e.g. ``int,default=5,min=1,max=50: help``."""
     out = {}
     for key, value in cfg.parameters.items():
         if not key.startswith(TECHNIQUE_PARAM_PREFIX):
             continue
-        head, _, help_text = value.string_value.partition(": ")
-        kind_name, *fields = head.split(",")
-        kind = _KINDS.get(kind_name, str)
-        f = dict(x.split("=", 1) for x in fields if "=" in x)
-        default = kind(f["default"]) if "default" in f else None
         name = key[len(TECHNIQUE_PARAM_PREFIX):]
-        out[name] = ParamInfo(name, kind, default,
-                                 float(f["min"]) if "min" in f else None, float(f["max"]) if "max" in f else None,
-                                 tuple(f["choices"].split("|")) if "choices" in f else (), help_text)
+        out[name] = ParamInfo(name, **read_param(value.string_value))
     return out
 
 

@@ -1,5 +1,8 @@
-"""The embedded server: Triton's gRPC protocol (KServe v2) over ONNX Runtime and the PyTorch sidecar.
+"""The embedded server: Triton's protocol (KServe v2) over gRPC and HTTP, on ONNX Runtime, and the PyTorch sidecar.
 
-Layers: :mod:`.servicer` (thin gRPC transport) -> :mod:`.dataplane` (transport-free) ->
-backends (:mod:`.onnx_backend`) with load / infer / unload.
+Layers: transports with their codecs (:mod:`.servicer` and :mod:`.protobuf` for gRPC, :mod:`.http` for HTTP)
+-> :mod:`.dataplane` (transport-free, on the :mod:`.inference` types; :mod:`.streams` is the one stream pump)
+-> :mod:`.repository` / :mod:`.model` / :mod:`.scheduler` -> backends (:mod:`.onnx_backend`, :mod:`.upstream`,
+the sidecar's :class:`~.sidecar.spec.SpecBackend`), found through :mod:`.registry`. :mod:`.errors` is the one
+table of error kinds every transport answers with.
 """

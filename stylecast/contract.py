@@ -58,5 +58,27 @@ def style_weights_problem(weights: np.ndarray) -> str | None:
     return None
 
 
+_PARAM_KINDS = {"int": int, "float": float, "str": str}
+
+
+def param_text(kind: type, default, low, high, choices: tuple[str, ...], help: str) -> str:
+    """A technique parameter as its model config lists it under ``param.<name>``: ``<kind>,default=..,min=..,
+    max=..: help``, or ``str,default=..,choices=a|b: help``. :func:`read_param` reads it back."""
+    if choices:
+        return f"str,default={default},choices={'|'.join(choices)}: {help}"
+    return f"{kind.__name__},default={default},min={low},max={high}: {help}"
+
+
+def read_param(text: str) -> dict:
+    """:func:`param_text`'s fields back: kind, default, low, high (floats or None), choices and help."""
+    head, _, help_text = text.partition(": ")
+    kind_name, *fields = head.split(",")
+    kind = _PARAM_KINDS.get(kind_name, str)
+    f = dict(x.split("=", 1) for x in fields if "=" in x)
+    return {"kind": kind, "default": kind(f["default"]) if "default" in f else None,
+            "low": float(f["min"]) if "min" in f else None, "high": float(f["max"]) if "max" in f else None,
+            "choices": tuple(f["choices"].split("|")) if "choices" in f else (), "help": help_text}
+
+
 def parse_styles(value: str) -> list[str]:
     return [s.strip() for s in value.split(",") if s.strip()]

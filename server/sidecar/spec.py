@@ -28,6 +28,7 @@ from stylecast.contract import (
     KIND_PARAMETER,
     TECHNIQUE_KIND,
     TECHNIQUE_PARAM_PREFIX,
+    param_text,
 )
 
 from ..backend import Backend
@@ -76,9 +77,7 @@ class Param:
 
     def spec(self) -> str:
         """The parameter as the model config lists it (clients and ``stylecast explain`` parse this)."""
-        if self.choices:
-            return f"str,default={self.default},choices={'|'.join(self.choices)}: {self.help}"
-        return f"{self.kind.__name__},default={self.default},min={self.low},max={self.high}: {self.help}"
+        return param_text(self.kind, self.default, self.low, self.high, self.choices, self.help)
 
 
 def choice(name: str, default: str, choices: tuple[str, ...], help: str) -> Param:
