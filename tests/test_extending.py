@@ -53,10 +53,8 @@ def test_a_new_model_kind_is_a_backend_and_one_registry_call(tmp_path):
         registry._BACKENDS.pop("example_negative")
 
 
-def test_a_model_declared_in_code_goes_through_the_same_backend_table():
-    """No folder: ``declare`` holds the config, and the backend it names (here one of this repository alone,
-    ``add_backend``) builds the version; a config naming a backend nobody serves is refused with the names."""
-    from stylecast.server.app import Server, ServerOptions
+def _repository_with_negative_in_code(versions: tuple[int, ...] = (1,)):
+    """A repository with no folder, serving one model declared in code for a backend of its own."""
     from stylecast.server.backend import Backend
     from stylecast.server.repository import ModelRepository
     from tritonclient.grpc import model_config_pb2 as mc
@@ -73,7 +71,17 @@ def test_a_model_declared_in_code_goes_through_the_same_backend_table():
     cfg = mc.ModelConfig(name="negative", backend="example_in_code", max_batch_size=0)
     cfg.input.add(name="image", data_type=mc.TYPE_UINT8, dims=[-1, -1, 3])
     cfg.output.add(name="negative", data_type=mc.TYPE_UINT8, dims=[-1, -1, 3])
-    repository.declare(cfg, versions=(1, 3))
+    repository.declare(cfg, versions=versions)
+    return repository
+
+
+def test_a_model_declared_in_code_goes_through_the_same_backend_table():
+    """No folder: ``declare`` holds the config, and the backend it names (here one of this repository alone,
+    ``add_backend``) builds the version; a config naming a backend nobody serves is refused with the names."""
+    from stylecast.server.app import Server, ServerOptions
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    repository = _repository_with_negative_in_code(versions=(1, 3))
     lost = mc.ModelConfig(name="lost", backend="nobody_serves_this", max_batch_size=0)
     repository.declare(lost)
     srv = Server(ServerOptions(model_repository=None, port=0, metrics_port=None), repository)
@@ -94,26 +102,11 @@ def test_a_model_declared_in_code_goes_through_the_same_backend_table():
 def test_a_transport_is_a_codec_to_the_data_planes_types():
     """The data plane takes and gives its own Request / Response: a transport that is a plain function call
     needs no protobuf and no JSON, and a mistake comes back through the one error table."""
-    from stylecast.server.backend import Backend
     from stylecast.server.dataplane import DataPlane
     from stylecast.server.errors import describe
     from stylecast.server.inference import Request, Tensor
-    from stylecast.server.repository import ModelRepository
-    from tritonclient.grpc import model_config_pb2 as mc
 
-    class Negative(Backend):
-        def load(self) -> None:
-            pass
-
-        def infer(self, inputs, outputs, parameters, emit=None):
-            return {"negative": 255 - inputs["image"]}
-
-    repository = ModelRepository(None)
-    repository.add_backend("example_in_code", Negative)
-    cfg = mc.ModelConfig(name="negative", backend="example_in_code", max_batch_size=0)
-    cfg.input.add(name="image", data_type=mc.TYPE_UINT8, dims=[-1, -1, 3])
-    cfg.output.add(name="negative", data_type=mc.TYPE_UINT8, dims=[-1, -1, 3])
-    repository.declare(cfg)
+    repository = _repository_with_negative_in_code()
     repository.start()
     plane = DataPlane(repository)
     try:
