@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def explain_failure(e: BaseException, a: argparse.Namespace) -> list[str]:
+def failure_advice(e: BaseException, a: argparse.Namespace) -> list[str]:
     """What went wrong, in a line or two a user can act on (None: an unexpected error, shown in full)."""
     import grpc
 
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except Exception as e:
-        lines = [] if args.verbose else explain_failure(e, args)
+        lines = [] if args.verbose else failure_advice(e, args)
         if not lines:
             raise
         print(f"stylecast {args.cmd}: error: {lines[0]}", file=sys.stderr)

@@ -18,7 +18,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from ..networks import load_classifier
 from ..spec import Param, Spec, Tensor, choice, image
-from .specs import OUTPUTS, SMOOTH, TARGET, answer_bytes, explain, smoothed
+from .specs import OUTPUTS, SMOOTH, TARGET, answer_bytes, attribution_run, smoothed
 
 WORK_SIDE = 320
 
@@ -62,7 +62,7 @@ def mask_overlay(picture: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def _run(inputs: dict[str, np.ndarray], p: dict, progress=None) -> dict[str, np.ndarray]:
     picture = inputs["image"]
-    seed = explain(_seed_method(p))(inputs, p)
+    seed = attribution_run(_seed_method(p))(inputs, p)
     mask = grabcut(picture, seed["map"], p["fg_quantile"], p["bg_quantile"], p["iterations"])
     return {"mask": mask, "overlay": mask_overlay(picture, mask), "label": seed["label"],
             "class_index": seed["class_index"], "probability": seed["probability"]}

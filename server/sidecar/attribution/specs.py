@@ -50,7 +50,7 @@ def answer_bytes(inputs: dict[str, np.ndarray], outputs: list[str]) -> int | Non
     return h * w * sum(_BYTES_PER_PIXEL.get(o, 0) for o in outputs) + 1024
 
 
-def explain(method) -> Run:
+def attribution_run(method) -> Run:
     """The run function of an attribution: ``method(model, params)`` builds the attribution of ``model``'s
     scores (the classifier's logits, or a layer's neurons)."""
 
@@ -127,7 +127,7 @@ def occlusion_budget(p: dict) -> None:
 def attribution(name: str, description: str, params: tuple[Param, ...], method, rule=None,
                 outputs: tuple[Tensor, ...] = OUTPUTS) -> Spec:
     extra = {"rule": rule} if rule else {}
-    return Spec(name, description, (image(),), outputs, params, explain(method), load=load_classifier,
+    return Spec(name, description, (image(),), outputs, params, attribution_run(method), load=load_classifier,
                 answer_bytes=answer_bytes, family="attribution", **extra)
 
 
