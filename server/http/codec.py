@@ -333,11 +333,17 @@ def message_json(msg) -> dict:
     for field, value in msg.ListFields():
         if field.message_type is not None and field.message_type.GetOptions().map_entry:
             out[field.name] = {k: _value_json(field.message_type.fields_by_name["value"], v) for k, v in value.items()}
-        elif field.label == field.LABEL_REPEATED:
+        elif _repeated(field):
             out[field.name] = [_value_json(field, v) for v in value]
         else:
             out[field.name] = _value_json(field, value)
     return out
+
+
+def _repeated(field) -> bool:
+    """protobuf 6 has ``is_repeated`` and deprecates ``label``; older releases have ``label`` only."""
+    is_repeated = getattr(field, "is_repeated", None)
+    return is_repeated if isinstance(is_repeated, bool) else field.label == field.LABEL_REPEATED
 
 
 def _value_json(field, value):
