@@ -45,6 +45,22 @@ def test_a_stamped_disc_of_any_colour_is_a_spot_and_the_photo_has_none(photo, co
     assert ind.spots(stamped, stamped) == [], "a disc the photo has is not a stamp"
 
 
+def test_a_pale_yellow_disc_on_a_beige_ground_is_found_in_chroma():
+    """composition_viii's remaining stamps: a soft pale yellow disc on a pale ground of about the same grey. The
+    grayscale Hough misses it; the chroma channel finds it, and a plain ground has none."""
+    ground = np.full((128, 128, 3), (236, 228, 206), np.uint8)
+    ground += np.random.default_rng(0).integers(0, 4, ground.shape, dtype=np.uint8)
+    disc = ground.copy()
+    cv2.circle(disc, (70, 50), 10, (250, 232, 80), -1)
+    disc = cv2.GaussianBlur(disc, (5, 5), 0)  # the network's stamps have soft edges
+    gray = cv2.cvtColor(disc, cv2.COLOR_RGB2GRAY)
+    assert int(gray[50, 70]) - int(gray[50, 20]) < 12, "the disc is not meant to stand out in grey"
+    assert ind._hough(gray) == []
+    found = ind.spots(disc, ground)
+    assert len(found) == 1 and abs(found[0][0] - 70) <= 3 and abs(found[0][1] - 50) <= 3, found
+    assert ind.spots(ground, ground) == []
+
+
 def test_a_darkened_top_edge_is_a_band(photo):
     dark = photo.astype(np.int16)
     dark[:2] -= 40
