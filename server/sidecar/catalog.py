@@ -3,7 +3,7 @@ models are generated from. A technique is one :class:`~.spec.Spec` in its family
 
 from __future__ import annotations
 
-from .spec import Slots, Spec, SpecBackend
+from .spec import BACKEND, Slots, Spec, SpecBackend
 
 
 def specs() -> dict[str, Spec]:
@@ -25,9 +25,6 @@ def build(name: str, slots: Slots | None = None) -> SpecBackend:
     b = SpecBackend(spec(name), slots)
     b.load()
     return b
-
-
-BACKEND = "stylecast_sidecar"  # the backend every technique's config names
 
 
 def register(repository, slots: Slots, allow_learning: bool = False) -> list[str]:

@@ -35,6 +35,8 @@ from ..backend import Backend
 from ..errors import InvalidArgument
 from ..scheduler import check_stop
 
+BACKEND = "stylecast_sidecar"  # the backend every technique's config names, and the platform it reports
+
 # Protocol-level request parameters that are not technique knobs.
 RESERVED = {"sequence_id", "sequence_start", "sequence_end", "priority", "timeout"}
 
@@ -135,7 +137,7 @@ class Spec:
     family: str = ""  # attribution, optimization or gallery: for listings
 
     def config(self) -> mc.ModelConfig:
-        cfg = mc.ModelConfig(name=self.name, backend="stylecast_sidecar", max_batch_size=0)
+        cfg = mc.ModelConfig(name=self.name, backend=BACKEND, max_batch_size=0)
         cfg.model_transaction_policy.decoupled = self.decoupled
         for t in self.inputs:
             cfg.input.add(name=t.name, data_type=t.dtype, dims=list(t.dims), optional=t.optional)
@@ -186,7 +188,7 @@ class SpecBackend(Backend):
     """Serves one technique from its spec. Decoupled techniques take a slot from the server's
     :class:`Slots` and stream (step, loss, a preview every ``preview_every`` steps) through ``emit``."""
 
-    platform = "stylecast_sidecar"
+    platform = BACKEND
 
     def __init__(self, spec: Spec, slots: Slots | None = None) -> None:
         super().__init__(spec.config(), Path("."))
