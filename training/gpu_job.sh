@@ -33,7 +33,7 @@ run() {
         --device "${DEVICE:-cuda}" --image-size "${SIZE:-256}" --batch-size "${BATCH:-16}" --style-size \
         "$(( ${SIZE:-256} * 3 / 2 ))" --lr "${LR:-5e-4}" --lr-schedule cosine --lr-decay-start "${DECAY_FROM:-20000}" \
         --steps "${STEPS:-30000}" --lr-final 0.05 --checkpoint-every 500 --sample-every 0 --time-limit "${SECS:-480}" \
-        --content-layer block4 --content-layer block14 --content-weight 12 --style-weight 10 \
+        --content-layer block4 --content-layer block14 --content-weight 15 --style-weight 10 \
         --quiet --resume checkpoints/starter8.pt 2>&1 | tee "$out/train.log"
     cp "$out/run/weights.pt" "$out/weights.pt"
     cp "$out/run/losses.json" "$out/losses.json"
