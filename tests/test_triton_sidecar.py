@@ -73,5 +73,9 @@ def test_techniques_answer_alike_on_both_servers(urls, cat_on_grey):
     # decoupled streaming through Triton: progress responses, then the result
     assert steps_t == list(range(1, fool_t.steps + 1)) and fool_t.extra["label"] == "goldfish"
     assert fool_t.steps == fool_e.steps and steps_e == steps_t and fool_t.extra["linf"] <= 2 / 255 + 1e-6
-    np.testing.assert_array_equal(fool_e.image, fool_t.image)
+    # The same 40 steps in two processes: float reductions may run in another order there (oneDNN picks its
+    # kernels per ISA and thread count), so a value on a rounding boundary may land one level apart (3% of
+    # them on an AMX Xeon, none on an AVX2 EPYC). A different attack would differ by far more.
+    diff = np.abs(fool_e.image.astype(np.int16) - fool_t.image)
+    assert fool_e.extra["label"] == "goldfish" and diff.max() <= 1 and (diff > 0).mean() < 0.1, diff.mean()
     assert emb_e.names == emb_t.names and np.allclose(emb_e.values, emb_t.values, atol=1e-5)
