@@ -36,9 +36,10 @@ def energy(t: torch.Tensor) -> torch.Tensor:
     return t.float().pow(2).flatten(1).mean(1).clamp_min(1e-12)
 
 
-def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Relative feature reconstruction error, averaged over the batch."""
-    return relative_mse(features, target, energy(target)).mean()
+def content_loss(features: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Relative feature reconstruction error, averaged over the batch (each sample times ``weights``, [B])."""
+    err = relative_mse(features, target, energy(target))
+    return (err if weights is None else err * weights).mean()
 
 
 def style_loss(

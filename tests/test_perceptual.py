@@ -128,3 +128,24 @@ def test_content_layers_are_the_ones_the_content_loss_reads(photos, tmp_path):
     t.fit(progress=False)
     state = torch.load(tmp_path / "weights.pt", weights_only=False)
     assert state["config"]["content_layers"] == ["block4", "block10"]
+
+
+def test_a_styles_content_weight_scales_its_samples_alone(photos, tmp_path):
+    """--content-weight-of: each sample's content error is multiplied by its style's weight, so a style with
+    room to spare can keep more of the subject; an unknown style name is refused with the list."""
+    from stylecast.nets.losses import content_loss
+
+    styles = [str(STYLES / "starry_night.jpg"), str(STYLES / "great_wave.jpg")]
+    t = _trainer(photos, tmp_path, 1, styles=styles, content_weights={"great_wave": 3.0})
+    x = torch.rand(2, 3, 64, 64) * 255
+    idx = torch.tensor([0, 1])
+    with torch.no_grad():
+        got = t.losses(x, idx)["content"]
+        w = torch.eye(2)
+        fy, fx = t.loss_net(t.served(t.net, x, w)), t.loss_net(x)
+    layer = t.cfg.content_layers[0]
+    each = [content_loss(fy[layer][i:i + 1], fx[layer][i:i + 1]) for i in range(2)]
+    assert torch.isclose(got, (each[0] + 3.0 * each[1]) / 2, rtol=1e-4)
+    assert not torch.isclose(got, (each[0] + each[1]) / 2, rtol=1e-2)
+    with pytest.raises(ValueError, match="the styles are starry_night, great_wave"):
+        _trainer(photos, tmp_path, 1, styles=styles, content_weights={"great-wave": 3.0})

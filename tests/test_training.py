@@ -304,15 +304,17 @@ def test_train_options_are_the_config_fields():
     assert from_arguments(a) == TrainConfig(styles=[], data="photos")
     a = parser.parse_args(["train", "--data", "d", "--style", "a.jpg", "--style", "b.jpg", "--name", "x",
                            "--content-layer", "block4", "--style-layer-weight", "block10=0.25", "--compile",
-                           "--lr-schedule", "cosine", "--time-limit", "60", "--edge-kernel", "3"])
+                           "--lr-schedule", "cosine", "--time-limit", "60", "--edge-kernel", "3",
+                           "--content-weight-of", "x=2", "--content-weight-of", "b=0.5"])
     cfg = from_arguments(a)
     assert cfg.styles == ["a.jpg", "b.jpg"] and cfg.style_names == ["x"] and cfg.content_layers == ["block4"]
     assert cfg.style_layer_weights == {"block10": 0.25} and cfg.compile and cfg.lr_schedule == "cosine"
-    assert cfg.time_limit == 60.0 and cfg.edge_kernel == 3
+    assert cfg.time_limit == 60.0 and cfg.edge_kernel == 3 and cfg.content_weights == {"x": 2.0, "b": 0.5}
     sub = next(x for x in parser._actions if isinstance(x, argparse._SubParsersAction)).choices["train"]
     dests = {x.dest for x in sub._actions}
     assert {f.name for f in fields(TrainConfig)} <= dests
     assert all(x.help for x in sub._actions if x.dest in {f.name for f in fields(TrainConfig)})
-    for bad in (["--style-layer-weight", "block10"], ["--edge-kernel", "4"], ["--lr", "fast"]):
+    for bad in (["--style-layer-weight", "block10"], ["--content-weight-of", "x"], ["--edge-kernel", "4"],
+                ["--lr", "fast"]):
         with pytest.raises(SystemExit):
             parser.parse_args(["train", "--data", "d", *bad])

@@ -29,7 +29,7 @@ def option(default=MISSING, help: str = "", *, flag: str | None = None, choices:
     return field(default=default, metadata=meta)
 
 
-def layer_weight(text: str) -> tuple[str, float]:
+def named_weight(text: str, example: str) -> tuple[str, float]:
     """'block10=0.25' -> ('block10', 0.25)."""
     name, sep, value = text.partition("=")
     try:
@@ -37,7 +37,15 @@ def layer_weight(text: str) -> tuple[str, float]:
             return name, float(value)
     except ValueError:
         pass
-    raise argparse.ArgumentTypeError(f"{text!r}: use LAYER=WEIGHT, e.g. block10=0.25")
+    raise argparse.ArgumentTypeError(f"{text!r}: use NAME=WEIGHT, e.g. {example}")
+
+
+def layer_weight(text: str) -> tuple[str, float]:
+    return named_weight(text, "block10=0.25")
+
+
+def style_weight(text: str) -> tuple[str, float]:
+    return named_weight(text, "composition_viii=2")
 
 
 @dataclass(kw_only=True)
@@ -50,6 +58,12 @@ class TrainConfig:
                                     repeat=True)
     content_weight: float = option(10.0, "10 suits efficientnet-lite0 (4 lost the subject: content kept 25%%); "
                                    "the VGG16 starter used 4")
+    # A style whose strokes have room to spare (a low Gram ratio) can keep more of the subject than one whose
+    # texture is already at its limit; one global weight has to suit the style with the least room.
+    content_weights: dict[str, float] = option(help="multiplier of the content weight for one style's samples "
+                                               "(repeat; others 1), e.g. composition_viii=2",
+                                               flag="--content-weight-of", repeat=True, metavar="STYLE=WEIGHT",
+                                               parse=style_weight)
     style_weight: float = option(6.0, "6 suits efficientnet-lite0; the VGG16 starter used 1.5")
     tv_weight: float = option(20.0, "total-variation weight")
     style_size: int = option(384, "long side of the style image (about 1.5x the crop size)")

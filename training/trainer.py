@@ -115,6 +115,7 @@ class Trainer:
         unknown = set(cfg.style_layer_weights) - set(self.grams)
         if unknown:
             raise ValueError(f"style layer weights for {sorted(unknown)}: the style layers are {', '.join(self.grams)}")
+        self.content_weights = self._content_weights(cfg)
         self.data = ImageFolder(cfg.data, max_side=max(2 * cfg.image_size, 512))
         self.gen = torch.Generator().manual_seed(cfg.seed)  # style choice per sample
         self.data_gen = torch.Generator().manual_seed(cfg.seed + 1)  # crops and flips (prefetch thread)
@@ -135,6 +136,15 @@ class Trainer:
         log.info("perceptual losses in %s (%s weights, %s): style %s, content %s", net.name, net.weights_kind,
                  net.weights_path, ", ".join(net.style_layers), ", ".join(cfg.content_layers))
         return net
+
+    def _content_weights(self, cfg: TrainConfig) -> torch.Tensor | None:
+        """Each CIN row's multiplier of the content weight (None: all 1)."""
+        unknown = set(cfg.content_weights) - set(self.style_names)
+        if unknown:
+            raise ValueError(f"content weights for {sorted(unknown)}: the styles are {', '.join(self.style_names)}")
+        if not cfg.content_weights:
+            return None
+        return torch.tensor([cfg.content_weights.get(n, 1.0) for n in self.style_names], device=self.device)
 
     def _load_teacher(self, cfg: TrainConfig) -> torch.nn.Module:
         """The frozen network to imitate; the student takes its style list, so CIN row i means the same style."""
@@ -220,7 +230,8 @@ class Trainer:
                 fx = self._loss_fwd(x)
                 target = None if self.teacher is None else self.served(self.teacher, x, w)
         targets = {k: v[self.gram_rows(idx)] for k, v in self.grams.items()}
-        c = sum(content_loss(fy[n], fx[n]) for n in cfg.content_layers) / len(cfg.content_layers)
+        cw = None if self.content_weights is None else self.content_weights[idx.to(self.device)]
+        c = sum(content_loss(fy[n], fx[n], cw) for n in cfg.content_layers) / len(cfg.content_layers)
         s = style_loss(fy, targets, cfg.style_layer_weights or None)
         tv = tv_loss(y)
         total = cfg.content_weight * c + cfg.style_weight * s + cfg.tv_weight * tv
