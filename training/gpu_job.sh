@@ -10,6 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STYLES=(starry_night great_wave composition_viii cafe_terrace village_street langlois_bridge pere_tanguy shrine_in_snow)
+# Each style's multiplier of the content weight, as the shipped weights were trained (docs/training.md, phase 7)
+CONTENT_WEIGHTS=(starry_night=2.5 great_wave=0.7 composition_viii=1.6 cafe_terrace=1.2 village_street=0.8
+                 langlois_bridge=1.8 pere_tanguy=2 shrine_in_snow=3)
 
 prepare() {
     rm -rf .gpu_job && mkdir -p .gpu_job
@@ -27,11 +30,12 @@ run() {
     "$py" -m pip -q install --no-deps --no-index .gpu_job/*.whl 2>&1 | tail -2 || true
     local args=()
     for s in "${STYLES[@]}"; do args+=(--style "styles/$s.jpg"); done
+    for w in "${CONTENT_WEIGHTS[@]}"; do args+=(--content-weight-of "$w"); done
     set -o pipefail
     # the console script, not `python -m`: from the repo root the source folder would shadow the wheel
     "$(dirname "$(command -v "$py")")/stylecast" train "${args[@]}" --data data/starter/train --out "$out/run" \
         --device "${DEVICE:-cuda}" --image-size "${SIZE:-256}" --batch-size "${BATCH:-16}" --style-size \
-        "$(( ${SIZE:-256} * 3 / 2 ))" --lr "${LR:-5e-4}" --lr-schedule cosine --lr-decay-start "${DECAY_FROM:-20000}" \
+        "$(( ${SIZE:-256} * 3 / 2 ))" --lr "${LR:-5e-4}" --lr-schedule cosine --lr-decay-start "${DECAY_FROM:-28000}" \
         --steps "${STEPS:-30000}" --lr-final 0.05 --checkpoint-every 500 --sample-every 0 --time-limit "${SECS:-480}" \
         --content-layer block4 --content-layer block14 --content-weight 15 --style-weight 10 \
         --quiet --resume checkpoints/starter8.pt 2>&1 | tee "$out/train.log"
