@@ -154,7 +154,9 @@ def test_the_served_picture_has_no_painted_border_lines(photo_dir):
                 out.append(_worst_edge_line(served(x, style_weights(i, len(names)))))
                 raw.append(_worst_edge_line(bare(x, style_weights(i, len(names))).clamp(0, 255).round()))
     assert np.mean(out) <= own, (np.mean(out), own)  # a 4-pixel margin scored 43 on these photos, which score 33
-    assert np.mean(raw) > 2 * np.mean(out), (np.mean(raw), np.mean(out))
+    # Trained through the margin, the bare network paints weaker lines than it did (step 26600: 45 against the
+    # served 23; step 20900: above twice the served), but still far more than the served picture shows.
+    assert np.mean(raw) > 1.5 * np.mean(out), (np.mean(raw), np.mean(out))
 
 
 def test_a_painting_target_leaves_out_the_scans_frame():
