@@ -212,3 +212,10 @@ def test_relearning_a_style_trains_its_rows_alone(photos, tiny_style_checkpoint,
     with pytest.raises(ValueError, match="no style named"):
         StyleAdder(adder_config(PAINTING, "nope", tiny_style_checkpoint, photos, tmp_path / "r2"),
                    tiny_style_checkpoint, relearn=True)
+    # --content-weight-of reaches the relearned row by its place in the whole network (here the last)
+    cfg = adder_config(PAINTING, names[-1], tiny_style_checkpoint, photos, tmp_path / "r3", image_size=64,
+                       content_weights={names[-1]: 2.0})
+    last = StyleAdder(cfg, tiny_style_checkpoint, relearn=True)
+    assert last.new == len(names) - 1 and last.content_weights.tolist() == [1.0] * (len(names) - 1) + [2.0]
+    x = torch.rand(2, 3, 64, 64) * 255
+    assert torch.isfinite(last.losses(x, last.draw_styles(2))["total"])

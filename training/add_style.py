@@ -86,6 +86,7 @@ class StyleAdder(Trainer):
         self.n_styles = self.net.n_styles
         self.new = names.index(name) if relearn else self.n_styles - 1
         self.style_names = list(names) if relearn else [*names, name]
+        self.content_weights = self._content_weights(cfg)  # indexed by the full network's rows
         rows = [p for _, p in tables(self.net)]
         for p in rows:
             p.requires_grad_(True)
