@@ -44,7 +44,7 @@ def layer_weight(text: str) -> tuple[str, float]:
     return named_weight(text, "block10=0.25")
 
 
-def style_weight(text: str) -> tuple[str, float]:
+def style_name_weight(text: str) -> tuple[str, float]:
     return named_weight(text, "composition_viii=2")
 
 
@@ -63,7 +63,7 @@ class TrainConfig:
     content_weights: dict[str, float] = option(help="multiplier of the content weight for one style's samples "
                                                "(repeat; others 1), e.g. composition_viii=2",
                                                flag="--content-weight-of", repeat=True, metavar="STYLE=WEIGHT",
-                                               parse=style_weight)
+                                               parse=style_name_weight)
     style_weight: float = option(6.0, "6 suits efficientnet-lite0; the VGG16 starter used 1.5")
     tv_weight: float = option(20.0, "total-variation weight")
     style_size: int = option(384, "long side of the style image (about 1.5x the crop size)")
