@@ -36,6 +36,12 @@ def energy(t: torch.Tensor) -> torch.Tensor:
     return t.float().pow(2).flatten(1).mean(1).clamp_min(1e-12)
 
 
+def luminance(img: torch.Tensor) -> torch.Tensor:
+    """[B, 3, H, W] RGB -> the same image in grey (Rec. 601 luma in all three channels)."""
+    w = img.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    return (img * w).sum(1, keepdim=True).expand_as(img)
+
+
 def content_loss(features: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """Relative feature reconstruction error, averaged over the batch (each sample times ``weights``, [B])."""
     err = relative_mse(features, target, energy(target))

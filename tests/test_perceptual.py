@@ -149,3 +149,27 @@ def test_a_styles_content_weight_scales_its_samples_alone(photos, tmp_path):
     assert not torch.isclose(got, (each[0] + each[1]) / 2, rtol=1e-2)
     with pytest.raises(ValueError, match="the styles are starry_night, great_wave"):
         _trainer(photos, tmp_path, 1, styles=styles, content_weights={"great-wave": 3.0})
+
+
+def test_a_luminance_content_loss_reads_grey_images_and_leaves_colour_to_the_style(photos, tmp_path):
+    """--content-colour luminance: the content loss compares the output's and the photo's grey versions, so a
+    change of colour at the same luminance costs nothing there (the style loss alone prices the palette); the
+    choice is recorded and a relearn or added style takes it from the network's recipe."""
+    from stylecast.nets.losses import content_loss, luminance
+    from stylecast.training.add_style import recipe
+
+    t = _trainer(photos, tmp_path, 1, content_colour="luminance")
+    x = torch.rand(2, 3, 64, 64) * 200 + 20
+    idx = torch.zeros(2, dtype=torch.long)
+    with torch.no_grad():
+        got = t.losses(x, idx)["content"]
+        y = t.served(t.net, x, None)
+        grey = {n: content_loss(t.loss_net(luminance(y))[n], t.loss_net(luminance(x))[n]) for n in t.cfg.content_layers}
+        rgb = {n: content_loss(t.loss_net(y)[n], t.loss_net(x)[n]) for n in t.cfg.content_layers}
+    assert torch.isclose(got, sum(grey.values()) / len(grey), rtol=1e-4)
+    assert not torch.isclose(got, sum(rgb.values()) / len(rgb), rtol=1e-2)
+    shift = torch.tensor([0.587, -0.299, 0.0]).view(1, 3, 1, 1) * 30  # luma weights . shift = 0
+    assert torch.allclose(luminance(x + shift), luminance(x), atol=1e-3)
+    assert not torch.allclose(x + shift, x)
+    t.fit(progress=False)
+    assert recipe(tmp_path / "weights.pt")["content_colour"] == "luminance"

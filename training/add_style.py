@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 TABLES = ("cin.gamma", "cin.beta")
 # From the base network's recipe; everything else (steps, lr, batch, crops) is add-style's own.
 RECIPE = ("loss_network", "content_layers", "content_weight", "style_weight", "tv_weight", "style_size", "margin",
-          "vgg_weights")
+          "vgg_weights", "content_colour")
 
 
 def tables(net: TransformerNet) -> list[tuple[str, torch.nn.Parameter]]:

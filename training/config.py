@@ -105,6 +105,10 @@ class TrainConfig:
     content_layers: list[str] = option(help="content layer of the loss network; repeat for several (their mean); "
                                        "default: the network's own (block2 for efficientnet-lite0, relu2_2 for VGG)",
                                        flag="--content-layer", repeat=True)
+    # The SSIM and edge measures read grey images: a content loss on luminance leaves the palette to the style
+    # loss alone, so colour moves toward the painting's without costing the subject's structure.
+    content_colour: str = option("rgb", "what the content loss compares: rgb, or luminance (both images as grey, "
+                                 "so colour is the style loss's alone)", choices=("rgb", "luminance"))
     vgg_weights: str | None = option(None, "weights file of a VGG loss network (default: torch hub cache, else "
                                      "bundled)")
     # Without style images the loss is the pixel MSE to the teacher's output alone (no loss network); with them,

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 from stylecast.nets.images import to_tensor
-from stylecast.nets.losses import content_loss, gram_matrix, spot_loss, style_loss, tv_loss
+from stylecast.nets.losses import content_loss, gram_matrix, luminance, spot_loss, style_loss, tv_loss
 from stylecast.nets.perceptual import LossNetwork, default_layers, loss_network, training_layers
 from torch.nn import functional as F
 
@@ -226,12 +226,13 @@ class Trainer:
         with autocast(self.device, self.precision):
             y = self.served(self._net_fwd, x, w)
             fy = self._loss_fwd(y)
+            fyc, seen = (fy, x) if cfg.content_colour == "rgb" else (self._loss_fwd(luminance(y)), luminance(x))
             with torch.no_grad():
-                fx = self._loss_fwd(x)
+                fx = self._loss_fwd(seen)
                 target = None if self.teacher is None else self.served(self.teacher, x, w)
         targets = {k: v[self.gram_rows(idx)] for k, v in self.grams.items()}
         cw = None if self.content_weights is None else self.content_weights[idx.to(self.device)]
-        c = sum(content_loss(fy[n], fx[n], cw) for n in cfg.content_layers) / len(cfg.content_layers)
+        c = sum(content_loss(fyc[n], fx[n], cw) for n in cfg.content_layers) / len(cfg.content_layers)
         s = style_loss(fy, targets, cfg.style_layer_weights or None)
         tv = tv_loss(y)
         total = cfg.content_weight * c + cfg.style_weight * s + cfg.tv_weight * tv
