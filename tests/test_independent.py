@@ -140,3 +140,24 @@ def test_composition_viii_leaves_its_circles_out_of_its_target():
     h, w = mask.shape
     assert float(mask[int(0.16 * h), int(0.09 * w)]) == 0.0 and float(mask[int(0.9 * h), int(0.2 * w)]) == 1.0
     assert 0.7 < float(mask.mean()) < 0.9
+
+
+def test_a_round_patch_over_the_photos_own_object_is_not_a_stamp():
+    """A network that simplifies the photo's tree crown into a round dark patch drew no stamp: the photo has
+    the crown there (lobed, so not one of its circles). The same patch on the plain sky is one."""
+    rng = np.random.default_rng(0)
+    photo = np.full((128, 192, 3), (200, 215, 235), np.uint8)
+    theta = np.linspace(0, 2 * np.pi, 60, endpoint=False)
+    lobes = 14 * (1 + 0.25 * np.sin(5 * theta))
+    crown = np.stack([50 + lobes * np.cos(theta), 64 + lobes * np.sin(theta)], 1).astype(np.int32)
+    cv2.fillPoly(photo, [crown], (40, 70, 40))
+    photo = (photo + rng.integers(0, 4, photo.shape)).astype(np.uint8)
+    assert ind.circles(photo) == [], "the lobed crown is not meant to be one of the photo's circles"
+    output = photo.copy()
+    for centre in ((50, 64), (140, 64)):
+        cv2.circle(output, centre, 18, (30, 60, 35), -1)
+    output = cv2.GaussianBlur(output, (3, 3), 0)
+    drawn = [(x, y) for x, y, _ in ind.circles(output)]
+    assert any(abs(x - 50) <= 3 and abs(y - 64) <= 3 for x, y in drawn), "both discs are circles of the output"
+    found = ind.spots(output, photo)
+    assert len(found) == 1 and abs(found[0][0] - 140) <= 3 and abs(found[0][1] - 64) <= 3, found
