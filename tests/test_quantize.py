@@ -25,9 +25,13 @@ def test_int8_export_quantizes_the_convolutions_and_serves_close_to_fp32(tmp_pat
     repo = tmp_path / "repo"
     fp32_path, _ = export_to_repository(FAST, "fp32", repo)
     int8_path, report = export_to_repository(FAST, "int8", repo, int8=True)
-    ops = [n.op_type for n in onnx.load(str(int8_path)).graph.node]
+    int8_graph = onnx.load(str(int8_path)).graph
+    ops = [n.op_type for n in int8_graph.node]
     convs = [n.op_type for n in onnx.load(str(fp32_path)).graph.node].count("Conv")
-    assert ops.count("Conv") == convs and ops.count("DequantizeLinear") >= 2 * convs  # weights and inputs
+    assert ops.count("Conv") == convs and ops.count("DequantizeLinear") >= 2 * (convs - 2)  # weights and inputs
+    weights = {i.name for i in int8_graph.initializer}
+    float_weight = [n.name for n in int8_graph.node if n.op_type == "Conv" and n.input[1] in weights]
+    assert float_weight == quantize.pixel_convs(fp32_path), "only the convolutions on pixels keep fp32 weights"
     check = report[-1]
     assert check.against == "the fp32 graph (int8)" and check.mean_abs <= quantize.INT8_MEAN_LEVELS
     assert read_config(repo / "int8").parameters[PRECISION_PARAMETER].string_value == "int8"
