@@ -4,8 +4,8 @@ calibrated on photos), and its parity measure against the fp32 graph.
 The convolutions take int8 weights and activations, except the first and the last: they read and write
 pixels (3 channels, a few percent of the work), and quantized they cost most of the error (on the fast
 model, 5.4 levels mean and 30 at p99 off fp32 with them, 3.1 and 18 without). Instance norm, the pre- and
-post-processing stay in fp32 (ONNX Runtime runs QDQ pairs around them). Calibration runs the fp32 graph on real photos with
-one-hot style weights, so every style's activation range is seen.
+post-processing stay in fp32 (ONNX Runtime runs QDQ pairs around them). Calibration runs the fp32 graph
+on real photos with one-hot style weights, so every style's activation range is seen.
 """
 
 from __future__ import annotations
