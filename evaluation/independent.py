@@ -149,11 +149,12 @@ def rim_contrast(img: np.ndarray, x: float, y: float, r: float, sectors: int = R
     x0, x1, y0, y1 = (max(int(x - r - 5), 0), min(int(x + r + 6), w), max(int(y - r - 5), 0), min(int(y + r + 6), h))
     px = lab(np.ascontiguousarray(img[y0:y1, x0:x1])).reshape(y1 - y0, x1 - x0, 3)
     yy, xx = np.mgrid[y0:y1, x0:x1]
-    d, sector = np.hypot(xx - x, yy - y), ((np.arctan2(yy - y, xx - x) + np.pi) / (2 * np.pi) * sectors).astype(int)
+    d = np.hypot(xx - x, yy - y)
+    sector = ((np.arctan2(yy - y, xx - x) + np.pi) / (2 * np.pi) * sectors).astype(int) % sectors
     core = px[d <= 0.6 * r].mean(0)
     ring = (d >= r + 1) & (d <= r + 4)
-    return np.array([np.linalg.norm(px[ring & (sector % sectors == k)].mean(0) - core)
-                     if (ring & (sector % sectors == k)).any() else np.nan for k in range(sectors)])
+    arcs = [ring & (sector == k) for k in range(sectors)]
+    return np.array([np.linalg.norm(px[a].mean(0) - core) if a.any() else np.nan for a in arcs])
 
 
 def spots(output: np.ndarray, photo: np.ndarray, own: list | None = None) -> list[tuple[float, float, float]]:
