@@ -318,3 +318,51 @@ def test_train_options_are_the_config_fields():
                 ["--lr", "fast"]):
         with pytest.raises(SystemExit):
             parser.parse_args(["train", "--data", "d", *bad])
+
+
+def test_the_droplet_loss_prices_a_spike_inside_the_picture_and_not_in_the_margin():
+    """A droplet (most channels spiking at one place, StyleGAN2's artifact of instance norm) stands out of
+    the channel-mean z-score map; inside the picture it is priced, in the served margin it is not, and
+    ordinary features cost nothing."""
+    from stylecast.nets.losses import droplet_loss, droplet_strength
+
+    f = torch.from_numpy(np.random.default_rng(0).normal(size=(2, 128, 24, 24)).astype(np.float32))
+    assert float(droplet_loss([f], margin=0.125)) == 0.0
+    spiked = f.clone()
+    spiked[0, :96, 12, 12] += 8.0  # inside
+    spiked[1, :96, 1, 1] += 8.0  # in the 3-cell margin
+    s = droplet_strength(spiked)
+    assert float(s[0, 12, 12]) > 0.8 and float(s[1, 1, 1]) > 0.8
+    s[0, 12, 12] = s[1, 1, 1] = 0
+    assert float(s.max()) < 0.4, "no other position looks like a droplet"
+    only_inside = float(droplet_loss([spiked], margin=0.125))
+    peak = float(droplet_strength(spiked)[0, 12, 12])
+    assert only_inside == pytest.approx((peak - 0.5) ** 2 / 2, rel=1e-4)
+    assert float(droplet_loss([spiked], margin=0.0)) > only_inside  # without a margin both are priced
+
+
+def test_training_prices_the_droplets_of_the_last_residual_block(photos, tmp_path):
+    """With --droplet-weight the loss reads the two norms' inputs of the last residual block in the served
+    forward (margin left out), once per step."""
+    from stylecast.nets.losses import droplet_loss
+
+    t = Trainer(_cfg(photos, tmp_path, 1, droplet_weight=5.0, margin=4))
+    x = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (2, 3, 32, 32))).float()
+    idx = torch.tensor([0, 1])
+    seen: list[torch.Tensor] = []
+    last = t.net.res[-1]
+    hooks = [n.register_forward_pre_hook(lambda m, a: seen.append(a[0])) for n in (last.a.norm, last.b.norm)]
+    with torch.no_grad():
+        first = t.losses(x, idx)
+        again = t.losses(x, idx)
+    for h in hooks:
+        h.remove()
+    expected = float(droplet_loss(seen[:2], margin=4 / 40))
+    assert float(first["droplet"]) == pytest.approx(expected, rel=1e-5)
+    assert float(again["droplet"]) == pytest.approx(expected, rel=1e-5), "maps of earlier forwards are not kept"
+    plain = Trainer(_cfg(photos, tmp_path / "plain", 1, margin=4))
+    plain.net.load_state_dict(t.net.state_dict())
+    with torch.no_grad():
+        base = plain.losses(x, idx)
+    assert "droplet" not in base
+    assert float(first["total"]) == pytest.approx(float(base["total"]) + 5.0 * expected, rel=1e-4)

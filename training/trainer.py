@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 from stylecast.nets.images import to_tensor
-from stylecast.nets.losses import content_loss, gram_matrix, luminance, spot_loss, style_loss, tv_loss
+from stylecast.nets.losses import content_loss, droplet_loss, gram_matrix, luminance, spot_loss, style_loss, tv_loss
 from stylecast.nets.perceptual import LossNetwork, default_layers, loss_network, training_layers
 from torch.nn import functional as F
 
@@ -125,6 +125,9 @@ class Trainer:
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self._net_fwd = torch.compile(self.net) if cfg.compile else self.net
+        self._droplet_maps: list[torch.Tensor] = []
+        if cfg.droplet_weight:
+            self._watch_droplets()
         self.on_step = None  # on_step(step, losses) -> bool, after each step; False stops fit()
         self._loss_fwd = torch.compile(self.loss_net) if cfg.compile and self.loss_net else self.loss_net
 
@@ -223,6 +226,7 @@ class Trainer:
         w = one_hot(idx, self.n_styles).to(self.device) if self.n_styles > 1 else None
         if self.loss_net is None:
             return self.distill_losses(x, w)
+        self._droplet_maps.clear()
         with autocast(self.device, self.precision):
             y = self.served(self._net_fwd, x, w)
             fy = self._loss_fwd(y)
@@ -240,10 +244,23 @@ class Trainer:
         if cfg.spot_weight:
             out["spot"] = spot_loss(y, x)
             total = total + cfg.spot_weight * out["spot"]
+        if cfg.droplet_weight:
+            out["droplet"] = droplet_loss(self._droplet_maps, cfg.margin / (x.shape[-1] + 2 * cfg.margin))
+            total = total + cfg.droplet_weight * out["droplet"]
         if target is not None:
             out["distill"] = pixel_mse(y, target)
             total = total + cfg.teacher_weight * out["distill"]
         return {"total": total, **out}
+
+    def _watch_droplets(self) -> None:
+        """Keep the inputs of the last residual block's two norms (where droplets stand out most) for
+        ``droplet_loss``."""
+        def keep(module: torch.nn.Module, args: tuple) -> None:
+            self._droplet_maps.append(args[0])
+
+        last = self.net.res[-1]
+        for norm in (last.a.norm, last.b.norm):
+            norm.register_forward_pre_hook(keep)
 
     def served(self, net, x: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
         """``net`` on ``x`` as the server runs it: inside a replicated margin, cropped back."""
