@@ -167,3 +167,37 @@ def test_a_painting_target_leaves_out_the_scans_frame():
     starry = STYLES[STYLE_NAMES.index("starry_night")]
     scan, target = (to_tensor(f(starry, 384))[None] for f in (load_rgb, load_painting))
     assert _worst_edge_line(scan) > 80 and _worst_edge_line(target) < 40
+
+
+def test_a_droplet_is_painted_as_a_stamp_where_the_locator_finds_it(photo_dir):
+    """A spike planted in most channels of the last residual block (a droplet) comes out of the served
+    network as a round stamp; ``evaluation.droplets`` reports it inside the picture at the stamp, stronger
+    than any ordinary position."""
+    from stylecast.evaluation.droplets import THRESHOLD, network_droplets
+    from stylecast.evaluation.quality import ServedNetwork, photo_tensor, style_weights
+    from stylecast.nets.images import list_images
+    from stylecast.training.checkpoint import load_network
+
+    net, names = load_network(CHECKPOINT)
+    cell = (20, 14)  # row, column of the residual stage's map (1/4 of the padded input)
+
+    def plant(module, args):
+        f = args[0].clone()
+        f[:, : f.shape[1] * 3 // 4, cell[0], cell[1]] += 6 * f.std((2, 3))[:, : f.shape[1] * 3 // 4]
+        return (f, *args[1:])
+
+    style = names.index("village_street")
+    x = photo_tensor(list_images(photo_dir)[0], 128)
+    served = ServedNetwork(net)
+    with torch.no_grad():
+        plain = served(x, style_weights(style, len(names)))
+        hook = net.res[-1].b.norm.register_forward_pre_hook(plant)
+        stamped = served(x, style_weights(style, len(names)))
+        rows = network_droplets(net, names, photo_dir, 128, 1, {"village_street"})
+        hook.remove()
+    where = (cell[1] * 4 + 2 - 12, cell[0] * 4 + 2 - 12)  # the cell's centre in photo pixels (12 px margin)
+    diff = (stamped - plain).abs().sum(1)[0]
+    peak = divmod(int(diff.argmax()), diff.shape[1])
+    assert abs(peak[1] - where[0]) <= 6 and abs(peak[0] - where[1]) <= 6, (peak, where)
+    assert float(diff.max()) > 60, "the decoder paints the spike as a visible stamp"
+    assert rows[0].inside > 2 * THRESHOLD and rows[0].at == where
