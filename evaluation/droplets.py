@@ -4,8 +4,9 @@ Instance norm takes each feature map's mean and variance away; a network that ne
 channels into one spike (Karras et al. 2020, StyleGAN2, section 2), and the decoder paints that spot as a
 round stamp: composition_viii's and langlois_bridge's discs on a lawn, starry_night's lone swirl, the orange
 discs pere_tanguy paints on a bookshelf. Inside the serving margin, which the server crops away, a droplet
-is harmless. This reads the last residual block (``nets.losses.droplet_strength``) as the server runs the
-network, and reports the strongest droplet inside the picture and in the margin.
+is harmless. This reads ``nets.losses.droplet_strength`` as the server runs the
+network (the inputs of ``training.networks.droplet_norms``, the layers the training loss watches), and reports
+the strongest droplet inside the picture and in the margin.
 """
 
 from __future__ import annotations
@@ -17,20 +18,21 @@ import numpy as np
 import torch
 from stylecast.evaluation.quality import ServedNetwork, photo_tensor, style_weights
 from stylecast.nets.images import list_images
-from stylecast.nets.losses import droplet_strength
+from stylecast.nets.losses import DROPLET_THRESHOLD, droplet_strength
 from stylecast.training.checkpoint import load_network
+from stylecast.training.networks import droplet_norms
 
-from stylecast.contract import SERVING_MARGIN
+from stylecast.contract import SERVING_MARGIN, STRIDE
 
-THRESHOLD = 0.5  # the training loss's: ordinary positions stay under 0.2, droplets reach 0.8-1.7
+THRESHOLD = DROPLET_THRESHOLD
 
 
 @dataclass
 class DropletRow:
     photo: str
     style: str
-    inside: float  # the strongest droplet whose cell lies within the served picture
-    at: tuple[int, int]  # where, in photo pixels
+    inside: float  # the strongest droplet, over the watched layers, whose cell lies within the served picture
+    at: tuple[int, int]  # where the strongest on the residual stage is, in photo pixels
     margin: float  # the strongest in the margin the server crops away
 
 
@@ -58,7 +60,7 @@ def network_droplets(net: torch.nn.Module, names: list[str], photos: str | Path,
                      max_photos: int = 12, only: set[str] | None = None) -> list[DropletRow]:
     served = ServedNetwork(net)
     seen: list[torch.Tensor] = []
-    hook = net.res[-1].b.norm.register_forward_pre_hook(lambda m, a: seen.append(a[0].detach()))
+    hooks = [n.register_forward_pre_hook(lambda m, a: seen.append(a[0].detach())) for n in droplet_norms(net)]
     rows = []
     try:
         for path in list_images(photos)[:max_photos]:
@@ -69,12 +71,16 @@ def network_droplets(net: torch.nn.Module, names: list[str], photos: str | Path,
                 seen.clear()
                 with torch.no_grad():
                     served(x, style_weights(i, len(names)))
-                f = seen[-1]
-                padded = (f.shape[2] * 4, f.shape[3] * 4)  # the residual stage runs at 1/4 of the padded input
-                inside, at, margin = _peaks(droplet_strength(f)[0], x.shape[2], x.shape[3], padded)
-                rows.append(DropletRow(path.stem, style, inside, at, margin))
+                padded = (x.shape[2] + 2 * SERVING_MARGIN, x.shape[3] + 2 * SERVING_MARGIN)
+                padded = tuple(-(-d // STRIDE) * STRIDE for d in padded)  # the served graph pads to the stride
+                peaks = [_peaks(droplet_strength(f)[0], x.shape[2], x.shape[3], padded) for f in seen]
+                # where: on the residual stage (the first maps, 1/4 scale), where a spike is sharpest; the
+                # upsampling stages spread it into a ring
+                at = max(peaks[:-len(net.up)], key=lambda p: p[0])[1]
+                rows.append(DropletRow(path.stem, style, max(p[0] for p in peaks), at, max(p[2] for p in peaks)))
     finally:
-        hook.remove()
+        for h in hooks:
+            h.remove()
     return rows
 
 

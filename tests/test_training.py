@@ -324,40 +324,50 @@ def test_the_droplet_loss_prices_a_spike_inside_the_picture_and_not_in_the_margi
     """A droplet (most channels spiking at one place, StyleGAN2's artifact of instance norm) stands out of
     the channel-mean z-score map; inside the picture it is priced, in the served margin it is not, and
     ordinary features cost nothing."""
-    from stylecast.nets.losses import droplet_loss, droplet_strength
+    from stylecast.nets.losses import DROPLET_THRESHOLD, droplet_loss, droplet_strength
 
     f = torch.from_numpy(np.random.default_rng(0).normal(size=(2, 128, 24, 24)).astype(np.float32))
     assert float(droplet_loss([f], margin=0.125)) == 0.0
     spiked = f.clone()
-    spiked[0, :96, 12, 12] += 8.0  # inside
-    spiked[1, :96, 1, 1] += 8.0  # in the 3-cell margin
+    spiked[0, :96, 12, 12] += 10.0  # inside
+    spiked[1, :96, 1, 1] += 10.0  # in the 3-cell margin
+    spiked[1, :48, 12, 12] -= 10.0  # inside, but half the channels down and half up: as strong a droplet
+    spiked[1, 48:96, 12, 12] += 10.0
     s = droplet_strength(spiked)
-    assert float(s[0, 12, 12]) > 0.8 and float(s[1, 1, 1]) > 0.8
-    s[0, 12, 12] = s[1, 1, 1] = 0
-    assert float(s.max()) < 0.4, "no other position looks like a droplet"
+    assert min(float(s[0, 12, 12]), float(s[1, 1, 1]), float(s[1, 12, 12])) > 2 * DROPLET_THRESHOLD
+    s[0, 12, 12] = s[1, 1, 1] = s[1, 12, 12] = 0
+    assert float(s.max()) < 1.5, "no other position looks like a droplet"
+    peaks = droplet_strength(spiked)[:, 12, 12]
+    expected = float(((peaks / DROPLET_THRESHOLD - 1) ** 2).mean())
+    assert float(droplet_loss([spiked], margin=0.125)) == pytest.approx(expected, rel=1e-4)
+    spiked[1, :, 12, 12] = f[1, :, 12, 12]  # the second sample keeps only its droplet in the margin
     only_inside = float(droplet_loss([spiked], margin=0.125))
-    peak = float(droplet_strength(spiked)[0, 12, 12])
-    assert only_inside == pytest.approx((peak - 0.5) ** 2 / 2, rel=1e-4)
+    assert only_inside == pytest.approx(float((peaks[0] / DROPLET_THRESHOLD - 1) ** 2) / 2, rel=1e-3)
     assert float(droplet_loss([spiked], margin=0.0)) > only_inside  # without a margin both are priced
 
 
 def test_training_prices_the_droplets_of_the_last_residual_block(photos, tmp_path):
-    """With --droplet-weight the loss reads the two norms' inputs of the last residual block in the served
+    """With --droplet-weight the loss reads the inputs of the watched norms (``droplet_norms``) in the served
     forward (margin left out), once per step."""
     from stylecast.nets.losses import droplet_loss
+    from stylecast.training.networks import droplet_norms
 
     t = Trainer(_cfg(photos, tmp_path, 1, droplet_weight=5.0, margin=4))
     x = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (2, 3, 32, 32))).float()
+    x[0] = 0
+    x[0, :, 14:18, 14:18] = 255  # one small light on black: every channel spikes there
     idx = torch.tensor([0, 1])
     seen: list[torch.Tensor] = []
-    last = t.net.res[-1]
-    hooks = [n.register_forward_pre_hook(lambda m, a: seen.append(a[0])) for n in (last.a.norm, last.b.norm)]
+    watched = droplet_norms(t.net)
+    assert len(watched) == 8
+    hooks = [n.register_forward_pre_hook(lambda m, a: seen.append(a[0])) for n in watched]
     with torch.no_grad():
         first = t.losses(x, idx)
         again = t.losses(x, idx)
     for h in hooks:
         h.remove()
-    expected = float(droplet_loss(seen[:2], margin=4 / 40))
+    expected = float(droplet_loss(seen[:8], margin=4 / 40))
+    assert expected > 0
     assert float(first["droplet"]) == pytest.approx(expected, rel=1e-5)
     assert float(again["droplet"]) == pytest.approx(expected, rel=1e-5), "maps of earlier forwards are not kept"
     plain = Trainer(_cfg(photos, tmp_path / "plain", 1, margin=4))

@@ -120,8 +120,8 @@ class TrainConfig:
                                    "the perceptual losses (about 20) are on")
     spot_weight: float = option(0.0, "weight of the loss on yellow spots the photo lacks; 0: off (it prices "
                                 "yellow only: composition_viii's stamps turned purple under it, docs/training.md)")
-    droplet_weight: float = option(0.0, "weight of the loss on droplets: one spot where most channels of the last "
-                                   "residual block spike together, which the decoder paints as a round stamp "
+    droplet_weight: float = option(0.0, "weight of the loss on droplets: one spot where the deep layers' channels "
+                                   "spike together, which the decoder paints as a round stamp "
                                    "(nets.losses.droplet_loss); 0: off")
     # Lowering the deep layers' weight takes motif-level statistics out of the target and leaves strokes and palette.
     style_layer_weights: dict[str, float] = option(help="multiplier of one style layer's loss (repeat; others 1), "

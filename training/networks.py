@@ -174,6 +174,13 @@ class TransformerNet(nn.Module):
         return 127.5 * (torch.tanh(self.out_conv(self.out_pad(x))) + 1.0)
 
 
+def droplet_norms(net: TransformerNet) -> list[nn.Module]:
+    """The norms whose inputs show droplets (``nets.losses.droplet_strength``): those of the last three
+    residual blocks and of the upsampling stages. A spike moves along this path; watching all of it keeps
+    it from moving to a layer no one watches."""
+    return [n for block in net.res[-3:] for n in (block.a.norm, block.b.norm)] + [layer.norm for layer in net.up]
+
+
 def one_hot(index: torch.Tensor, n: int) -> torch.Tensor:
     """Style weight rows selecting one style each."""
     return F.one_hot(index, n).float()

@@ -25,7 +25,7 @@ from stylecast.sysinfo import cpu_has_amx
 from .checkpoint import load_network
 from .config import LR_SCHEDULES, TrainConfig
 from .data import ImageFolder, Prefetcher, load_painting, painting_mask, resize_square
-from .networks import TransformerNet, one_hot
+from .networks import TransformerNet, droplet_norms, one_hot
 
 log = logging.getLogger(__name__)
 
@@ -253,13 +253,12 @@ class Trainer:
         return {"total": total, **out}
 
     def _watch_droplets(self) -> None:
-        """Keep the inputs of the last residual block's two norms (where droplets stand out most) for
+        """Keep the inputs of the norms where droplets stand out (``networks.droplet_norms``) for
         ``droplet_loss``."""
         def keep(module: torch.nn.Module, args: tuple) -> None:
             self._droplet_maps.append(args[0])
 
-        last = self.net.res[-1]
-        for norm in (last.a.norm, last.b.norm):
+        for norm in droplet_norms(self.net):
             norm.register_forward_pre_hook(keep)
 
     def served(self, net, x: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
