@@ -376,3 +376,21 @@ def test_training_prices_the_droplets_of_the_last_residual_block(photos, tmp_pat
         base = plain.losses(x, idx)
     assert "droplet" not in base
     assert float(first["total"]) == pytest.approx(float(base["total"]) + 5.0 * expected, rel=1e-4)
+
+
+def test_a_relearned_row_is_priced_for_its_droplets_too(photos, tmp_path):
+    """--relearn (and add-style) replace the network the Trainer built: the droplet loss must watch the
+    base network's norms, and a base trained with it passes the weight on in its recipe."""
+    from stylecast.training.add_style import StyleAdder, recipe
+
+    t = Trainer(_cfg(photos, tmp_path / "base", 1, droplet_weight=5.0, margin=4))
+    t.fit(progress=False)
+    assert recipe(tmp_path / "base" / "weights.pt")["droplet_weight"] == 5.0
+    cfg = _cfg(photos, tmp_path / "row", 1, droplet_weight=5.0, margin=4,
+               styles=[str(STYLES / "great_wave.jpg")])
+    adder = StyleAdder(cfg, tmp_path / "base" / "weights.pt", relearn=True)
+    x = torch.zeros(2, 3, 32, 32)
+    x[:, :, 14:18, 14:18] = 255  # one small light on black: every channel spikes there
+    with torch.no_grad():
+        out = adder.losses(x, adder.draw_styles(2))
+    assert float(out["droplet"]) > 0

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 TABLES = ("cin.gamma", "cin.beta")
 # From the base network's recipe; everything else (steps, lr, batch, crops) is add-style's own.
 RECIPE = ("loss_network", "content_layers", "content_weight", "style_weight", "tv_weight", "style_size", "margin",
-          "vgg_weights", "content_colour")
+          "vgg_weights", "content_colour", "droplet_weight")
 
 
 def tables(net: TransformerNet) -> list[tuple[str, torch.nn.Parameter]]:
@@ -93,6 +93,8 @@ class StyleAdder(Trainer):
             p.register_hook(self._only_new_row)
         self.opt = torch.optim.Adam(rows, lr=cfg.lr)
         self._net_fwd = torch.compile(self.net) if cfg.compile else self.net
+        if cfg.droplet_weight:
+            self._watch_droplets()  # on the base network, which replaced the one the Trainer built
 
     def _only_new_row(self, grad: torch.Tensor) -> torch.Tensor:
         mask = torch.zeros_like(grad)
