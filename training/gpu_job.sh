@@ -13,6 +13,8 @@ STYLES=(starry_night great_wave composition_viii cafe_terrace village_street lan
 # Each style's multiplier of the content weight, as the shipped weights were trained (docs/training.md, phase 7)
 # with the content loss in colour; four styles' rows were then relearned with CONTENT_COLOUR=luminance
 # (cafe_terrace 1.2, great_wave 0.5, village_street 0.55, langlois_bridge 1.8).
+# From step 26600 on the whole network also trains against droplets (DROPLET_WEIGHT, default 2; docs/training.md,
+# "Droplets"), after which those four rows were relearned on luminance again and shrine_in_snow's at 1.6.
 CONTENT_WEIGHTS=(starry_night=2.5 great_wave=0.7 composition_viii=1.6 cafe_terrace=1.2 village_street=0.8
                  langlois_bridge=1.8 pere_tanguy=2 shrine_in_snow=3)
 
@@ -40,7 +42,8 @@ run() {
         "$(( ${SIZE:-256} * 3 / 2 ))" --lr "${LR:-5e-4}" --lr-schedule cosine --lr-decay-start "${DECAY_FROM:-28000}" \
         --steps "${STEPS:-30000}" --lr-final 0.05 --checkpoint-every 500 --sample-every 0 --time-limit "${SECS:-480}" \
         --content-layer block4 --content-layer block14 --content-weight 15 --style-weight 10 \
-        --content-colour "${CONTENT_COLOUR:-rgb}" --quiet --resume checkpoints/starter8.pt 2>&1 | tee "$out/train.log"
+        --content-colour "${CONTENT_COLOUR:-rgb}" --droplet-weight "${DROPLET_WEIGHT:-2}" --quiet \
+        --resume checkpoints/starter8.pt 2>&1 | tee "$out/train.log"
     cp "$out/run/weights.pt" "$out/weights.pt"
     cp "$out/run/losses.json" "$out/losses.json"
     "$py" benchmarks/quality.py --checkpoint "$out/weights.pt" --photos data/starter/eval --device "${DEVICE:-cuda}" \
