@@ -4,4 +4,6 @@
   the server answers, and the labelled gallery.
 - ``independent``: measures no training run optimized (VGG16 Gram in colour and grayscale, colour distance,
   edge F1, SSIM, stamped circles, edge bands, a colour-transfer baseline).
+- ``droplets``: where a network hides a spike past instance norm (the cause of the stamps), inside the
+  served picture or in its margin.
 """

@@ -2,8 +2,8 @@
 
 Instance norm takes each feature map's mean and variance away; a network that needs them concentrates most
 channels into one spike (Karras et al. 2020, StyleGAN2, section 2), and the decoder paints that spot as a
-round stamp: composition_viii's and langlois_bridge's discs on a lawn, starry_night's lone swirl, the orange
-discs pere_tanguy paints on a bookshelf. Inside the serving margin, which the server crops away, a droplet
+round stamp: composition_viii's and langlois_bridge's discs on a lawn, starry_night's lone swirl, village_street's
+green dots. Inside the serving margin, which the server crops away, a droplet
 is harmless. This reads ``nets.losses.droplet_strength`` as the server runs the
 network (the inputs of ``training.networks.droplet_norms``, the layers the training loss watches), and reports
 the strongest droplet inside the picture and in the margin.
@@ -18,14 +18,14 @@ import numpy as np
 import torch
 from stylecast.evaluation.quality import ServedNetwork, photo_tensor, style_weights
 from stylecast.nets.images import list_images
-from stylecast.nets.losses import DROPLET_THRESHOLD, droplet_strength
+from stylecast.nets.losses import droplet_strength
 from stylecast.training.checkpoint import load_network
 from stylecast.training.networks import droplet_norms
 
 from stylecast.contract import SERVING_MARGIN, STRIDE
 
-THRESHOLD = DROPLET_THRESHOLD  # where the training loss starts to price a peak
-# The stamps seen by eye on starter8 (step 26600: dots, lawn discs, lone swirls) peak at 13 to 24 inside the
+# The training loss prices a peak from nets.losses.DROPLET_THRESHOLD (3) on. The stamps seen by eye on starter8
+# (step 26600: dots, lawn discs, lone swirls) peak at 13 to 24 inside the
 # picture; starter8_fast, which paints none, at 3 to 5.
 VISIBLE = 10.0
 
@@ -68,17 +68,17 @@ def network_droplets(net: torch.nn.Module, names: list[str], photos: str | Path,
     try:
         for path in list_images(photos)[:max_photos]:
             x = photo_tensor(path, size)
+            padded = (x.shape[2] + 2 * SERVING_MARGIN, x.shape[3] + 2 * SERVING_MARGIN)
+            padded = tuple(-(-d // STRIDE) * STRIDE for d in padded)  # the served graph pads to the stride
             for i, style in enumerate(names):
                 if only is not None and style not in only:
                     continue
                 seen.clear()
                 with torch.no_grad():
                     served(x, style_weights(i, len(names)))
-                padded = (x.shape[2] + 2 * SERVING_MARGIN, x.shape[3] + 2 * SERVING_MARGIN)
-                padded = tuple(-(-d // STRIDE) * STRIDE for d in padded)  # the served graph pads to the stride
                 peaks = [_peaks(droplet_strength(f)[0], x.shape[2], x.shape[3], padded) for f in seen]
-                # where: on the residual stage (the first maps, 1/4 scale), where a spike is sharpest; the
-                # upsampling stages spread it into a ring
+                # where: on the residual stage (droplet_norms lists it before the upsampling stages, which
+                # spread a spike into a ring), where a spike is sharpest
                 at = max(peaks[:-len(net.up)], key=lambda p: p[0])[1]
                 rows.append(DropletRow(path.stem, style, max(p[0] for p in peaks), at, max(p[2] for p in peaks)))
     finally:

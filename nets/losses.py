@@ -92,7 +92,6 @@ def spot_loss(y: torch.Tensor, x: torch.Tensor, core: int = 9, surround: int = 4
     return torch.relu(excess(y) - excess(x) - threshold).pow(2).mean()
 
 
-
 DROPLET_THRESHOLD = 3.0  # root-mean-square z: ordinary positions stay under about 2.6, droplets reach 6 to 30
 
 

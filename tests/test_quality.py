@@ -173,9 +173,10 @@ def test_a_droplet_is_painted_as_a_stamp_where_the_locator_finds_it(photo_dir):
     """A spike planted in most channels of the last residual block (a droplet) comes out of the served
     network as a round stamp; ``evaluation.droplets`` reports it inside the picture at the stamp, stronger
     than any ordinary position."""
-    from stylecast.evaluation.droplets import THRESHOLD, network_droplets
+    from stylecast.evaluation.droplets import network_droplets
     from stylecast.evaluation.quality import ServedNetwork, photo_tensor, style_weights
     from stylecast.nets.images import list_images
+    from stylecast.nets.losses import DROPLET_THRESHOLD
     from stylecast.training.checkpoint import load_network
 
     net, names = load_network(CHECKPOINT)
@@ -200,4 +201,4 @@ def test_a_droplet_is_painted_as_a_stamp_where_the_locator_finds_it(photo_dir):
     peak = divmod(int(diff.argmax()), diff.shape[1])
     assert abs(peak[1] - where[0]) <= 6 and abs(peak[0] - where[1]) <= 6, (peak, where)
     assert float(diff.max()) > 60, "the decoder paints the spike as a visible stamp"
-    assert rows[0].inside > 2 * THRESHOLD and rows[0].at == where, rows
+    assert rows[0].inside > 2 * DROPLET_THRESHOLD and rows[0].at == where, rows

@@ -322,8 +322,8 @@ def test_train_options_are_the_config_fields():
 
 def test_the_droplet_loss_prices_a_spike_inside_the_picture_and_not_in_the_margin():
     """A droplet (most channels spiking at one place, StyleGAN2's artifact of instance norm) stands out of
-    the channel-mean z-score map; inside the picture it is priced, in the served margin it is not, and
-    ordinary features cost nothing."""
+    the map of the channels' root-mean-square z-score, whatever the signs; inside the picture it is priced,
+    in the served margin it is not, and ordinary features cost nothing."""
     from stylecast.nets.losses import DROPLET_THRESHOLD, droplet_loss, droplet_strength
 
     f = torch.from_numpy(np.random.default_rng(0).normal(size=(2, 128, 24, 24)).astype(np.float32))
@@ -346,7 +346,7 @@ def test_the_droplet_loss_prices_a_spike_inside_the_picture_and_not_in_the_margi
     assert float(droplet_loss([spiked], margin=0.0)) > only_inside  # without a margin both are priced
 
 
-def test_training_prices_the_droplets_of_the_last_residual_block(photos, tmp_path):
+def test_training_prices_the_droplets_of_the_watched_norms(photos, tmp_path):
     """With --droplet-weight the loss reads the inputs of the watched norms (``droplet_norms``) in the served
     forward (margin left out), once per step."""
     from stylecast.nets.losses import droplet_loss
