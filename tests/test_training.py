@@ -320,6 +320,23 @@ def test_train_options_are_the_config_fields():
             parser.parse_args(["train", "--data", "d", *bad])
 
 
+def test_a_relearn_takes_the_networks_recipe_except_what_the_command_line_sets():
+    """--relearn trains with the network's own losses, but an option given on the command line wins, even
+    one given at its default value: --content-colour rgb over a luminance recipe."""
+    from stylecast.training.config import from_arguments, given, with_recipe
+
+    from stylecast.cli import build_parser
+
+    recipe = {"content_colour": "luminance", "content_weight": 15.0, "droplet_weight": 2.0, "style_weight": 10.0}
+    a = build_parser().parse_args(["train", "--data", "d", "--style", "p.jpg", "--relearn", "p",
+                                   "--content-colour", "rgb", "--style-weight", "6", "--steps", "150"])
+    assert given(a) >= {"content_colour", "style_weight", "steps", "data", "styles"}
+    assert not given(a) & {"content_weight", "droplet_weight", "lr"}
+    cfg = with_recipe(from_arguments(a), recipe, given(a))
+    assert (cfg.content_colour, cfg.style_weight) == ("rgb", 6.0)  # the command line's
+    assert (cfg.content_weight, cfg.droplet_weight, cfg.steps) == (15.0, 2.0, 150)  # the recipe's, then its own
+
+
 def test_the_droplet_loss_prices_a_spike_inside_the_picture_and_not_in_the_margin():
     """A droplet (most channels spiking at one place, StyleGAN2's artifact of instance norm) stands out of
     the map of the channels' root-mean-square z-score, whatever the signs; inside the picture it is priced,

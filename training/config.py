@@ -5,10 +5,13 @@ Torch-free, so the command line stays light."""
 from __future__ import annotations
 
 import argparse
+import logging
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
 from stylecast.contract import SERVING_MARGIN
+
+log = logging.getLogger(__name__)
 
 LOSS_NETWORK_NAMES = ("efficientnet-lite0", "vgg16", "vgg19")  # nets.perceptual.LOSS_NETWORKS
 LR_SCHEDULES = ("constant", "cosine")
@@ -136,31 +139,51 @@ _TYPES = {"int": int, "float": float, "str": str}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """One option per TrainConfig field, from its metadata."""
+    """One option per TrainConfig field, from its metadata. An option not given stays out of the namespace
+    (its default is in the help), so :func:`given` can tell what the command line chose."""
     for f in fields(TrainConfig):
         m = f.metadata
-        kwargs: dict = {"help": m["help"] or None, "dest": f.name}
+        kwargs: dict = {"help": m["help"] or None, "dest": f.name, "default": argparse.SUPPRESS}
         flag = m["flag"] or "--" + f.name.replace("_", "-")
-        if m["repeat"]:  # no "(default: None)" in the help: an option not given is left out of the namespace
-            kwargs.update(action="append", type=m["parse"] or str, default=argparse.SUPPRESS,
+        if m["repeat"]:
+            kwargs.update(action="append", type=m["parse"] or str,
                           metavar=m["metavar"] or flag[2:].replace("-", "_").upper())
         elif f.type == "bool":
             kwargs.update(action="store_true")
         elif f.default is MISSING:
-            kwargs.update(type=_TYPES[f.type], required=True, default=argparse.SUPPRESS)
+            kwargs.update(type=_TYPES[f.type], required=True)
         else:
-            kwargs.update(type=_TYPES[f.type.split(" |")[0]], default=f.default)
+            kwargs.update(type=_TYPES[f.type.split(" |")[0]])
+            kwargs["help"] = f"{m['help']} (default: {f.default})" if m["help"] else f"default: {f.default}"
         if m["choices"]:
             kwargs["choices"] = m["choices"]
         p.add_argument(flag, **kwargs)
 
 
+def given(a: argparse.Namespace) -> set[str]:
+    """The TrainConfig fields whose options the command line gave."""
+    return {f.name for f in fields(TrainConfig) if hasattr(a, f.name)}
+
+
+def with_recipe(cfg: TrainConfig, recipe: dict, chosen: set[str]) -> TrainConfig:
+    """``cfg`` with a trained network's loss settings (``recipe``), except those in ``chosen`` (given on the
+    command line), which win; each of those is logged."""
+    for key, value in recipe.items():
+        if key not in chosen:
+            setattr(cfg, key, value)
+        elif getattr(cfg, key) != value:
+            log.info("--%s %s instead of the network's %s", key.replace("_", "-"), getattr(cfg, key), value)
+    return cfg
+
+
 def from_arguments(a: argparse.Namespace) -> TrainConfig:
-    """The TrainConfig that ``add_arguments``' options parsed into."""
+    """The TrainConfig that ``add_arguments``' options parsed into (the field's default where not given)."""
     values = {}
     for f in fields(TrainConfig):
-        v = getattr(a, f.name, None)
+        if not hasattr(a, f.name):
+            continue
+        v = getattr(a, f.name)
         if f.metadata["repeat"]:
-            v = dict(v or []) if f.metadata["parse"] else list(v or [])
+            v = dict(v) if f.metadata["parse"] else list(v)
         values[f.name] = v
     return TrainConfig(**values)

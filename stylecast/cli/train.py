@@ -29,12 +29,12 @@ def _cmd_train(a: argparse.Namespace) -> int:
 def _relearn(a: argparse.Namespace, cfg) -> int:
     """Train one style's rows of the --resume network against its --style painting; all else stays."""
     from stylecast.training.add_style import StyleAdder, recipe
+    from stylecast.training.config import given, with_recipe
 
     if not a.resume or len(cfg.styles) != 1:
         log.error("--relearn takes the trained network as --resume and the style's painting as one --style")
         return 2
-    for key, value in recipe(a.resume).items():  # the losses the network was trained with, as add-style
-        setattr(cfg, key, value)
+    with_recipe(cfg, recipe(a.resume), given(a))
     cfg.style_names = [a.relearn]
     trainer = StyleAdder(cfg, a.resume, relearn=True)
     if (trainer.out / "checkpoint.pt").is_file():
@@ -61,8 +61,8 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     run = p.add_argument_group("this run")
     run.add_argument("--relearn", metavar="STYLE",
                      help="train only this style's normalization rows of the --resume network, from their current "
-                          "values, against the one --style painting, with the network's own loss settings "
-                          "(--steps counts this run's steps)")
+                          "values, against the one --style painting, with the network's own loss settings where "
+                          "no option sets them (--steps counts this run's steps)")
     run.add_argument("--resume", help="checkpoint.pt (exact) or weights.pt (warm start) to continue from")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
