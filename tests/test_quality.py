@@ -123,6 +123,28 @@ def test_an_exported_graph_measures_as_its_checkpoint_is_served(tiny_style_check
     assert (c - b).abs().mean() > 10 * max(float((a - b).abs().mean()), 0.01)
 
 
+@pytest.mark.parametrize("model", ["starter8", "starter8_fast"])
+def test_the_served_graph_is_the_shipped_checkpoint(model, photo_dir):
+    """model_repository/ serves the weights in checkpoints/: each style of the committed graph answers what
+    its checkpoint answers in the serving graph, within the export's parity (fp32) or int8 tolerance. A graph
+    left from earlier weights is tens of levels off."""
+    from stylecast.evaluation.quality import load_stylizer, photo_tensor, style_weights
+    from stylecast.export.onnx_export import PARITY_MAX_LEVELS
+    from stylecast.export.quantize import INT8_MEAN_LEVELS
+
+    served, names = load_stylizer(ROOT / "checkpoints" / f"{model}.pt")
+    graph, graph_names = load_stylizer(ROOT / "model_repository" / model / "1" / "model.onnx")
+    assert graph_names == names
+    x = photo_tensor(next(photo_dir.iterdir()), 128)
+    for i, style in enumerate(names):
+        with torch.no_grad():
+            d = (served(x, style_weights(i, len(names))) - graph(x, style_weights(i, len(names)))).abs()
+        if model == "starter8":
+            assert d.max() <= PARITY_MAX_LEVELS, f"{style}: the served graph is {d.max():.0f} levels off"
+        else:  # int8
+            assert d.mean() <= INT8_MEAN_LEVELS, f"{style}: the int8 graph is {d.mean():.1f} levels off on average"
+
+
 def _worst_edge_line(y: torch.Tensor) -> float:
     """How far the outermost 3 rows and columns of an image stray in brightness from the band just inside
     (levels): painted border lines score high; a photo's own edges score what photos do."""
