@@ -47,11 +47,12 @@ class Parity:
     p99: float | None = None
 
 
-def _int8(onnx_path: Path, n_styles: int) -> Parity:
-    """Quantize the written graph in place; its parity row against the fp32 graph."""
+def _int8(onnx_path: Path, n_styles: int, keep: Path | None = None) -> Parity:
+    """Quantize the written graph in place (keeping the activation scales of the int8 graph ``keep``, if
+    given); its parity row against the fp32 graph."""
     from .quantize import PARITY_PHOTOS, PHOTO_SIDE, quantize_checked
 
-    d = quantize_checked(onnx_path, n_styles)
+    d = quantize_checked(onnx_path, n_styles, keep)
     return Parity((PARITY_PHOTOS, PHOTO_SIDE, PHOTO_SIDE), int(d["max"]), d["mean"], "the fp32 graph (int8)", d["p99"])
 
 
@@ -125,11 +126,14 @@ def model_config(name: str, styles: list[str], multi: bool, max_batch_size: int 
 
 def export_to_repository(checkpoint: str | Path, name: str, repository: str | Path,
                          max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
-                         deploy=None, int8: bool = False, base_config=None) -> tuple[Path, list[Parity]]:
+                         deploy=None, int8: bool = False, base_config=None,
+                         int8_scales_of: Path | None = None) -> tuple[Path, list[Parity]]:
     """Export, check and write ``<repository>/<name>/{config.pbtxt, N/model.onnx, N/weights.pt}``; a
     re-export adds N+1. With ``int8`` the written graph is the statically quantized one
     (``export/quantize.py``), checked against the fp32 graph on held-out photos; its row in the report says so.
     ``base_config`` (the model's current config) keeps its deployment settings; only the styles change.
+    ``int8_scales_of`` (the model's current int8 graph) keeps its activation scales, so that the styles the
+    new graph shares with it answer the same pixels.
 
     The version is built in a hidden folder and renamed into place once it passed its checks, then the
     config is replaced: a failed or interrupted export leaves the repository as it was."""
@@ -147,7 +151,7 @@ def export_to_repository(checkpoint: str | Path, name: str, repository: str | Pa
         export_onnx(net, onnx_path)
         report = parity_check(net, onnx_path)
         if int8:
-            report.append(_int8(onnx_path, net.n_styles))
+            report.append(_int8(onnx_path, net.n_styles, int8_scales_of))
         torch.save(_weights_only(checkpoint), staging / WEIGHTS_FILE)
         cfg = _config(name, styles, net.n_styles, max_batch_size, deploy, int8, base_config)
         existing = [int(p.name) for p in model_dir.glob("*") if p.is_dir() and p.name.isdigit()]
