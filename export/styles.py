@@ -89,7 +89,7 @@ def _export(weights: Path, model_dir: Path, cfg: mc.ModelConfig) -> tuple[Path, 
     them by up to 85 levels)."""
     int8 = cfg.parameters[PRECISION_PARAMETER].string_value == "int8" if PRECISION_PARAMETER in cfg.parameters \
         else False
-    versions = sorted((int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()))
+    versions = sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
     current = model_dir / str(versions[-1]) / "model.onnx" if versions else None
     scales_of = current if int8 and current is not None and current.is_file() else None
     return export_to_repository(weights, model_dir.name, model_dir.parent, cfg.max_batch_size, int8=int8,
