@@ -5,7 +5,9 @@
 For each model and painting: the time of the default add-style on this machine (training and export, on a
 copy of the repository, so model_repository/ is left alone), then on the held-out photos the new style's
 ratio (the EfficientNet-Lite0 Gram distance to the painting over the photo's, as benchmarks/quality.py) and
-content kept, and the largest difference of every old style between the old and the new version (levels).
+content kept, the largest difference of every old style between the old and the new version (levels), and
+the new style's droplets (photos whose strongest droplet inside the picture passes evaluation.droplets.VISIBLE,
+and the mean peak).
 Prints a table, writes benchmarks/results/add_style.json and, with --gallery, a labelled picture: each
 painting, then the new style on held-out photos.
 """
@@ -46,6 +48,8 @@ def old_styles_difference(old_onnx: Path, new_onnx: Path, n_old: int, photos: li
 
 
 def run_one(model: str, painting: Path, a: argparse.Namespace, work: Path) -> tuple[dict, Path]:
+    from stylecast.evaluation.droplets import droplets
+    from stylecast.evaluation.droplets import summarize as droplet_summary
     from stylecast.evaluation.quality import measure, summarize
     from stylecast.export.styles import add_style
     from stylecast.nets.images import list_images
@@ -65,9 +69,11 @@ def run_one(model: str, painting: Path, a: argparse.Namespace, work: Path) -> tu
                           only={painting.stem}))
     old = sorted(p for p in (repo / model).iterdir() if p.name.isdigit())[-2] / "model.onnx"
     diff = old_styles_difference(old, change.onnx, len(change.styles) - 1, list_images(a.photos)[:2])
+    drops = droplet_summary(droplets(change.onnx.parent / "weights.pt", a.photos, 256, a.max_photos,
+                                     only={painting.stem}))[painting.stem]
     row = {"model": model, "painting": painting.stem, "steps": change.steps, "seconds": seconds,
            "ratio": s["mean_ratio"], "content_kept": s["content_kept"], "old_styles_max_levels": diff,
-           "photos": s["photos"]}
+           "droplets": drops["photos_over"], "droplet_peak": drops["inside"], "photos": s["photos"]}
     kept = ROOT / "benchmarks" / "results" / "add_style" / f"{model}-{painting.stem}" / model  # for the gallery
     shutil.rmtree(kept, ignore_errors=True)
     shutil.copytree(change.onnx.parent.parent, kept, ignore=shutil.ignore_patterns("weights.pt", "1"))
@@ -150,7 +156,8 @@ def main() -> None:
     rows = [r for r, _ in results]
     print_table(rows, [("model", "model", ""), ("painting", "painting", ""), ("steps", "steps", "d"),
                        ("seconds", "seconds", ".0f"), ("ratio", "style ratio", ".3f"),
-                       ("content_kept", "content kept", ".0%"), ("old_styles_max_levels", "old styles, levels", "d")])
+                       ("content_kept", "content kept", ".0%"), ("old_styles_max_levels", "old styles, levels", "d"),
+                       ("droplets", "droplets", "d"), ("droplet_peak", "droplet peak", ".1f")])
     save(a.out, {"rows": rows, "steps": a.steps})
 
 
