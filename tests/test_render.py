@@ -88,3 +88,28 @@ def test_feature_inversion_and_gatys_and_deepdream(vgg):
         before, after = vgg(x)["relu3_3"].pow(2).mean(), vgg(dream)["relu3_3"].pow(2).mean()
     assert dream.shape == x.shape and float(after) > 1.5 * float(before)
     assert np.isfinite(dream.numpy()).all()
+
+
+def test_a_stream_cancelled_between_steps_ends_with_cancelled_not_a_partial_result():
+    """The render loop stops when ``progress`` returns False. In a served technique that happens when the
+    stream is cancelled after the step's stop check (a race with a client going away or a server shutting
+    down): the request must end as Cancelled (503 while shutting down), never as a partial result answered
+    with 200."""
+    from stylecast.server.errors import Cancelled
+    from stylecast.server.sidecar.optimization.render import PixelImage, render
+    from stylecast.server.sidecar.spec import Spec, SpecBackend
+
+    def run(inputs, params, progress):
+        r = render(PixelImage(torch.zeros(1, 3, 4, 4)), lambda s: s.image.square().mean(), 50, progress=progress)
+        return {"image": r.image.numpy(), "steps": np.array([r.steps])}
+
+    backend = SpecBackend(Spec("t", "a test technique", (), (), (), run, decoupled=True))
+    sent = []
+
+    def emit(msg) -> bool:  # the stream is cancelled right after the third step's message
+        sent.append(msg)
+        return len(sent) < 3
+
+    with pytest.raises(Cancelled, match="stopped at step 3"):
+        backend.infer({}, ["image", "steps"], {}, emit)
+    assert len(sent) == 3

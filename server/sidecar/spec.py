@@ -32,7 +32,7 @@ from stylecast.contract import (
 )
 
 from ..backend import Backend
-from ..errors import InvalidArgument
+from ..errors import Cancelled, InvalidArgument
 from ..scheduler import check_stop
 
 BACKEND = "stylecast_sidecar"  # the backend every technique's config names, and the platform it reports
@@ -226,6 +226,8 @@ class SpecBackend(Backend):
             msg = {"step": np.array([step], np.int32), "loss": np.array([loss], np.float32)}
             if step % every == 0:
                 msg["image"] = pixels(image)
-            return emit(msg)
+            if not emit(msg):  # the stream was cancelled after the check above: an error, not a partial result
+                raise Cancelled(f"Cancelled: the caller went away ({self.spec.name} stopped at step {step})")
+            return True
 
         return progress
