@@ -30,28 +30,12 @@ ROOT = Path(__file__).resolve().parent.parent
 PAINTINGS = sorted((ROOT / "benchmarks" / "paintings").glob("*.jpg"))
 
 
-def old_styles_difference(old_onnx: Path, new_onnx: Path, n_old: int, photos: list[Path]) -> int:
-    """The largest level difference of any old style between the two versions, on ``photos``."""
-    import onnxruntime as ort
-    from PIL import Image
-
-    a = ort.InferenceSession(str(old_onnx), providers=["CPUExecutionProvider"])
-    b = ort.InferenceSession(str(new_onnx), providers=["CPUExecutionProvider"])
-    worst = 0
-    for p in photos:
-        x = np.asarray(Image.open(p).convert("RGB").resize((256, 192)))[None]
-        for i in range(n_old):
-            ya = a.run(None, {"image": x, "style_weights": np.eye(n_old, dtype=np.float32)[i:i + 1]})[0]
-            yb = b.run(None, {"image": x, "style_weights": np.eye(n_old + 1, dtype=np.float32)[i:i + 1]})[0]
-            worst = max(worst, int(np.abs(ya.astype(int) - yb).max()))
-    return worst
-
-
 def run_one(model: str, painting: Path, a: argparse.Namespace, work: Path) -> tuple[dict, Path]:
+    from PIL import Image
     from stylecast.evaluation.droplets import droplets
     from stylecast.evaluation.droplets import summarize as droplet_summary
     from stylecast.evaluation.quality import measure, summarize
-    from stylecast.export.styles import add_style
+    from stylecast.export.styles import add_style, shared_styles_difference
     from stylecast.nets.images import list_images
 
     repo = work / model / "model_repository"
@@ -68,7 +52,8 @@ def run_one(model: str, painting: Path, a: argparse.Namespace, work: Path) -> tu
     s = summarize(measure(change.onnx, styles, a.photos, 256, a.max_photos, gatys_photos=0,
                           only={painting.stem}))
     old = sorted(p for p in (repo / model).iterdir() if p.name.isdigit())[-2] / "model.onnx"
-    diff = old_styles_difference(old, change.onnx, len(change.styles) - 1, list_images(a.photos)[:2])
+    photos = [np.asarray(Image.open(p).convert("RGB").resize((256, 192))) for p in list_images(a.photos)[:2]]
+    diff = shared_styles_difference(old, change.onnx, photos)
     drops = droplet_summary(droplets(change.onnx.parent / "weights.pt", a.photos, 256, a.max_photos,
                                      only={painting.stem}))[painting.stem]
     row = {"model": model, "painting": painting.stem, "steps": change.steps, "seconds": seconds,

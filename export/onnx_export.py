@@ -47,12 +47,12 @@ class Parity:
     p99: float | None = None
 
 
-def _int8(onnx_path: Path, n_styles: int, keep: Path | None = None) -> Parity:
-    """Quantize the written graph in place (keeping the activation scales of the int8 graph ``keep``, if
+def _int8(onnx_path: Path, n_styles: int, scales_of: Path | None = None) -> Parity:
+    """Quantize the written graph in place (keeping the activation scales of the int8 graph ``scales_of``, if
     given); its parity row against the fp32 graph."""
     from .quantize import PARITY_PHOTOS, PHOTO_SIDE, quantize_checked
 
-    d = quantize_checked(onnx_path, n_styles, keep)
+    d = quantize_checked(onnx_path, n_styles, scales_of)
     return Parity((PARITY_PHOTOS, PHOTO_SIDE, PHOTO_SIDE), int(d["max"]), d["mean"], "the fp32 graph (int8)", d["p99"])
 
 
@@ -124,6 +124,11 @@ def model_config(name: str, styles: list[str], multi: bool, max_batch_size: int 
     return cfg
 
 
+def model_versions(model_dir: Path) -> list[int]:
+    """The version folders of a model in the repository, in order (none if the model has no folder yet)."""
+    return sorted(int(p.name) for p in model_dir.glob("*") if p.is_dir() and p.name.isdigit())
+
+
 def export_to_repository(checkpoint: str | Path, name: str, repository: str | Path,
                          max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
                          deploy=None, int8: bool = False, base_config=None,
@@ -154,8 +159,7 @@ def export_to_repository(checkpoint: str | Path, name: str, repository: str | Pa
             report.append(_int8(onnx_path, net.n_styles, int8_scales_of))
         torch.save(_weights_only(checkpoint), staging / WEIGHTS_FILE)
         cfg = _config(name, styles, net.n_styles, max_batch_size, deploy, int8, base_config)
-        existing = [int(p.name) for p in model_dir.glob("*") if p.is_dir() and p.name.isdigit()]
-        version = max(existing, default=0) + 1
+        version = max(model_versions(model_dir), default=0) + 1
         cfg.parameters[WEIGHTS_PARAMETER].string_value = f"{version}/{WEIGHTS_FILE}"
         text = text_format.MessageToString(cfg)
         text_format.Parse(text, mc.ModelConfig())  # the written text must parse back as Triton's ModelConfig

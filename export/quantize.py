@@ -126,13 +126,13 @@ def level_difference(a_path: Path, b_path: Path, photos: Sequence[np.ndarray], n
     return {"mean": float(d.mean()), "p99": float(np.percentile(d, 99)), "max": float(d.max())}
 
 
-def quantize_checked(onnx_path: Path, n_styles: int, keep: Path | None = None) -> dict[str, float]:
+def quantize_checked(onnx_path: Path, n_styles: int, scales_of: Path | None = None) -> dict[str, float]:
     """Replace the fp32 graph at ``onnx_path`` with its int8 graph, calibrated on bundled training photos
-    (with ``keep``, an earlier int8 graph of the same network, its activation scales kept instead), after
+    (with ``scales_of``, an earlier int8 graph of the same network, its activation scales kept instead), after
     checking it against the fp32 graph on held-out photos. Raises (leaving the fp32 graph) above
     INT8_MEAN_LEVELS or INT8_P99_LEVELS."""
     int8_path = onnx_path.with_name("int8.onnx")
-    ranges = activation_ranges(keep) if keep is not None else None
+    ranges = activation_ranges(scales_of) if scales_of is not None else None
     quantize(onnx_path, int8_path, photo_squares(calibration_photos()), n_styles, ranges)
     diff = level_difference(onnx_path, int8_path, photo_squares(parity_photos()), n_styles)
     log.info("int8 against fp32 on %d held-out photos: mean %.2f levels, p99 %.0f, max %.0f",

@@ -24,7 +24,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from stylecast.contract import PRECISION_PARAMETER, STYLES_PARAMETER, WEIGHTS_PARAMETER, parse_styles
 
-from .onnx_export import Parity, export_to_repository
+from .onnx_export import Parity, export_to_repository, model_versions
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +83,32 @@ def find_weights(model_dir: Path, checkpoint: str | Path | None = None) -> Path:
                             f"{', '.join(str(c) for c in candidates)}): give --checkpoint")
 
 
+def shared_styles_difference(old_onnx: Path, new_onnx: Path, photos) -> int:
+    """The largest level difference, on ``photos`` (uint8 HWC arrays), between two versions of a style model
+    on the styles they share: the leading rows, as add-style appends one and remove-style drops one."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from stylecast.contract import IMAGE_INPUT, STYLE_WEIGHTS_INPUT
+
+    a, b = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (old_onnx, new_onnx))
+    n_a, n_b = (next(i.shape[1] for i in s.get_inputs() if i.name == STYLE_WEIGHTS_INPUT) for s in (a, b))
+    worst = 0
+    for photo in photos:
+        for i in range(min(n_a, n_b)):
+            ya = a.run(None, {IMAGE_INPUT: photo[None], STYLE_WEIGHTS_INPUT: np.eye(n_a, dtype=np.float32)[i:i + 1]})
+            yb = b.run(None, {IMAGE_INPUT: photo[None], STYLE_WEIGHTS_INPUT: np.eye(n_b, dtype=np.float32)[i:i + 1]})
+            worst = max(worst, int(np.abs(ya[0].astype(int) - yb[0]).max()))
+    return worst
+
+
 def _export(weights: Path, model_dir: Path, cfg: mc.ModelConfig) -> tuple[Path, list[Parity]]:
     """The next version of ``model_dir``; an int8 model keeps its current graph's activation scales, so the
     styles the versions share answer the same pixels (a fresh calibration over the new set of styles moved
     them by up to 85 levels)."""
     int8 = cfg.parameters[PRECISION_PARAMETER].string_value == "int8" if PRECISION_PARAMETER in cfg.parameters \
         else False
-    versions = sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+    versions = model_versions(model_dir)
     current = model_dir / str(versions[-1]) / "model.onnx" if versions else None
     scales_of = current if int8 and current is not None and current.is_file() else None
     return export_to_repository(weights, model_dir.name, model_dir.parent, cfg.max_batch_size, int8=int8,

@@ -59,7 +59,7 @@ def test_a_style_removed_from_an_int8_model_leaves_the_others_pixels_as_they_wer
     left answer exactly what they did. A fresh calibration of the same weights shrinks the scales to the
     styles left, and their pixels move."""
     import torch
-    from stylecast.export.styles import remove_style
+    from stylecast.export.styles import remove_style, shared_styles_difference
     from stylecast.training.networks import TransformerNet
 
     for limit in ("INT8_MEAN_LEVELS", "INT8_P99_LEVELS"):  # a random network is far from int8-friendly
@@ -81,20 +81,6 @@ def test_a_style_removed_from_an_int8_model_leaves_the_others_pixels_as_they_wer
     change = remove_style("m", "wide", repo, out=tmp_path / "run")
     fresh, _ = export_to_repository(tmp_path / "run" / "weights.pt", "fresh", repo, int8=True)
     photos = photo_squares(parity_photos(2), 96)
-    kept, moved = _shared_styles_difference(v1, change.onnx, photos), _shared_styles_difference(v1, fresh, photos)
+    kept, moved = shared_styles_difference(v1, change.onnx, photos), shared_styles_difference(v1, fresh, photos)
     assert kept == 0, f"the styles left moved by up to {kept} levels"
     assert moved > 0
-
-
-def _shared_styles_difference(old: Path, new: Path, photos: list[np.ndarray]) -> int:
-    """The largest level difference between two graphs on the styles they share (the new graph's rows)."""
-    import onnxruntime as ort
-
-    a, b = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (old, new))
-    n_old, n_new = (s.get_inputs()[1].shape[1] for s in (a, b))
-    worst = 0
-    for photo, i in ((p, i) for p in photos for i in range(n_new)):
-        ya = a.run(None, {"image": photo[None], "style_weights": np.eye(n_old, dtype=np.float32)[i:i + 1]})[0]
-        yb = b.run(None, {"image": photo[None], "style_weights": np.eye(n_new, dtype=np.float32)[i:i + 1]})[0]
-        worst = max(worst, int(np.abs(ya.astype(int) - yb).max()))
-    return worst
