@@ -5,7 +5,9 @@
 - **The training loss** (stylecast.evaluation.quality). Style ratio: the Gram distance of the stylized photo to
   its painting over the photo's own distance, in EfficientNet-Lite0, the network the styles were trained
   with (lower is closer to the painting; targets: mean <= 0.20, worst style <= 0.35). Content kept: share of
-  pairs whose stylized photo keeps the photo's top-1 class in its top 5 (target >= 50%).
+  pairs whose stylized photo keeps the photo's top-1 class in its top 5 (target >= 50%). Nudged: the style
+  ratio after two signed one-level steps down the judge's own gradient, the part of the ratio that invisible
+  pixel changes can buy.
 - **Independent** (stylecast.evaluation.independent): measures no training run optimized. HED-VGG16 Gram
   ratio in colour and grayscale, Lab colour distance, Canny edge F1 and SSIM against the photo, stamped spots
   and edge bands, beside a Reinhard colour transfer to each painting. ``--compare LABEL=CHECKPOINT`` adds a
@@ -42,6 +44,8 @@ def _args() -> argparse.Namespace:
     ap.add_argument("--gatys-steps", type=int, default=200)
     ap.add_argument("--gatys-network", default="efficientnet-lite0", choices=("efficientnet-lite0", "vgg16", "vgg19"),
                     help="loss network of the per-image optimization reference (the judge stays EfficientNet-Lite0)")
+    ap.add_argument("--nudge-steps", type=int, default=2,
+                    help="signed one-level steps of the nudged ratio (0: skip it)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--gallery", help="also write the labelled gallery here (PNG)")
     ap.add_argument("--gallery-photos", type=int, default=6)
@@ -84,16 +88,20 @@ def training_loss_measure(a: argparse.Namespace, styles: list[Path]) -> dict:
 
     t0 = time.perf_counter()
     rows = measure(a.checkpoint, styles, a.photos, a.size, a.max_photos, a.gatys_photos, a.gatys_steps, a.device,
-                   a.gatys_network)
+                   a.gatys_network, nudge_steps=a.nudge_steps)
     summary = summarize(rows)
     judge = ", ".join(JUDGE_LAYERS)
     print(f"\n{summary['photos']} held-out photos at {a.size} px; judge (the training loss): EfficientNet-Lite0 "
           f"at {judge}")
-    print(f"{'style':>18} | style ratio | content kept | per-image opt. ratio | ff / per-image")
+    print(f"{'style':>18} | style ratio | nudged | content kept | per-image opt. ratio | ff / per-image")
     for s in summary["per_style"]:
-        print(f"{s['style']:>18} | {s['ratio']:11.3f} | {s['content_kept']:12.0%} | {_fmt(s['gatys_ratio']):>20} | "
-              f"{_fmt(s['vs_gatys'], '.2f'):>14}")
-    print(f"{'mean':>18} | {summary['mean_ratio']:11.3f} | {summary['content_kept']:12.0%} |")
+        print(f"{s['style']:>18} | {s['ratio']:11.3f} | {_fmt(s['nudged_ratio']):>6} | {s['content_kept']:12.0%} | "
+              f"{_fmt(s['gatys_ratio']):>20} | {_fmt(s['vs_gatys'], '.2f'):>14}")
+    print(f"{'mean':>18} | {summary['mean_ratio']:11.3f} | {_fmt(summary['mean_nudged_ratio']):>6} | "
+          f"{summary['content_kept']:12.0%} |")
+    if a.nudge_steps:
+        print(f"nudged: after {a.nudge_steps} signed one-level steps down the judge's gradient (no pixel moves more "
+              f"than {a.nudge_steps} levels); a gap between models under ratio - nudged is one no viewer sees")
     print(f"worst style ratio {summary['worst_ratio']:.3f}; targets: mean <= 0.20, worst <= 0.35, content kept >= 50%")
     agreement = fidelity(a.checkpoint, a.reference, a.photos, a.size, 4) if a.reference else None
     for r in agreement or []:

@@ -9,6 +9,10 @@
 - **Per-image optimization** (Gatys et al., in the sidecar's render loop, with the judge as loss network
   and the recipe's weights) on the first photos, as a reference: its style ratio, and the older ratio of
   the feed-forward distance to the optimized one.
+- **Nudged ratio**: the style ratio after ``NUDGE_STEPS`` signed steps of one level down the judge's own
+  gradient (a fast-gradient-sign nudge: no pixel moves more than two levels). It says how much of a style
+  ratio invisible pixel changes can buy: a difference between two models smaller than ratio minus nudged
+  ratio is one the judge's network tells, not one a viewer sees.
 - A **labelled gallery**: every style on held-out photos, paintings and style names over the columns, and
   a row of per-image optimizations for reference.
 """
@@ -42,6 +46,7 @@ log = logging.getLogger(__name__)
 JUDGE_LAYERS = EFFICIENTNET_STYLE_LAYERS
 STYLE_SCALE = 1.5  # the painting is seen at 1.5x the photo's long side, as in training
 GATYS = {"content_weight": 4.0, "style_weight": 6.0, "tv_weight": 20.0, "lr": 4.0}
+NUDGE_STEPS = 2
 
 
 def _pixels(x: torch.Tensor) -> torch.Tensor:
@@ -136,6 +141,18 @@ class Judge:
     def painting(self, path: str | Path, size: int) -> dict[str, torch.Tensor]:
         return self.grams(to_tensor(load_painting(path, size))[None].to(self.device))
 
+    def nudge(self, y: torch.Tensor, target: dict[str, torch.Tensor], steps: int = NUDGE_STEPS) -> torch.Tensor:
+        """``y`` (0..255 levels) moved ``steps`` signed steps of one level down its Gram distance to
+        ``target``: at most ``steps`` levels a pixel."""
+        y = y.detach().round()
+        for _ in range(steps):
+            y.requires_grad_(True)
+            feats = self.features(y)
+            d = sum(relative_mse(gram_matrix(feats[k]), target[k], energy(target[k])).mean() for k in JUDGE_LAYERS)
+            (grad,) = torch.autograd.grad(d, y)
+            y = (y.detach() - grad.sign()).clamp(0, 255)
+        return y
+
 
 def mean_distance(d: dict[str, float]) -> float:
     return sum(d.values()) / len(d)
@@ -150,6 +167,7 @@ class QualityRow:
     kept: bool  # the photo's top-1 class is in the output's top 5
     layers: dict[str, float]  # per-layer ratio output / photo
     distance_gatys: float | None = None
+    distance_nudged: float | None = None  # the output's distance after Judge.nudge
     photo_top1: int = -1
     output_top5: list[int] = field(default_factory=list)
 
@@ -160,6 +178,10 @@ class QualityRow:
     @property
     def gatys_ratio(self) -> float | None:
         return None if self.distance_gatys is None else self.distance_gatys / max(self.distance_photo, 1e-12)
+
+    @property
+    def nudged_ratio(self) -> float | None:
+        return None if self.distance_nudged is None else self.distance_nudged / max(self.distance_photo, 1e-12)
 
     @property
     def vs_gatys(self) -> float | None:
@@ -200,10 +222,10 @@ def optimize_photo(judge: Judge, x: torch.Tensor, painting: str | Path, size: in
 def measure(checkpoint: str | Path, styles: list[str | Path], photos: str | Path, size: int = 256,
             max_photos: int = 12, gatys_photos: int = 2, gatys_steps: int = 200,
             device: str = "cpu", gatys_network: str = "efficientnet-lite0",
-            only: set[str] | None = None) -> list[QualityRow]:
+            only: set[str] | None = None, nudge_steps: int = 0) -> list[QualityRow]:
     """Every style (or those named in ``only``) on up to ``max_photos`` held-out photos; per-image
-    optimization (with ``gatys_network`` as its loss network) on the first ``gatys_photos``. The judge is
-    always EfficientNet-Lite0."""
+    optimization (with ``gatys_network`` as its loss network) on the first ``gatys_photos``; with
+    ``nudge_steps``, the nudged ratio too. The judge is always EfficientNet-Lite0."""
     dev = torch.device(device)
     net, names = load_stylizer(checkpoint)
     net = net.to(dev)
@@ -227,8 +249,12 @@ def measure(checkpoint: str | Path, styles: list[str | Path], photos: str | Path
             if n_photo < gatys_photos and gatys_steps > 0:
                 y_opt = optimize_photo(judge, x, styles[i], round(size * STYLE_SCALE), gatys_steps, gatys_network)
                 d_gatys = mean_distance(judge.distances(y_opt, paintings[i]))
+            d_nudged = None
+            if nudge_steps:
+                d_nudged = mean_distance(judge.distances(judge.nudge(y, paintings[i], nudge_steps), paintings[i]))
             row = QualityRow(path.name, name, mean_distance(d_photo), mean_distance(d_out), top1 in top5,
-                             {k: d_out[k] / max(d_photo[k], 1e-12) for k in JUDGE_LAYERS}, d_gatys, top1, top5)
+                             {k: d_out[k] / max(d_photo[k], 1e-12) for k in JUDGE_LAYERS}, d_gatys, d_nudged,
+                             top1, top5)
             log.info("%s / %s: style ratio %.3f, content kept %s%s", path.name, name, row.ratio, row.kept,
                      "" if d_gatys is None else f", per-image optimization {row.gatys_ratio:.3f}")
             rows.append(row)
@@ -252,15 +278,19 @@ def summarize(rows: list[QualityRow]) -> dict:
             "content_kept": _mean([float(r.kept) for r in rs]),
             "gatys_ratio": _mean([r.gatys_ratio for r in rs if r.gatys_ratio is not None]),
             "vs_gatys": _mean([r.vs_gatys for r in rs if r.vs_gatys is not None]),
+            "nudged_ratio": _mean([r.nudged_ratio for r in rs if r.nudged_ratio is not None]),
             "layers": {k: _mean([r.layers[k] for r in rs]) for k in JUDGE_LAYERS},
         })
     ratios = [s["ratio"] for s in per_style]
+    nudged = [s["nudged_ratio"] for s in per_style if s["nudged_ratio"] is not None]
     return {"per_style": per_style, "mean_ratio": _mean(ratios), "worst_ratio": max(ratios),
+            "mean_nudged_ratio": _mean(nudged),
             "content_kept": _mean([float(r.kept) for r in rows]), "photos": len({r.photo for r in rows})}
 
 
 def rows_as_dicts(rows: list[QualityRow]) -> list[dict]:
-    return [asdict(r) | {"ratio": r.ratio, "gatys_ratio": r.gatys_ratio, "vs_gatys": r.vs_gatys} for r in rows]
+    return [asdict(r) | {"ratio": r.ratio, "gatys_ratio": r.gatys_ratio, "vs_gatys": r.vs_gatys,
+                         "nudged_ratio": r.nudged_ratio} for r in rows]
 
 
 def fidelity(checkpoint: str | Path, reference: str | Path, photos: str | Path, size: int = 256,
