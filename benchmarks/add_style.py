@@ -35,6 +35,7 @@ def run_one(model: str, painting: Path, a: argparse.Namespace, work: Path) -> tu
     from stylecast.evaluation.droplets import droplets
     from stylecast.evaluation.droplets import summarize as droplet_summary
     from stylecast.evaluation.quality import measure, summarize
+    from stylecast.export.onnx_export import model_versions
     from stylecast.export.styles import add_style, shared_styles_difference
     from stylecast.nets.images import list_images
 
@@ -51,7 +52,7 @@ def run_one(model: str, painting: Path, a: argparse.Namespace, work: Path) -> tu
     styles = [ROOT / "styles" / f"{n}.jpg" for n in change.styles[:-1]] + [painting]
     s = summarize(measure(change.onnx, styles, a.photos, 256, a.max_photos, gatys_photos=0,
                           only={painting.stem}))
-    old = sorted(p for p in (repo / model).iterdir() if p.name.isdigit())[-2] / "model.onnx"
+    old = repo / model / str(model_versions(repo / model)[-2]) / "model.onnx"
     photos = [np.asarray(Image.open(p).convert("RGB").resize((256, 192))) for p in list_images(a.photos)[:2]]
     diff = shared_styles_difference(old, change.onnx, photos)
     drops = droplet_summary(droplets(change.onnx.parent / "weights.pt", a.photos, 256, a.max_photos,

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from stylecast.nets.images import list_images, load_rgb, to_tensor
-from stylecast.nets.losses import energy, gram_matrix, relative_mse
+from stylecast.nets.losses import energy, gram_matrix, relative_mse, style_loss
 from stylecast.nets.perceptual import (
     EFFICIENTNET_CONTENT_LAYER,
     EFFICIENTNET_STYLE_LAYERS,
@@ -147,9 +147,7 @@ class Judge:
         y = y.detach().round()
         for _ in range(steps):
             y.requires_grad_(True)
-            feats = self.features(y)
-            d = sum(relative_mse(gram_matrix(feats[k]), target[k], energy(target[k])).mean() for k in JUDGE_LAYERS)
-            (grad,) = torch.autograd.grad(d, y)
+            (grad,) = torch.autograd.grad(style_loss(self.features(y), target), y)
             y = (y.detach() - grad.sign()).clamp(0, 255)
         return y
 

@@ -230,9 +230,8 @@ def test_a_two_level_nudge_buys_a_large_part_of_the_style_ratio_and_nothing_a_vi
     """The judge's resolution: two signed one-level steps down its own gradient move no pixel more than two
     levels and lower the training-loss ratio by a fifth or more (a third here); the independent measures
     (HED-VGG16 Gram, SSIM) hardly move."""
-    from stylecast.evaluation.independent import VGGGrams, ssim
+    from stylecast.evaluation.independent import Painting, VGGGrams, ssim
     from stylecast.evaluation.quality import STYLE_SCALE, load_stylizer, photo_tensor, style_weights
-    from stylecast.training.data import load_painting
 
     net, names = load_stylizer(CHECKPOINT)
     i = names.index("starry_night")
@@ -246,7 +245,7 @@ def test_a_two_level_nudge_buys_a_large_part_of_the_style_ratio_and_nothing_a_vi
     ratio, nudged_ratio = (mean_distance(judge.distances(v, painting)) / d_photo for v in (y, nudged))
     assert nudged_ratio < 0.8 * ratio, (ratio, nudged_ratio)  # 0.238 -> 0.159 at this size
     vgg = VGGGrams()
-    target = vgg(np.asarray(load_painting(STYLES[i], round(192 * STYLE_SCALE))))
+    target = Painting(STYLES[i], 192, vgg).grams
     out, out_nudged, photo = (v[0].byte().permute(1, 2, 0).numpy() for v in (y, nudged, x))
     g, g_nudged = (VGGGrams.distance(vgg(v), target) for v in (out, out_nudged))
     # HED-VGG16's distance moves by under a quarter as much (0.247 -> 0.236)
